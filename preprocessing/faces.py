@@ -1,0 +1,136 @@
+"""Face detection and the face-crop geometry shared by preprocessing, training and inference.
+
+Written once and imported everywhere: the detector scale rule, the MTCNN wrapper, the 1/3 crop
+margin, the isotropic resize and the zero padding to a square.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+# MTCNN stage thresholds used by the DFDC winning recipe
+THRESHOLDS_PREPROCESS = (0.85, 0.95, 0.95)  # boxes of the training originals: precision first
+THRESHOLDS_LANDMARKS = (0.65, 0.75, 0.75)  # 5-point landmarks on already-cut crops
+THRESHOLDS_INFERENCE = (0.7, 0.8, 0.8)  # test videos: recall first
+
+CROP_MARGIN = 1 / 3  # of the box width/height, added on each side
+
+
+def detector_scale(width: int, height: int) -> float:
+    """Input scale for MTCNN by resolution: small videos up, large ones down.
+
+    2x when the wider side is under 300 px, 1x up to 1000 px, 0.5x above 1000 px, 0.33x above 1900 px.
+    """
+    side = max(width, height)
+    if side < 300:
+        return 2.0
+    if side <= 1000:
+        return 1.0
+    if side <= 1900:
+        return 0.5
+    return 0.33
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+class FaceDetector:
+    """MTCNN (facenet-pytorch) on batches of same-sized RGB frames, boxes in full-resolution pixels."""
+
+    def __init__(self, thresholds: Sequence[float] = THRESHOLDS_PREPROCESS, device: str = "auto",
+                 min_face_size: int = 20, batch_size: int = 32):
+        from facenet_pytorch import MTCNN
+
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.thresholds = tuple(thresholds)
+        self.mtcnn = MTCNN(margin=0, thresholds=list(thresholds), min_face_size=min_face_size,
+                           device=self.device, post_process=False, select_largest=False, keep_all=True)
+
+    def detect(self, frames: Sequence[np.ndarray], scale: float | str = "auto",
+               landmarks: bool = False):
+        """Detect faces in each frame.
+
+        Returns per frame an ``(n, 5)`` float32 array ``[x1, y1, x2, y2, score]`` in the frame's own
+        pixels, sorted by score (highest first), or None when no face is found. With
+        ``landmarks=True`` also returns per frame an ``(n, 5, 2)`` array of the 5 MTCNN points (or None).
+        """
+        if len(frames) == 0:
+            return ([], []) if landmarks else []
+        height, width = frames[0].shape[:2]
+        factor = detector_scale(width, height) if scale == "auto" else float(scale)
+        boxes_out: list[np.ndarray | None] = []
+        points_out: list[np.ndarray | None] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start:start + self.batch_size]
+            if factor != 1.0:
+                size = (max(1, round(width * factor)), max(1, round(height * factor)))
+                interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+                chunk = [cv2.resize(f, size, interpolation=interpolation) for f in chunk]
+            batch = np.stack([np.ascontiguousarray(f) for f in chunk])
+            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+            for frame_boxes, frame_probs, frame_points in zip(boxes, probs, points):
+                if frame_boxes is None or len(frame_boxes) == 0:
+                    boxes_out.append(None)
+                    points_out.append(None)
+                    continue
+                b = np.asarray(frame_boxes, dtype=np.float32).reshape(-1, 4) / factor
+                p = np.asarray(frame_probs, dtype=np.float32).reshape(-1, 1)
+                pts = np.asarray(frame_points, dtype=np.float32).reshape(-1, 5, 2) / factor
+                order = np.argsort(-p[:, 0], kind="stable")
+                boxes_out.append(np.concatenate([b, p], axis=1)[order])
+                points_out.append(pts[order])
+        return (boxes_out, points_out) if landmarks else boxes_out
+
+
+def crop_box(box: Sequence[float], frame_shape: Sequence[int], margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    """Integer crop rectangle ``(x1, y1, x2, y2)``: the box plus ``margin`` of its size on each side,
+    clipped to the frame."""
+    x1, y1, x2, y2 = (int(v) for v in box[:4])
+    pad_w = int((x2 - x1) * margin)
+    pad_h = int((y2 - y1) * margin)
+    height, width = frame_shape[:2]
+    return (max(x1 - pad_w, 0), max(y1 - pad_h, 0), min(x2 + pad_w, width), min(y2 + pad_h, height))
+
+
+def crop_face(frame: np.ndarray, box: Sequence[float], margin: float = CROP_MARGIN) -> np.ndarray:
+    """The face with ``margin`` of context on each side (a view into ``frame``)."""
+    x1, y1, x2, y2 = crop_box(box, frame.shape, margin)
+    return frame[y1:y2, x1:x2]
+
+
+def isotropic_resize(image: np.ndarray, size: int, interpolation_down: int = cv2.INTER_AREA,
+                     interpolation_up: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """Resize so that the longer side is ``size``, keeping the aspect ratio."""
+    height, width = image.shape[:2]
+    if max(height, width) == size:
+        return image
+    scale = size / max(height, width)
+    new_w = max(1, int(round(width * scale)))
+    new_h = max(1, int(round(height * scale)))
+    return cv2.resize(image, (new_w, new_h), interpolation=interpolation_up if scale > 1 else interpolation_down)
+
+
+def pad_to_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Place ``image`` (sides <= size) at the centre of a zero ``size x size`` canvas."""
+    height, width = image.shape[:2]
+    canvas = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
+    top = (size - height) // 2
+    left = (size - width) // 2
+    canvas[top:top + height, left:left + width] = image
+    return canvas
+
+
+def face_to_model_input(face: np.ndarray, size: int) -> np.ndarray:
+    """Isotropic resize to ``size`` then zero padding to a square: the classifier's input geometry."""
+    return pad_to_square(isotropic_resize(face, size), size)

@@ -1,0 +1,237 @@
+"""The DATA_ROOT layout: the one place that knows where inputs and outputs live.
+
+Input (never written to)::
+
+    DATA_ROOT/dfdc_train_part_*/{*.mp4, metadata.json}
+
+Outputs::
+
+    boxes/<original>.json
+    crops/<video>/<frame>_<face>.png
+    landmarks/<original>/<frame>_<face>.npy
+    landmarks68/<original>/<frame>_<face>.npy
+    diffs/<fake>/<frame>_<face>_diff.png
+    folds.csv
+    logs/<stage>.jsonl
+
+Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PART_GLOB = "dfdc_train_part_*"
+METADATA_NAME = "metadata.json"
+VIDEO_SUFFIXES = (".mp4",)
+_CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
+
+
+class LayoutError(Exception):
+    """DATA_ROOT cannot be used at all (missing folder, no parts)."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video listed in a part's metadata.json."""
+
+    video_id: str  # file stem
+    path: Path
+    label: str  # "REAL" or "FAKE"
+    original_id: str | None  # stem of the original for fakes, None for reals
+    part: str  # part folder name
+
+    @property
+    def is_fake(self) -> bool:
+        return self.label == "FAKE"
+
+    @property
+    def source_id(self) -> str:
+        """The video whose face boxes this one is cut with (itself for reals)."""
+        return self.original_id if self.is_fake and self.original_id else self.video_id
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    """A problem with the input found while listing it (logged by stages, never fatal)."""
+
+    item: str
+    error: str
+
+
+def video_id_of(file_name: str) -> str:
+    return Path(file_name).stem
+
+
+def parse_crop_name(name: str) -> tuple[int, int] | None:
+    """``'120_0.png'`` -> ``(120, 0)``; None for anything else."""
+    match = _CROP_NAME.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def crop_name(frame: int, face: int) -> str:
+    return f"{frame}_{face}.png"
+
+
+class DataLayout:
+    """Paths and metadata of one DATA_ROOT."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # ---- input -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise LayoutError when the root is unusable (the only fatal case for a stage)."""
+        if not self.root.is_dir():
+            raise LayoutError(f"DATA_ROOT {self.root} does not exist or is not a folder; pass the folder "
+                              f"that holds the {PART_GLOB} folders")
+        if not self.parts():
+            raise LayoutError(f"no {PART_GLOB} folders in {self.root}; DATA_ROOT must hold the DFDC parts, "
+                              f"e.g. make one with `python -m preprocessing.make_sample_dataset {self.root}`")
+
+    def parts(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.glob(PART_GLOB) if p.is_dir()), key=_part_sort_key)
+
+    def scan(self) -> tuple[list[VideoEntry], list[LayoutProblem]]:
+        """Every video listed in every part's metadata.json, sorted by id, plus the problems found.
+
+        Problems (not fatal): a part without metadata.json or with unreadable JSON, a listed file
+        that is missing, a fake whose original is not listed anywhere.
+        """
+        entries: dict[str, VideoEntry] = {}
+        problems: list[LayoutProblem] = []
+        for part in self.parts():
+            meta_path = part / METADATA_NAME
+            if not meta_path.is_file():
+                problems.append(LayoutProblem(part.name, f"{meta_path} is missing; this part is skipped "
+                                                         f"(restore metadata.json from the dataset archive)"))
+                continue
+            try:
+                metadata = json.loads(meta_path.read_text())
+                if not isinstance(metadata, dict):
+                    raise ValueError("top level is not an object")
+            except (OSError, ValueError) as exc:
+                problems.append(LayoutProblem(part.name, f"{meta_path} cannot be read: {exc}"))
+                continue
+            for file_name, info in sorted(metadata.items()):
+                path = part / file_name
+                video_id = video_id_of(file_name)
+                if not path.is_file():
+                    problems.append(LayoutProblem(video_id, f"{path} is listed in {meta_path} but missing"))
+                    continue
+                info = info if isinstance(info, dict) else {}
+                label = str(info.get("label", "")).upper()
+                if label not in ("REAL", "FAKE"):
+                    problems.append(LayoutProblem(video_id, f"{meta_path}: label of {file_name} is "
+                                                            f"{info.get('label')!r}, expected REAL or FAKE"))
+                    continue
+                original = info.get("original") if label == "FAKE" else None
+                entries[video_id] = VideoEntry(video_id, path, label,
+                                               video_id_of(original) if original else None, part.name)
+        for entry in list(entries.values()):
+            if entry.is_fake and (entry.original_id is None or entry.original_id not in entries):
+                problems.append(LayoutProblem(entry.video_id, f"fake {entry.path} names original "
+                                                              f"{entry.original_id}.mp4, which is not in the data"))
+        return [entries[k] for k in sorted(entries)], problems
+
+    # ---- outputs -----------------------------------------------------------------------------
+    @property
+    def boxes_dir(self) -> Path:
+        return self.root / "boxes"
+
+    def boxes_path(self, original_id: str) -> Path:
+        return self.boxes_dir / f"{original_id}.json"
+
+    @property
+    def crops_root(self) -> Path:
+        return self.root / "crops"
+
+    def crops_dir(self, video_id: str) -> Path:
+        return self.crops_root / video_id
+
+    def crop_path(self, video_id: str, frame: int, face: int) -> Path:
+        return self.crops_dir(video_id) / crop_name(frame, face)
+
+    def landmarks_dir(self, original_id: str) -> Path:
+        return self.root / "landmarks" / original_id
+
+    def landmarks_path(self, original_id: str, frame: int, face: int) -> Path:
+        return self.landmarks_dir(original_id) / f"{frame}_{face}.npy"
+
+    def landmarks68_dir(self, original_id: str) -> Path:
+        return self.root / "landmarks68" / original_id
+
+    def landmarks68_path(self, original_id: str, frame: int, face: int) -> Path:
+        return self.landmarks68_dir(original_id) / f"{frame}_{face}.npy"
+
+    def diffs_dir(self, fake_id: str) -> Path:
+        return self.root / "diffs" / fake_id
+
+    def diff_path(self, fake_id: str, frame: int, face: int) -> Path:
+        return self.diffs_dir(fake_id) / f"{frame}_{face}_diff.png"
+
+    @property
+    def folds_csv(self) -> Path:
+        return self.root / "folds.csv"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def log_path(self, stage: str) -> Path:
+        return self.logs_dir / f"{stage}.jsonl"
+
+    def crop_files(self, video_id: str) -> list[tuple[int, int]]:
+        """(frame, face) of every crop on disk for a video, sorted."""
+        folder = self.crops_dir(video_id)
+        if not folder.is_dir():
+            return []
+        found = (parse_crop_name(p.name) for p in folder.iterdir())
+        return sorted(f for f in found if f is not None)
+
+
+def _part_sort_key(path: Path):
+    match = re.search(r"(\d+)$", path.name)
+    return (int(match.group(1)) if match else -1, path.name)
+
+
+# ---- atomic writes -------------------------------------------------------------------------------
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``target``; rename it onto ``target`` only if the block succeeds.
+
+    Temp names start with ``.tmp`` so that an interrupted run leaves nothing that looks like output.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: str | os.PathLike, obj) -> None:
+    write_text_atomic(target, json.dumps(obj, sort_keys=True))

@@ -1,0 +1,115 @@
+"""Video reading shared by preprocessing and inference.
+
+Frames are decoded in one forward pass with ``grab()`` (cheap: no colour conversion) and
+``retrieve()`` only for the wanted indices. Seeking per frame (CAP_PROP_POS_FRAMES) is many times
+slower on H.264 and is never used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class VideoReadError(Exception):
+    """The video cannot be opened or yields no frames."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frame_count: int  # as stored in the container header; may be wrong
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: str | os.PathLike) -> cv2.VideoCapture:
+    if not os.path.isfile(path):
+        raise VideoReadError(f"{path}: no such file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise VideoReadError(f"{path}: cannot be opened as a video (corrupt or not a video file)")
+    return capture
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    capture = _open(path)
+    try:
+        return VideoInfo(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS)),
+                         int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        capture.release()
+
+
+def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = None,
+                every: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, RGB uint8 frame)`` in one pass over the video.
+
+    ``frame_indices`` picks exact frames; ``every`` picks 0, every, 2*every, ...; neither: all frames.
+    Indices past the real end of the video are silently absent (headers can overstate the length).
+    Raises VideoReadError when the file cannot be opened or not a single frame decodes.
+    """
+    wanted = None if frame_indices is None else sorted(set(int(i) for i in frame_indices))
+    last = None if wanted is None else (wanted[-1] if wanted else -1)
+    wanted_set = None if wanted is None else set(wanted)
+    capture = _open(path)
+    decoded_any = False
+    try:
+        index = 0
+        while last is None or index <= last:
+            if not capture.grab():
+                break
+            decoded_any = True
+            take = (index in wanted_set) if wanted_set is not None else (every is None or index % every == 0)
+            if take:
+                ok, frame = capture.retrieve()
+                if ok and frame is not None:
+                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    if not decoded_any and last != -1:
+        raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
+
+
+def evenly_spaced_indices(frame_count: int, n: int) -> list[int]:
+    """``n`` frame indices spread evenly over ``[0, frame_count)`` (fewer when the video is shorter)."""
+    if frame_count <= 0 or n <= 0:
+        return []
+    return sorted(set(np.linspace(0, frame_count - 1, n, endpoint=True).round().astype(int).tolist()))
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Decode-count the frames (for files whose header frame count is missing or wrong)."""
+    capture = _open(path)
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def read_sampled_frames(path: str | os.PathLike, n: int) -> tuple[list[int], list[np.ndarray]]:
+    """``n`` evenly spaced RGB frames of a video, decoded in one pass.
+
+    When the header's frame count is missing or overstated (fewer than half of the planned frames
+    came back), the frames are counted by decoding and the sample is taken again.
+    """
+    header_count = probe_video(path).frame_count
+    planned = evenly_spaced_indices(header_count, n) if header_count > 0 else []
+    frames = list(iter_frames(path, planned)) if planned else []
+    if len(frames) < max(1, len(planned) // 2):
+        real_count = count_frames(path)
+        if real_count == 0:
+            raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
+        frames = list(iter_frames(path, evenly_spaced_indices(real_count, n)))
+    if not frames:
+        raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
+    return [i for i, _ in frames], [f for _, f in frames]
