@@ -1,0 +1,80 @@
+"""Frame reading on real H.264 files written with PyAV."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from preprocessing.video import (
+    VideoReadError,
+    evenly_spaced_indices,
+    iter_frames,
+    probe_video,
+    read_sampled_frames,
+)
+
+N_FRAMES = 30
+
+
+def _frame(index: int) -> np.ndarray:
+    # each frame's brightness encodes its index, so decoded frames can be identified despite compression
+    image = np.full((64, 96, 3), 8 * index, dtype=np.uint8)
+    image[:, :, 2] = 255 - 8 * index
+    return image
+
+
+@pytest.fixture(scope="module")
+def numbered_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "numbered.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(N_FRAMES):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _decoded_index(frame: np.ndarray) -> int:
+    return int(round(frame[..., 0].mean() / 8))
+
+
+def test_probe_reports_header(numbered_video):
+    info = probe_video(numbered_video)
+    assert (info.width, info.height, info.frame_count) == (96, 64, N_FRAMES)
+    assert info.fps == pytest.approx(10, rel=0.01)
+
+
+def test_every_nth_frame_in_one_pass(numbered_video):
+    frames = list(iter_frames(numbered_video, every=10))
+    assert [i for i, _ in frames] == [0, 10, 20]
+    assert [_decoded_index(f) for _, f in frames] == [0, 10, 20]
+    assert frames[0][1].shape == (64, 96, 3) and frames[0][1].dtype == np.uint8
+
+
+def test_exact_indices_and_past_the_end(numbered_video):
+    frames = list(iter_frames(numbered_video, frame_indices=[29, 3, 3, 7, 500]))
+    assert [i for i, _ in frames] == [3, 7, 29]
+    assert [_decoded_index(f) for _, f in frames] == [3, 7, 29]
+
+
+def test_evenly_spaced_sampling(numbered_video):
+    assert evenly_spaced_indices(300, 32)[:3] == [0, 10, 19] and evenly_spaced_indices(300, 32)[-1] == 299
+    assert evenly_spaced_indices(5, 32) == [0, 1, 2, 3, 4]
+    assert evenly_spaced_indices(0, 32) == []
+    indices, frames = read_sampled_frames(numbered_video, 4)
+    assert indices == [0, 10, 19, 29]
+    assert [_decoded_index(f) for f in frames] == indices
+
+
+def test_bad_files_raise_clear_errors(tmp_path, numbered_video):
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(numbered_video.read_bytes()[:200])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    for path in (truncated, text, tmp_path / "missing.mp4"):
+        with pytest.raises(VideoReadError, match=path.name):
+            read_sampled_frames(path, 4)
