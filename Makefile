@@ -15,7 +15,6 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet "pip>=23"
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
