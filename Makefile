@@ -30,3 +30,6 @@ sample-data: venv
 freeze: venv
 	$(PY) -m pip freeze --all | grep -v -E '^(pip|wheel|setuptools)==' > requirements.lock.txt
 	@echo "review requirements.lock.txt and copy the pins into requirements.txt"
+
+bench: venv
+	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md

@@ -190,6 +190,10 @@ class DataLayout:
     def log_path(self, stage: str) -> Path:
         return self.logs_dir / f"{stage}.jsonl"
 
+    def progress_path(self, stage: str, item: str) -> Path:
+        """Marker a stage writes last for a finished item (lists its outputs, so reruns skip it)."""
+        return self.root / "progress" / stage / f"{item}.json"
+
     def crop_files(self, video_id: str) -> list[tuple[int, int]]:
         """(frame, face) of every crop on disk for a video, sorted."""
         folder = self.crops_dir(video_id)
@@ -205,15 +209,31 @@ def _part_sort_key(path: Path):
 
 
 # ---- atomic writes -------------------------------------------------------------------------------
+TEMP_PREFIX = ".tmp."
+# ".tmp.<target name>.<8 random chars of mkstemp><target suffix>"
+_TEMP_NAME = re.compile(r"^\.tmp\.(.+)\.[a-z0-9_]{8}(\.[^.]*)?$")
+
+
+def temp_target_name(temp_name: str) -> str | None:
+    """The target file name of a temp file made by ``atomic_path``; None for any other name."""
+    match = _TEMP_NAME.match(temp_name)
+    if not match or not match.group(1).endswith(match.group(2) or ""):
+        return None
+    return match.group(1)
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to ``target``; rename it onto ``target`` only if the block succeeds.
 
-    Temp names start with ``.tmp`` so that an interrupted run leaves nothing that looks like output.
+    Temp names start with ``.tmp`` so that an interrupted run leaves nothing that looks like output,
+    followed by the target's name (``.tmp.<name>.<random><suffix>``) so that a cleanup can tell
+    whose temp file it is (see ``temp_target_name``).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp", suffix=target.suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=target.suffix,
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

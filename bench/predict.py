@@ -1,0 +1,208 @@
+"""Prediction benchmark: the folder predictor against the original way, on the same videos in one run.
+
+Rows (all with the same models, strategy and frames per video):
+
+* baseline, the original way: each video in turn, its frames decoded, then MTCNN called one frame
+  at a time at full resolution, then each model;
+* default pipeline at the same detector settings: MTCNN batched over the video's frames, the next
+  videos decoded in a reader thread while the current one is detected and classified (scores must
+  match the baseline within 1e-3);
+* + the resolution-rule detector scale (what ``predict_folder.py`` uses by default);
+* + a larger minimum face size.
+
+Per row: seconds per video end to end (wall clock over the set) and the decode / detect / classify
+split (time spent in each stage per video; with the reader thread decoding overlaps the other two),
+the speed-up over the baseline, and how far the video scores move from the baseline's.
+
+    python bench/predict.py                                  # CPU: Lite0 at 224 px, 1 model
+    python bench/predict.py --device cuda --encoder tf_efficientnet_b7_ns --size 380 --models 7
+    python bench/predict.py --write-docs docs/benchmarks.md
+
+Videos: ../shared/data/real_small (when present) and the sample set's test videos (``--sample-root``,
+default: generated into a temporary folder with the generator's default settings). The models have
+random weights: speed does not depend on them, and score agreement is checked on what they output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+
+from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
+from preprocessing.faces import resolve_device  # noqa: E402
+from preprocessing.video import probe_video  # noqa: E402
+from training.zoo.checkpoints import LoadedModel  # noqa: E402
+from training.zoo.classifiers import DeepFakeClassifier  # noqa: E402
+
+SECTION = "## Prediction"
+DEFAULT_REAL_ROOT = REPO_ROOT.parent / "shared" / "data" / "real_small"
+SCORE_TOLERANCE = 1e-3
+
+
+def make_models(encoder: str, size_px: int, count: int, device: str) -> list[LoadedModel]:
+    models = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        model = DeepFakeClassifier(encoder).eval().to(device)
+        models.append(LoadedModel(model, encoder, size_px, Path(f"random_{encoder}_{seed}")))
+    return models
+
+
+def run_config(name: str, videos: list[Path], models: list[LoadedModel], args, *, batched: bool,
+               prefetch: int, scale, min_face_px: int) -> dict:
+    predictor = VideoPredictor(models=models, device=args.device, precision=args.precision,
+                               frames_per_video=args.frames_per_video, detector_scale=scale,
+                               min_face_size_px=min_face_px, detector_batch_size=32 if batched else 1)
+    predictor.predict_video(videos[0])  # warm-up (first-call allocations, lazy imports)
+    if predictor.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    predictions = list(predict_on_video_set(predictor, videos, prefetch=prefetch))
+    if predictor.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    wall_s = time.perf_counter() - start
+    n = len(predictions)
+    split = {stage: sum(p.timings_s.get(stage, 0.0) for p in predictions) / n
+             for stage in ("decode", "detect", "classify")}
+    return {"name": name, "wall_s": wall_s, "s_per_video": wall_s / n, "videos_per_s": n / wall_s,
+            "split_s_per_video": split, "faces_per_video": float(np.mean([p.n_faces for p in predictions])),
+            "fallbacks": sum(p.fell_back for p in predictions),
+            "scores": {p.name: p.probability for p in predictions}}
+
+
+def markdown(results: list[dict], meta: dict) -> list[str]:
+    base = results[0]
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']}; {meta['n_videos']} videos ({meta['videos']}), "
+        f"{meta['frames_per_video']} frames per video, {meta['models']} x {meta['encoder']} at {meta['size']} px "
+        f"({meta['precision']}, random weights), strategy `confident`. Command: `{meta['command']}`.",
+        "",
+        "| run | s / video | videos / s | vs baseline | decode s | detect s | classify s | faces / video "
+        "| max abs score change vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        delta = max(abs(r["scores"][k] - base["scores"][k]) for k in base["scores"])
+        s = r["split_s_per_video"]
+        lines.append(f"| {r['name']} | {r['s_per_video']:.2f} | {r['videos_per_s']:.3f} | "
+                     f"{base['s_per_video'] / r['s_per_video']:.2f}x | {s['decode']:.2f} | {s['detect']:.2f} | "
+                     f"{s['classify']:.2f} | {r['faces_per_video']:.1f} | {delta:.2e} |")
+    return lines
+
+
+def write_docs(docs: Path, body: list[str]) -> None:
+    """Replace only the body of the Prediction section (other sections belong to other benchmarks)."""
+    text = docs.read_text() if docs.exists() else "# Benchmarks\n\nMeasured numbers; each section says how.\n"
+    lines = text.rstrip("\n").split("\n")
+    if SECTION in lines:
+        start = lines.index(SECTION) + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [""] + body + [""]
+    else:
+        lines += ["", SECTION, ""] + body
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def collect_videos(args) -> tuple[list[Path], str, tempfile.TemporaryDirectory | None]:
+    videos: list[Path] = []
+    parts = []
+    real = args.real_root / "dfdc_train_part_0"
+    if real.is_dir():
+        found = list_videos(real)
+        videos += found
+        sizes = sorted({f"{probe_video(v).width}x{probe_video(v).height}" for v in found})
+        parts.append(f"{len(found)} real clips {', '.join(sizes)}")
+    tmp = None
+    sample_root = args.sample_root
+    if sample_root is None and not args.no_sample:
+        from preprocessing.make_sample_dataset import generate_sample_dataset
+
+        tmp = tempfile.TemporaryDirectory(prefix="bench_predict_")
+        sample_root = Path(tmp.name) / "sample"
+        # only test_videos/ is used: the smallest train part the generator allows
+        generate_sample_dataset(sample_root, parts=1, reals_per_part=1, test_videos=12, progress=False)
+    if sample_root is not None:
+        found = list_videos(Path(sample_root) / "test_videos")
+        videos += found
+        if found:
+            info = probe_video(found[0])
+            parts.append(f"{len(found)} sample test videos {info.width}x{info.height}, "
+                         f"{info.frame_count} frames")
+    return videos, "; ".join(parts), tmp
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real-root", type=Path, default=DEFAULT_REAL_ROOT)
+    parser.add_argument("--sample-root", type=Path, default=None, help="DATA_ROOT with test_videos/")
+    parser.add_argument("--no-sample", action="store_true", help="only the real clips")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--encoder", default="tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=224, help="model input px")
+    parser.add_argument("--models", type=int, default=1, help="ensemble size")
+    parser.add_argument("--frames-per-video", type=int, default=32)
+    parser.add_argument("--large-min-face", type=int, default=40, help="min face size of the last row (px)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--write-docs", type=Path, default=None, help="replace the Prediction section here")
+    args = parser.parse_args(argv)
+    args.device = resolve_device(args.device)
+
+    videos, description, tmp = collect_videos(args)
+    if not videos:
+        print("no videos: pass --real-root or --sample-root", file=sys.stderr)
+        return 2
+    models = make_models(args.encoder, args.size, args.models, args.device)
+    configs = [
+        ("baseline: decode, MTCNN per frame (scale 1), each model", dict(batched=False, prefetch=0, scale=1.0,
+                                                                        min_face_px=20)),
+        ("batched MTCNN + reader thread (scale 1)", dict(batched=True, prefetch=2, scale=1.0, min_face_px=20)),
+        ("+ resolution-rule scale (default)", dict(batched=True, prefetch=2, scale="auto", min_face_px=20)),
+        (f"+ min face {args.large_min_face} px", dict(batched=True, prefetch=2, scale="auto",
+                                                      min_face_px=args.large_min_face)),
+    ]
+    results = []
+    for name, config in configs:
+        print(f"running: {name}", file=sys.stderr)
+        results.append(run_config(name, videos, models, args, **config))
+        r = results[-1]
+        print(f"  {r['s_per_video']:.2f} s/video  split {r['split_s_per_video']}", file=sys.stderr)
+    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None
+    meta = {"date": time.strftime("%Y-%m-%d"),
+            "machine": gpu or f"CPU ({platform.processor() or platform.machine()}, "
+                              f"{torch.get_num_threads()} torch threads)",
+            "n_videos": len(videos), "videos": description, "frames_per_video": args.frames_per_video,
+            "models": args.models, "encoder": args.encoder, "size": args.size,
+            "precision": str(resolve_dtype(args.precision, args.device)).replace("torch.", ""),
+            "command": "python " + " ".join(["bench/predict.py"] + (argv if argv is not None else sys.argv[1:]))}
+    lines = markdown(results, meta)
+    matches = all(max(abs(r["scores"][k] - results[0]["scores"][k]) for k in results[0]["scores"]) <= SCORE_TOLERANCE
+                  for r in results[1:2])
+    lines.append("")
+    lines.append(f"Batched + reader thread gives the baseline's scores within {SCORE_TOLERANCE:g}: "
+                 f"{'yes' if matches else 'NO'}.")
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    if args.write_docs:
+        write_docs(args.write_docs, lines)
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

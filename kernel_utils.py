@@ -1,0 +1,374 @@
+"""Inference library: one probability per video from an ensemble of face classifiers.
+
+For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them in batched calls
+(detector scale by resolution, as in preprocessing), every face cropped with the training margin and
+brought to the model size with the training geometry, each model run on the same face batch, the
+face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined.
+
+A video that cannot be read, or in which no face is found, gets 0.5 (the competition's neutral
+answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run.
+
+``VideoPredictor`` wraps load + preprocess + run for one video (like detectron2's DefaultPredictor);
+``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread while the
+current one goes through detection and the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from preprocessing.faces import (
+    THRESHOLDS_INFERENCE,
+    FaceDetector,
+    crop_face,
+    face_to_model_input,
+    resolve_device,
+)
+from preprocessing.video import VideoReadError, read_sampled_frames
+from training.zoo.checkpoints import LoadedModel, load_model
+from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD
+
+logger = logging.getLogger(__name__)
+
+NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
+DEFAULT_FRAMES_PER_VIDEO = 32
+
+# ---- aggregation over the faces of one video (per model) -----------------------------------------------
+
+
+def confident_strategy(scores: Sequence[float], threshold: float = 0.8) -> float:
+    """The DFDC winner's rule over the face scores of one video.
+
+    With ``n`` scores: if more than 11 faces AND more than ``n / 2.5`` of them score above
+    ``threshold``, the mean of those; else if more than ``0.9 n`` score below 0.2, the mean of those;
+    else the mean of all. (The winner wrote ``n // 2.5``; for an integer count ``k``,
+    ``k > n // 2.5`` and ``k > n / 2.5`` are the same test.)
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    n = scores.size
+    if n == 0:
+        raise ValueError("confident_strategy needs at least one face score")
+    confident_fake = scores > threshold
+    fakes = int(np.count_nonzero(confident_fake))
+    if fakes > 11 and fakes > n / 2.5:
+        return float(scores[confident_fake].mean())
+    confident_real = scores < 0.2
+    if np.count_nonzero(confident_real) > 0.9 * n:
+        return float(scores[confident_real].mean())
+    return float(scores.mean())
+
+
+def mean_strategy(scores: Sequence[float]) -> float:
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise ValueError("mean_strategy needs at least one face score")
+    return float(scores.mean())
+
+
+def max_strategy(scores: Sequence[float]) -> float:
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise ValueError("max_strategy needs at least one face score")
+    return float(scores.max())
+
+
+STRATEGIES: dict[str, Callable[[Sequence[float]], float]] = {
+    "confident": confident_strategy,
+    "mean": mean_strategy,
+    "max": max_strategy,
+}
+
+
+def combine_models(probabilities: Sequence[float], method: str = "mean") -> float:
+    """One probability from the models' video probabilities.
+
+    ``mean``: arithmetic mean (the winner's). ``geometric``: the normalised geometric mean,
+    ``prod(p)^(1/k) / (prod(p)^(1/k) + prod(1-p)^(1/k))``, i.e. the mean of the models' log-odds;
+    unlike a plain geometric mean of ``p`` it treats REAL and FAKE alike.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    if p.size == 0:
+        raise ValueError("combine_models needs at least one model probability")
+    if method == "mean":
+        return float(p.mean())
+    if method == "geometric":
+        eps = 1e-7  # keeps the log-odds finite for saturated models
+        p = np.clip(p, eps, 1 - eps)
+        mean_logit = float(np.mean(np.log(p) - np.log1p(-p)))
+        return float(1.0 / (1.0 + np.exp(-mean_logit)))
+    raise ValueError(f"unknown model combination {method!r}; use 'mean' or 'geometric'")
+
+
+# ---- results --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoPrediction:
+    """The answer for one video and what it was made of."""
+
+    path: Path
+    probability: float
+    frame_indices: list[int] = field(default_factory=list)  # sampled frames that decoded
+    face_frame_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
+    model_probabilities: list[float] = field(default_factory=list)
+    fallback_reason: str | None = None
+    fallback_kind: str | None = None  # "unreadable", "no_face" or "error"
+    timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def n_faces(self) -> int:
+        return int(self.face_frame_indices.size)
+
+    @property
+    def fell_back(self) -> bool:
+        return self.fallback_reason is not None
+
+    @property
+    def mean_face_scores(self) -> np.ndarray:
+        """Per face, the mean over the models (the frame scores plotted in the report)."""
+        return self.face_scores.mean(axis=0) if self.face_scores.size else np.zeros(0)
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled frames of one video, or why there are none."""
+
+    path: Path
+    frame_indices: list[int]
+    frames: list[np.ndarray]
+    error: str | None = None
+    decode_s: float = 0.0
+
+
+@dataclass
+class VideoFaces:
+    """Every face found in the sampled frames, cropped with the training margin (RGB uint8)."""
+
+    frame_indices: list[int]
+    face_frame_indices: np.ndarray
+    crops: list[np.ndarray]
+    detect_s: float = 0.0
+
+
+def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Square RGB uint8 faces ``(H, W, 3)`` -> an ImageNet-normalised ``(N, 3, H, W)`` tensor."""
+    batch = torch.from_numpy(np.stack(faces)).to(device)
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    # contiguous NCHW like training's image_to_tensor: a channels-last input would take other conv
+    # kernels and move scores by ~1e-6
+    return ((batch - mean) / std).to(dtype).contiguous()
+
+
+def resolve_dtype(precision: str, device: str) -> torch.dtype:
+    """fp16 / bf16 on a GPU, fp32 on the CPU (``auto``: fp16 on a GPU)."""
+    names = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if precision not in names:
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise ValueError(f"precision {precision} needs a GPU; on {device} use fp32 (or auto)")
+    return names[precision]
+
+
+def decode_video(path: str | os.PathLike, frames_per_video: int) -> DecodedVideo:
+    """The sampled frames of a video; unreadable videos come back with ``error`` set (never raise)."""
+    path = Path(path)
+    start = time.perf_counter()
+    try:
+        indices, frames = read_sampled_frames(path, frames_per_video)
+        error = None
+    except VideoReadError as exc:
+        indices, frames, error = [], [], f"unreadable video: {exc}"
+    except Exception as exc:  # a decoder can fail in many ways on a damaged file
+        indices, frames, error = [], [], f"unreadable video: {path}: {type(exc).__name__}: {exc}"
+    return DecodedVideo(path, indices, frames, error, time.perf_counter() - start)
+
+
+# ---- the one-video predictor ----------------------------------------------------------------------------
+
+
+class VideoPredictor:
+    """Loads the detector and an ensemble of checkpoints once; ``predict_video(path)`` per video.
+
+    ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
+    loaded by ``training.zoo.checkpoints.load_model``); models with different input sizes share the
+    face crops, each gets them resized to its own size.
+    """
+
+    def __init__(self, checkpoints: Sequence[str | os.PathLike] | None = None, *,
+                 models: Sequence[LoadedModel] | None = None,
+                 device: str = "auto", precision: str = "auto",
+                 frames_per_video: int = DEFAULT_FRAMES_PER_VIDEO, strategy: str = "confident",
+                 combine: str = "mean", tta: bool = False,
+                 detector_scale: float | str = "auto", min_face_size_px: int = 20,
+                 detector_batch_size: int = 32, classifier_batch_size: int = 64,
+                 encoder: str | None = None):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
+        combine_models([0.5], combine)  # validates the name before anything heavy is loaded
+        if frames_per_video < 1:
+            raise ValueError(f"frames_per_video must be at least 1, got {frames_per_video}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.frames_per_video = int(frames_per_video)
+        self.strategy_name = strategy
+        self.strategy = STRATEGIES[strategy]
+        self.combine = combine
+        self.tta = bool(tta)
+        self.detector_scale = detector_scale
+        self.classifier_batch_size = int(classifier_batch_size)
+        if models is None:
+            if not checkpoints:
+                raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
+            models = [load_model(path, encoder=encoder, device=self.device) for path in checkpoints]
+        if not models:
+            raise ValueError("no model given")
+        self.models = list(models)
+        for loaded in self.models:
+            loaded.model.eval().to(device=self.device, dtype=self.dtype)
+        self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=min_face_size_px,
+                                     batch_size=detector_batch_size)
+
+    # -- stages (public so that a caller can time or reuse them) --
+    def decode(self, path: str | os.PathLike) -> DecodedVideo:
+        return decode_video(path, self.frames_per_video)
+
+    def extract_faces(self, frame_indices: Sequence[int], frames: Sequence[np.ndarray]) -> VideoFaces:
+        """Every face MTCNN finds in the frames (batched calls), cropped with the training margin."""
+        start = time.perf_counter()
+        boxes_per_frame = self.detector.detect(frames, scale=self.detector_scale)
+        crops: list[np.ndarray] = []
+        owners: list[int] = []
+        for frame_index, frame, boxes in zip(frame_indices, frames, boxes_per_frame):
+            if boxes is None:
+                continue
+            for box in boxes:
+                crop = crop_face(frame, box)
+                if crop.shape[0] < 2 or crop.shape[1] < 2:  # a box outside the frame: nothing to classify
+                    continue
+                crops.append(crop)
+                owners.append(int(frame_index))
+        return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops,
+                          time.perf_counter() - start)
+
+    @torch.inference_mode()
+    def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Fake probability of every face crop under every model: ``(models, faces)``."""
+        scores = np.zeros((len(self.models), len(crops)), dtype=np.float64)
+        if not crops:
+            return scores
+        inputs_by_size: dict[int, list[np.ndarray]] = {}
+        for row, loaded in enumerate(self.models):
+            size = loaded.input_size
+            if size not in inputs_by_size:
+                inputs_by_size[size] = [face_to_model_input(crop, size) for crop in crops]
+            faces = inputs_by_size[size]
+            for start in range(0, len(faces), self.classifier_batch_size):
+                batch = to_model_batch(faces[start:start + self.classifier_batch_size], self.device, self.dtype)
+                probs = torch.sigmoid(loaded.model(batch).float()).squeeze(1)
+                if self.tta:
+                    flipped = torch.sigmoid(loaded.model(torch.flip(batch, dims=[3])).float()).squeeze(1)
+                    probs = (probs + flipped) / 2
+                scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
+        return scores
+
+    def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
+        """Per model the strategy over its face scores, then the models combined."""
+        per_model = [self.strategy(row) for row in face_scores]
+        return combine_models(per_model, self.combine), per_model
+
+    # -- one video --
+    def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
+        timings = {"decode": decoded.decode_s, "detect": 0.0, "classify": 0.0}
+        if decoded.error is not None:
+            return self._fallback(decoded.path, "unreadable", decoded.error, timings)
+        try:
+            faces = self.extract_faces(decoded.frame_indices, decoded.frames)
+            timings["detect"] = faces.detect_s
+            if not faces.crops:
+                return self._fallback(decoded.path, "no_face",
+                                      f"no face found in {len(decoded.frames)} sampled frames", timings,
+                                      decoded.frame_indices)
+            start = time.perf_counter()
+            face_scores = self.score_faces(faces.crops)
+            probability, per_model = self.aggregate(face_scores)
+            timings["classify"] = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError:
+            raise  # a setting problem (batch size, frames per video), not a property of this video
+        except Exception as exc:
+            return self._fallback(decoded.path, "error", f"prediction failed: {type(exc).__name__}: {exc}",
+                                  timings, decoded.frame_indices)
+        return VideoPrediction(decoded.path, probability, frame_indices=decoded.frame_indices,
+                               face_frame_indices=faces.face_frame_indices, face_scores=face_scores,
+                               model_probabilities=per_model, timings_s=timings)
+
+    def predict_video(self, path: str | os.PathLike) -> VideoPrediction:
+        return self.predict_decoded(self.decode(path))
+
+    __call__ = predict_video
+
+    def _fallback(self, path: Path, kind: str, reason: str, timings: dict[str, float],
+                  frame_indices: Sequence[int] = ()) -> VideoPrediction:
+        logger.warning("%s: %s; predicting %.1f", path, reason, NEUTRAL_PROBABILITY)
+        return VideoPrediction(path, NEUTRAL_PROBABILITY, list(frame_indices),
+                               face_scores=np.zeros((len(self.models), 0)), fallback_reason=reason,
+                               fallback_kind=kind, timings_s=timings)
+
+
+# ---- many videos ----------------------------------------------------------------------------------------
+
+
+def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.PathLike],
+                         prefetch: int = 2) -> Iterator[VideoPrediction]:
+    """``predictor.predict_video`` over ``paths``, in order, with the next ``prefetch`` videos decoded
+    in a reader thread while the current one is detected and classified (OpenCV decoding and torch
+    both release the GIL, so the two overlap)."""
+    paths = [Path(p) for p in paths]
+    if prefetch < 1:
+        for path in paths:
+            yield predictor.predict_video(path)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader:
+        pending: deque[Future[DecodedVideo]] = deque()
+        next_index = 0
+        while next_index < len(paths) and len(pending) < prefetch + 1:
+            pending.append(reader.submit(predictor.decode, paths[next_index]))
+            next_index += 1
+        while pending:
+            decoded = pending.popleft().result()
+            if next_index < len(paths):
+                pending.append(reader.submit(predictor.decode, paths[next_index]))
+                next_index += 1
+            yield predictor.predict_decoded(decoded)
+
+
+def list_videos(folder: str | os.PathLike) -> list[Path]:
+    """Every ``.mp4`` file directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def predict_folder(predictor: VideoPredictor, folder: str | os.PathLike,
+                   prefetch: int = 2) -> Iterator[VideoPrediction]:
+    """Predictions for every ``.mp4`` in ``folder``, sorted by file name."""
+    return predict_on_video_set(predictor, list_videos(folder), prefetch=prefetch)

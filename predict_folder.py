@@ -1,0 +1,431 @@
+"""Folder predictor: every .mp4 in a folder -> submission CSV (``filename,label``), scored when labels exist.
+
+    python predict_folder.py --test-dir DIR --output OUT.csv [--models CKPT ...] [--weights-dir weights]
+        [--frames-per-video 32] [--strategy confident] [--combine mean] [--tta] [--device auto]
+        [--labels metadata.json] [--report DIR]
+
+Without ``--models`` the checkpoints are taken from ``--weights-dir`` (what ``train.sh`` wrote there):
+the ``*_best`` file of every run, or its ``*_last`` file when the run has no best one.
+With labels (``--labels``, or a ``metadata.json`` in the folder) the log loss, AUC, accuracy and the
+fallback counts are printed and written to ``OUT.metrics.json``. ``--report DIR`` writes an HTML report
+(prediction histogram by true label, frame-score strips and face crops of the most wrong videos).
+
+Exit codes: 0 done, 2 bad input (missing or empty folder, no checkpoint, a checkpoint that does not fit,
+an unreadable labels file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing.layout import METADATA_NAME, atomic_path, write_json_atomic, write_text_atomic
+
+EXIT_BAD_INPUT = 2
+CHECKPOINT_SUFFIXES = ("", ".pth", ".pt", ".ckpt", ".bin")
+_RUN_CHECKPOINT = re.compile(r"^(?P<run>.+)_(?P<kind>best|last)(?P<rest>[^/]*)$")
+
+log = logging.getLogger("predict_folder")
+
+
+class InputError(Exception):
+    """Bad command-line input; the message says what to fix. Exit code 2."""
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------
+
+
+def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints ``train.sh`` produced under ``weights_dir``: per run its ``*_best*`` file,
+    or its ``*_last*`` file when it has none; sorted by path."""
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        return []
+    runs: dict[tuple[Path, str], dict[str, list[Path]]] = {}
+    for path in sorted(weights_dir.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        match = _RUN_CHECKPOINT.match(path.name)
+        if not match:
+            continue
+        if Path(match.group("rest")).suffix not in CHECKPOINT_SUFFIXES or "tfevents" in path.name:
+            continue
+        kinds = runs.setdefault((path.parent, match.group("run")), {"best": [], "last": []})
+        kinds[match.group("kind")].append(path)
+    chosen: list[Path] = []
+    for kinds in runs.values():
+        chosen.extend(kinds["best"] or kinds["last"])
+    return sorted(chosen)
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, int]:
+    """``file name -> 1 (FAKE) / 0 (REAL)`` from a DFDC ``metadata.json`` or a ``filename,label`` CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"labels file {path} does not exist; pass a DFDC metadata.json or a filename,label CSV")
+
+    def parse(name: str, value) -> int:
+        if isinstance(value, dict):
+            value = value.get("label")
+        text = str(value).strip().upper()
+        if text in ("FAKE", "1", "1.0"):
+            return 1
+        if text in ("REAL", "0", "0.0"):
+            return 0
+        raise InputError(f"{path}: label of {name} is {value!r}; expected FAKE/REAL or 1/0")
+
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            if rows and not {"filename", "label"} <= set(rows[0]):
+                raise InputError(f"{path} needs the columns filename,label (has {sorted(rows[0])})")
+            return {row["filename"]: parse(row["filename"], row["label"]) for row in rows}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, csv.Error) as exc:
+        raise InputError(f"labels file {path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of file name -> {{'label': 'FAKE'|'REAL'}}")
+    return {name: parse(name, value) for name, value in data.items()}
+
+
+def list_input_videos(test_dir: str | None, video: str | None) -> list[Path]:
+    if video is not None:
+        path = Path(video)
+        if not path.is_file():
+            raise InputError(f"--video {path} does not exist; pass an .mp4 file")
+        return [path]
+    folder = Path(test_dir)
+    if not folder.is_dir():
+        raise InputError(f"--test-dir {folder} does not exist or is not a folder; pass the folder of .mp4 files")
+    videos = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".mp4"),
+                    key=lambda p: p.name)
+    if not videos:
+        raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
+    return videos
+
+
+# ---- outputs --------------------------------------------------------------------------------------------
+
+
+def write_submission(path: str | os.PathLike, predictions) -> None:
+    """``filename,label`` for every prediction, sorted by file name."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["filename", "label"])
+    for pred in sorted(predictions, key=lambda p: p.name):
+        writer.writerow([pred.name, repr(float(pred.probability))])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def metrics_path_for(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".metrics.json")
+
+
+def summarize(predictions, labels: dict[str, int] | None) -> dict:
+    """Scores on the labelled videos (as the competition scored) and the fallback counts."""
+    from training.tools.metrics import video_scores
+
+    kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
+    summary: dict = {
+        "n_videos": len(predictions),
+        "fallbacks": {"total": sum(kinds.values()), **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "error")}},
+        "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
+    }
+    if labels:
+        labelled = [p for p in predictions if p.name in labels]
+        y = [labels[p.name] for p in labelled]
+        scores = video_scores(y, [p.probability for p in labelled])
+        scores["n_labelled"] = scores.pop("n_videos")
+        summary.update(scores)
+        summary["n_unlabelled"] = len(predictions) - len(labelled)
+    return summary
+
+
+def _json_safe(value):
+    """NaN (e.g. AUC with one class) as null, so that the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def video_log_loss(label: int, probability: float) -> float:
+    from training.tools.metrics import log_loss
+
+    return log_loss([label], [probability])
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+
+
+def _plot_histogram(path: Path, predictions, labels: dict[str, int] | None) -> None:
+    import matplotlib.pyplot as plt
+
+    bins = np.linspace(0, 1, 21)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if labels:
+        for value, name, colour in ((0, "REAL", "tab:blue"), (1, "FAKE", "tab:red")):
+            probs = [p.probability for p in predictions if labels.get(p.name) == value]
+            ax.hist(probs, bins=bins, alpha=0.6, color=colour, label=f"{name} ({len(probs)})")
+        unlabelled = [p.probability for p in predictions if p.name not in labels]
+        if unlabelled:
+            ax.hist(unlabelled, bins=bins, alpha=0.6, color="grey", label=f"no label ({len(unlabelled)})")
+    else:
+        ax.hist([p.probability for p in predictions], bins=bins, color="grey",
+                label=f"all videos ({len(predictions)})")
+    ax.set_xlabel("predicted probability of FAKE")
+    ax.set_ylabel("videos")
+    ax.set_xlim(0, 1)
+    ax.legend()
+    ax.set_title("Predictions by true label")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_strip(path: Path, pred, label: int | None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    frames = pred.face_frame_indices
+    for row, scores in enumerate(pred.face_scores):
+        ax.scatter(frames, scores, s=18, alpha=0.7, label=f"model {row}" if len(pred.face_scores) > 1 else "face")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.axhline(pred.probability, color="black", linewidth=1, label=f"video {pred.probability:.3f}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("face score")
+    truth = {0: "REAL", 1: "FAKE"}.get(label, "?")
+    ax.set_title(f"{pred.name} (true {truth})", fontsize=10)
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _contact_sheet(path: Path, crops, scores, tile_px: int = 112, columns: int = 8) -> None:
+    import cv2
+
+    from preprocessing.faces import face_to_model_input
+
+    tiles = []
+    for i, crop in enumerate(crops):
+        tile = np.ascontiguousarray(face_to_model_input(crop, tile_px))
+        if scores is not None and i < len(scores):
+            cv2.rectangle(tile, (0, tile_px - 18), (tile_px, tile_px), (0, 0, 0), -1)
+            cv2.putText(tile, f"{scores[i]:.2f}", (4, tile_px - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = np.zeros((rows * tile_px, min(columns, len(tiles)) * tile_px, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * tile_px:(r + 1) * tile_px, c * tile_px:(c + 1) * tile_px] = tile
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+
+
+def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, int] | None, predictor,
+                 summary: dict, submission_path: Path | None = None, top_k: int = 8) -> Path:
+    """The HTML report; returns the path of its ``index.html``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report_dir = Path(report_dir)
+    (report_dir / "strips").mkdir(parents=True, exist_ok=True)
+    (report_dir / "faces").mkdir(parents=True, exist_ok=True)
+    _plot_histogram(report_dir / "histogram.png", predictions, labels)
+
+    ranked = []
+    if labels:
+        ranked = sorted((p for p in predictions if p.name in labels and not p.fell_back),
+                        key=lambda p: -video_log_loss(labels[p.name], p.probability))[:top_k]
+    rows = []
+    for pred in ranked:
+        stem = pred.path.stem
+        strip = Path("strips") / f"{stem}.png"
+        sheet = Path("faces") / f"{stem}.png"
+        _plot_strip(report_dir / strip, pred, labels.get(pred.name))
+        decoded = predictor.decode(pred.path)
+        faces = predictor.extract_faces(decoded.frame_indices, decoded.frames)
+        scores = pred.mean_face_scores if len(faces.crops) == pred.n_faces else None
+        if faces.crops:
+            _contact_sheet(report_dir / sheet, faces.crops, scores)
+        label = labels[pred.name]
+        rows.append(
+            f"<tr><td>{html.escape(pred.name)}</td><td>{'FAKE' if label else 'REAL'}</td>"
+            f"<td>{pred.probability:.4f}</td><td>{video_log_loss(label, pred.probability):.3f}</td>"
+            f"<td>{pred.n_faces}</td><td><a href=\"{strip.as_posix()}\"><img src=\"{strip.as_posix()}\" "
+            f"height=\"160\"></a></td><td>"
+            + (f"<a href=\"{sheet.as_posix()}\"><img src=\"{sheet.as_posix()}\" height=\"160\"></a>"
+               if faces.crops else "no face") + "</td></tr>")
+
+    metric_rows = "".join(
+        f"<tr><th>{html.escape(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
+        else f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
+        for key, value in summary.items() if key not in ("fallback_videos", "fallbacks"))
+    fallback_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(reason)}</td></tr>"
+                            for name, reason in summary.get("fallback_videos", {}).items())
+    links = ""
+    if submission_path is not None:
+        for target in (submission_path, metrics_path_for(submission_path)):
+            if target.exists():
+                href = html.escape(Path(os.path.relpath(target.resolve(), report_dir.resolve())).as_posix())
+                links += f"<li><a href=\"{href}\">{html.escape(target.name)}</a></li>"
+    wrong_section = (
+        "<table border=\"1\" cellpadding=\"4\"><tr><th>video</th><th>true</th><th>prediction</th>"
+        "<th>log loss</th><th>faces</th><th>face scores by frame</th><th>faces (score)</th></tr>"
+        + "".join(rows) + "</table>") if rows else "<p>No labelled video with faces to show.</p>"
+    fallbacks = summary.get("fallbacks", {})
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Prediction report</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{text-align:left}}</style></head>
+<body>
+<h1>Prediction report</h1>
+<ul>{links}</ul>
+<h2>Scores</h2>
+<table border="1" cellpadding="4">{metric_rows}</table>
+<h2>Predictions by true label</h2>
+<a href="histogram.png"><img src="histogram.png" width="640"></a>
+<h2>Most wrong videos</h2>
+{wrong_section}
+<h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
+<table border="1" cellpadding="4"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
+</body></html>
+"""
+    index = report_dir / "index.html"
+    write_text_atomic(index, page)
+    return index
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-dir", help="folder of .mp4 files (every one gets a row)")
+    source.add_argument("--video", help="a single .mp4 file")
+    models = parser.add_argument_group("models")
+    models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
+                        "and the DFDC winner's); default: the *_best (else *_last) files in --weights-dir")
+    models.add_argument("--weights-dir", default="weights", help="where train.sh wrote checkpoints")
+    models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
+                        "their file name")
+    pred = parser.add_argument_group("prediction")
+    pred.add_argument("--frames-per-video", type=int, default=32)
+    pred.add_argument("--strategy", choices=("confident", "mean", "max"), default="confident",
+                      help="aggregation of a video's face scores, per model")
+    pred.add_argument("--combine", choices=("mean", "geometric"), default="mean", help="model combination")
+    pred.add_argument("--tta", action="store_true", help="average with the horizontally flipped faces")
+    pred.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pred.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                      help="auto: fp16 on a GPU, fp32 on the CPU")
+    pred.add_argument("--min-face-size", type=int, default=20, help="MTCNN minimum face size (detector px)")
+    pred.add_argument("--detector-scale", default="auto", help="'auto' (by resolution) or a factor")
+    pred.add_argument("--prefetch", type=int, default=2, help="videos decoded ahead in a reader thread")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", required=True, help="submission CSV (filename,label)")
+    out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
+                     "next to the videos, when present")
+    out.add_argument("--report", metavar="DIR", help="write an HTML report here")
+    out.add_argument("--report-videos", type=int, default=8, help="most wrong videos shown in the report")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    videos = list_input_videos(args.test_dir, args.video)
+    checkpoints = [Path(p) for p in args.models] if args.models else find_checkpoints(args.weights_dir)
+    if not checkpoints:
+        raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file under "
+                         f"{args.weights_dir}; train one with ./train.sh or pass --models CKPT")
+    missing = [str(p) for p in checkpoints if not p.is_file()]
+    if missing:
+        raise InputError(f"checkpoint {missing[0]} does not exist; check the path (or train with ./train.sh)")
+    labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
+    labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
+    if args.frames_per_video < 1:
+        raise InputError(f"--frames-per-video must be at least 1, got {args.frames_per_video}")
+    try:
+        scale = args.detector_scale if args.detector_scale == "auto" else float(args.detector_scale)
+    except ValueError as exc:
+        raise InputError(f"--detector-scale must be 'auto' or a number, got {args.detector_scale!r}") from exc
+
+    from tqdm import tqdm
+
+    from kernel_utils import VideoPredictor, predict_on_video_set
+    from training.zoo.checkpoints import CheckpointError
+
+    try:
+        predictor = VideoPredictor(checkpoints, device=args.device, precision=args.precision,
+                                   frames_per_video=args.frames_per_video, strategy=args.strategy,
+                                   combine=args.combine, tta=args.tta, detector_scale=scale,
+                                   min_face_size_px=args.min_face_size, encoder=args.encoder)
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        raise InputError(str(exc)) from exc
+    print(f"{len(videos)} videos, {len(checkpoints)} model(s): "
+          + ", ".join(f"{m.path.name} ({m.encoder}, {m.input_size} px)" for m in predictor.models),
+          file=sys.stderr)
+
+    start = time.perf_counter()
+    predictions = []
+    for pred in tqdm(predict_on_video_set(predictor, videos, prefetch=args.prefetch), total=len(videos),
+                     unit="video", desc="predict"):
+        predictions.append(pred)
+    elapsed_s = time.perf_counter() - start
+
+    output = Path(args.output)
+    write_submission(output, predictions)
+    summary = summarize(predictions, labels)
+    summary["seconds_per_video"] = elapsed_s / len(predictions)
+    summary["models"] = [str(m.path) for m in predictor.models]
+    summary["settings"] = {"frames_per_video": args.frames_per_video, "strategy": args.strategy,
+                           "combine": args.combine, "tta": args.tta, "device": predictor.device,
+                           "precision": str(predictor.dtype).replace("torch.", ""),
+                           "detector_scale": args.detector_scale, "min_face_size": args.min_face_size,
+                           "labels": str(labels_path) if labels else None}
+    metrics_file = metrics_path_for(output)
+    write_json_atomic(metrics_file, _json_safe(summary))
+
+    print(f"wrote {output} ({len(predictions)} rows) and {metrics_file}")
+    fb = summary["fallbacks"]
+    print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
+          f"error {fb['error']})")
+    if labels:
+        print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
+              f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
+    if args.report:
+        index = write_report(args.report, predictions, labels, predictor, summary, output, args.report_videos)
+        print(f"report: {index}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Predict every .mp4 in TEST_DIR into OUT.csv (filename,label).
+#   ./predict_submission.sh TEST_DIR OUT.csv [CKPT ...] [-- extra predict_folder.py options]
+# Without CKPT: the checkpoints train.sh wrote under weights/ (per run *_best, else *_last);
+# WEIGHTS_DIR overrides that folder. When TEST_DIR holds a metadata.json the score is printed too.
+# Examples of extra options: -- --report output/report --frames-per-video 16 --tta
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 TEST_DIR OUT.csv [CKPT ...] [-- predict_folder.py options]" >&2
+    exit 2
+}
+
+[[ $# -ge 2 ]] || usage
+test_dir=$1
+output=$2
+shift 2
+
+checkpoints=()
+while [[ $# -gt 0 && $1 != "--" ]]; do
+    checkpoints+=("$1")
+    shift
+done
+[[ $# -gt 0 && $1 == "--" ]] && shift
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+python=python3
+[[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
+
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1
+export NO_ALBUMENTATIONS_UPDATE=1
+
+model_args=(--weights-dir "${WEIGHTS_DIR:-$here/weights}")
+if [[ ${#checkpoints[@]} -gt 0 ]]; then
+    model_args=(--models "${checkpoints[@]}")
+fi
+
+exec "$python" "$here/predict_folder.py" --test-dir "$test_dir" --output "$output" "${model_args[@]}" "$@"

