@@ -35,7 +35,7 @@ from preprocessing.faces import (
     resolve_device,
 )
 from preprocessing.video import VideoReadError, read_sampled_frames
-from training.zoo.checkpoints import LoadedModel, load_model
+from training.zoo.checkpoints import CheckpointError, LoadedModel, load_model
 from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
@@ -140,8 +140,15 @@ class VideoPrediction:
 
     @property
     def mean_face_scores(self) -> np.ndarray:
-        """Per face, the mean over the models (the frame scores plotted in the report)."""
+        """Per face, the mean over the models (the scores plotted in the report)."""
         return self.face_scores.mean(axis=0) if self.face_scores.size else np.zeros(0)
+
+    @property
+    def frame_scores(self) -> dict[int, float]:
+        """Per sampled frame with a face, the mean score of its faces (mean over the models)."""
+        scores = self.mean_face_scores
+        return {int(f): float(scores[self.face_frame_indices == f].mean())
+                for f in np.unique(self.face_frame_indices)}
 
 
 @dataclass
@@ -239,7 +246,7 @@ class VideoPredictor:
         if models is None:
             if not checkpoints:
                 raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
-            models = [load_model(path, encoder=encoder, device=self.device) for path in checkpoints]
+            models = [self._load(path, encoder) for path in checkpoints]
         if not models:
             raise ValueError("no model given")
         self.models = list(models)
@@ -247,6 +254,15 @@ class VideoPredictor:
             loaded.model.eval().to(device=self.device, dtype=self.dtype)
         self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=min_face_size_px,
                                      batch_size=detector_batch_size)
+
+    def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
+        """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
+        try:
+            return load_model(path, device=self.device)
+        except CheckpointError:
+            if encoder is None:
+                raise
+            return load_model(path, encoder=encoder, device=self.device)
 
     # -- stages (public so that a caller can time or reuse them) --
     def decode(self, path: str | os.PathLike) -> DecodedVideo:

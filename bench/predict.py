@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -181,9 +182,11 @@ def main(argv=None) -> int:
         r = results[-1]
         print(f"  {r['s_per_video']:.2f} s/video  split {r['split_s_per_video']}", file=sys.stderr)
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     meta = {"date": time.strftime("%Y-%m-%d"),
             "machine": gpu or f"CPU ({platform.processor() or platform.machine()}, "
-                              f"{torch.get_num_threads()} torch threads)",
+                              f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+                              f"load average at the end {load})",
             "n_videos": len(videos), "videos": description, "frames_per_video": args.frames_per_video,
             "models": args.models, "encoder": args.encoder, "size": args.size,
             "precision": str(resolve_dtype(args.precision, args.device)).replace("torch.", ""),
@@ -194,6 +197,11 @@ def main(argv=None) -> int:
     lines.append("")
     lines.append(f"Batched + reader thread gives the baseline's scores within {SCORE_TOLERANCE:g}: "
                  f"{'yes' if matches else 'NO'}.")
+    if gpu is None:
+        lines += ["", "GPU rows (7 x tf_efficientnet_b7_ns at 380 px, fp16, like the winning submission; goals: "
+                  "3x the baseline's videos/s and at most 0.5 s per 10 s 1080p clip on one H100): not measured "
+                  "(no GPU here). Command: `python bench/predict.py --device cuda --encoder tf_efficientnet_b7_ns "
+                  "--size 380 --models 7`."]
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))

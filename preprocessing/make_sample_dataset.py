@@ -39,15 +39,14 @@ import numpy as np
 
 from preprocessing.faces import crop_box
 from preprocessing.layout import atomic_path, write_bytes_atomic, write_json_atomic
-from preprocessing.video import iter_frames
 from preprocessing.sample_faces import (
-    FakeRecipe,
     Identity,
     draw_recipe,
     load_identities,
     make_fake_portrait,
     scaled,
 )
+from preprocessing.video import iter_frames
 
 TEST_DIR_NAME = "test_videos"
 PART_PREFIX = "dfdc_train_part_"
@@ -57,6 +56,7 @@ SCENE_MARGIN = 0.2  # scene canvas larger than the frame by this fraction on eac
 # x264: one thread (same bytes every run), constant QP and a fixed GOP (frame types and quantisers do
 # not depend on frame content), so a fake's encoding differs from its original's only near the face.
 QP = 22
+PRESET = "veryfast"
 X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:b-adapt=0:scenecut=0:keyint=250:min-keyint=25"
 FAKE_KINDS = ("face_swap", "self_blend")
 ID_LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
@@ -258,7 +258,7 @@ class _H264Writer:
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.thread_count = 1
-        self.stream.codec_context.options = {"qp": str(QP), "preset": "veryfast", "x264-params": X264_PARAMS}
+        self.stream.codec_context.options = {"qp": str(QP), "preset": PRESET, "x264-params": X264_PARAMS}
 
     def write(self, rgb: np.ndarray) -> None:
         import av
@@ -302,7 +302,8 @@ def _render(scenes: list[np.ndarray], camera: Camera, rng: np.random.Generator, 
         lut = camera.gain_lut(t)
         dx, dy = (int(v) for v in rng.integers(0, pad, 2))
 
-        def film(scene, x0, y0, x1, y1):
+        def film(scene: np.ndarray, x0: int, y0: int, x1: int, y1: int, matrix=matrix, lut=lut, dx=dx, dy=dy):
+            """The frame's rectangle [x0, x1) x [y0, y1): warp, lighting, sensor noise."""
             shifted = matrix.copy()
             shifted[:, 2] -= (x0, y0)
             frame = cv2.warpAffine(scene, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
@@ -366,20 +367,68 @@ def _check_arguments(out_dir: Path, parts: int, reals_per_part: int, seconds: fl
     return frames
 
 
-def _new_id(rng: np.random.Generator, taken: set[str]) -> str:
-    while True:
-        name = "".join(rng.choice(ID_LETTERS, 10))
-        if name not in taken:
-            taken.add(name)
-            return name
+def _plan_names(seed: int, parts: int, reals_per_part: int, fakes_per_real: int,
+                test_videos: int) -> dict[str, list[str]]:
+    """File names per output folder, DFDC-like random 10-letter ids, unique and fixed by the seed.
+
+    A train part lists, per real video, the real then its fakes. Drawn from their own random stream,
+    so the names do not depend on anything but the counts and the seed.
+    """
+    rng = np.random.default_rng([seed, 0])
+    taken: set[str] = set()
+
+    def new_name() -> str:
+        while True:
+            name = "".join(rng.choice(ID_LETTERS, 10)) + ".mp4"
+            if name not in taken:
+                taken.add(name)
+                return name
+
+    plan = {f"{PART_PREFIX}{part}": [new_name() for _ in range(reals_per_part * (1 + fakes_per_real))]
+            for part in range(parts)}
+    if test_videos:
+        plan[TEST_DIR_NAME] = [new_name() for _ in range(test_videos)]
+    return plan
+
+
+def _clear_previous(out_dir: Path, plan: dict[str, list[str]], overwrite: bool) -> None:
+    """Refuse to mix with another dataset in ``out_dir``; with ``overwrite`` remove its listed videos.
+
+    The same arguments again rewrite the same files (same bytes), so that case needs no ``overwrite``.
+    Only files a folder's metadata.json lists (and metadata.json itself) are ever deleted.
+    """
+    folders = {p.name: p for p in out_dir.glob(f"{PART_PREFIX}*") if p.is_dir()}
+    if (out_dir / TEST_DIR_NAME).is_dir():
+        folders[TEST_DIR_NAME] = out_dir / TEST_DIR_NAME
+    for name, folder in sorted(folders.items()):
+        meta_path = folder / "metadata.json"
+        if not meta_path.is_file():
+            continue
+        try:
+            listed = json.loads(meta_path.read_text())
+            listed = listed if isinstance(listed, dict) else {}
+        except (OSError, ValueError):
+            listed = {}
+        if sorted(listed) == sorted(plan.get(name, [])):
+            continue
+        if not overwrite:
+            raise SampleDatasetError(f"{meta_path} belongs to another dataset (other seed or counts); pass an "
+                                     f"empty OUT_DIR, or --overwrite to replace the videos it lists")
+        for file_name in listed:
+            if Path(file_name).name == file_name:  # never follow a path out of the folder
+                (folder / file_name).unlink(missing_ok=True)
+        meta_path.unlink()
 
 
 def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_per_part: int = 4,
                             seconds: float = 3.0, fps: float = 25, size: tuple[int, int] = (640, 360),
                             seed: int = 0, test_videos: int = 12, fakes_per_real: int = 2,
-                            preview: str | os.PathLike | None = None, progress: bool = True) -> SampleDatasetSummary:
+                            preview: str | os.PathLike | None = None, progress: bool = True,
+                            overwrite: bool = False) -> SampleDatasetSummary:
     """Write a DFDC-style dataset (train parts + ``test_videos/``) into ``out_dir``; see the module doc.
 
+    Running again with the same arguments rewrites the same bytes. ``overwrite`` replaces a dataset
+    made with other arguments (only the videos its metadata.json files list are removed).
     Raises SampleDatasetError (a ValueError) for arguments that cannot make a dataset.
     """
     from tqdm import tqdm
@@ -388,27 +437,27 @@ def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_pe
     width, height = (int(v) for v in size)
     frames = _check_arguments(out_dir, parts, reals_per_part, seconds, fps, (width, height), test_videos,
                               fakes_per_real)
+    plan = _plan_names(seed, parts, reals_per_part, fakes_per_real, test_videos)
+    _clear_previous(out_dir, plan, overwrite)
     identities = load_identities()
-    id_rng = np.random.default_rng([seed, 0])
-    taken: set[str] = set()
     summary = SampleDatasetSummary(out_dir, [], None, frames_per_video=frames, size=(width, height), fps=float(fps))
-    total = parts * reals_per_part * (1 + fakes_per_real) + test_videos
-    bar = tqdm(total=total, desc="sample videos", unit="video", disable=not progress)
+    bar = tqdm(total=sum(len(v) for v in plan.values()), desc="sample videos", unit="video", disable=not progress)
     preview_frames = None
     try:
         for part in range(parts):
             part_dir = out_dir / f"{PART_PREFIX}{part}"
             part_dir.mkdir(parents=True, exist_ok=True)
+            names = iter(plan[part_dir.name])
             metadata: dict[str, dict] = {}
             for index in range(reals_per_part):
                 rng = np.random.default_rng([seed, 1, part, index])
                 # people take turns; whether the photo is mirrored is drawn per video
                 identity = identities[(2 * (part * reals_per_part + index) + int(rng.integers(2))) % len(identities)]
                 scene = _make_scene(rng, identity, width, height, test=False)
-                real_name = _new_id(id_rng, taken) + ".mp4"
                 recipes = [draw_recipe(rng, FAKE_KINDS[k % len(FAKE_KINDS)], identity, identities)
                            for k in range(fakes_per_real)]
-                fake_names = [_new_id(id_rng, taken) + ".mp4" for _ in recipes]
+                real_name = next(names)
+                fake_names = [next(names) for _ in recipes]
                 portraits = [scene.portrait] + [make_fake_portrait(scene.portrait, scene.landmarks,
                                                                    scene.face_size_px, r) for r in recipes]
                 _film(scene, portraits, [part_dir / n for n in [real_name] + fake_names], rng, width, height,
@@ -432,22 +481,21 @@ def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_pe
             test_dir = out_dir / TEST_DIR_NAME
             test_dir.mkdir(parents=True, exist_ok=True)
             metadata = {}
-            labels = ["REAL", "FAKE"] * ((test_videos + 1) // 2)
-            for index in range(test_videos):
+            # half of them fake (the odd positions); a fake's original is not in the folder, like the DFDC test set
+            for index, name in enumerate(plan[TEST_DIR_NAME]):
                 rng = np.random.default_rng([seed, 2, index])
                 identity = identities[(2 * index + 1 + int(rng.integers(2))) % len(identities)]
                 scene = _make_scene(rng, identity, width, height, test=True)
-                name = _new_id(id_rng, taken) + ".mp4"
-                if labels[index] == "FAKE":
-                    kind = FAKE_KINDS[(index // 2) % len(FAKE_KINDS)]
-                    recipe = draw_recipe(rng, kind, identity, identities)
+                label = "FAKE" if index % 2 else "REAL"
+                if label == "FAKE":
+                    recipe = draw_recipe(rng, FAKE_KINDS[(index // 2) % len(FAKE_KINDS)], identity, identities)
+                    kind = recipe.kind
                     portrait = make_fake_portrait(scene.portrait, scene.landmarks, scene.face_size_px, recipe)
                 else:
                     kind, portrait = "real", scene.portrait
                 _film(scene, [portrait], [test_dir / name], rng, width, height, fps, frames)
-                # like the DFDC test set: the fake's original is not part of the folder
-                metadata[name] = {"label": labels[index], "split": "test", "original": None}
-                summary.videos.append(GeneratedVideo(test_dir / name, labels[index], None, kind, identity.name))
+                metadata[name] = {"label": label, "split": "test", "original": None}
+                summary.videos.append(GeneratedVideo(test_dir / name, label, None, kind, identity.name))
                 bar.update(1)
             write_json_atomic(test_dir / "metadata.json", metadata)
             _make_readable(test_dir / "metadata.json")
@@ -546,13 +594,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--test-videos", type=int, default=12, help="videos in test_videos/ (half of them fake)")
     parser.add_argument("--preview", type=Path, default=None, help="write a contact sheet PNG of a real and its fakes")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset made in OUT_DIR with other arguments (same arguments need no flag)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         summary = generate_sample_dataset(args.out_dir, parts=args.parts, reals_per_part=args.reals_per_part,
                                           seconds=args.seconds, fps=args.fps, size=args.size, seed=args.seed,
                                           test_videos=args.test_videos, fakes_per_real=args.fakes_per_real,
-                                          preview=args.preview, progress=not args.no_progress)
+                                          preview=args.preview, progress=not args.no_progress,
+                                          overwrite=args.overwrite)
     except SampleDatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import cv2
@@ -102,7 +102,7 @@ def _portrait(name: str, photo: np.ndarray) -> Identity:
     return Identity(name, portrait, landmarks - np.float32([x0, y0]), face_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_identities() -> tuple[Identity, ...]:
     """Every bundled identity, each also mirrored (landmarks found again by dlib on the mirror image).
 

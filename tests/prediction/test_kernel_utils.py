@@ -22,7 +22,7 @@ from kernel_utils import (
 )
 from preprocessing.video import read_sampled_frames
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
-from training.zoo.checkpoints import load_model
+from training.zoo.checkpoints import CheckpointError, load_model
 from training.zoo.classifiers import DEFAULT_INPUT_SIZE
 
 # ---- the winner's `confident` rule on crafted score arrays ---------------------------------------------
@@ -125,6 +125,8 @@ def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     assert pred.face_frame_indices.tolist() == owners
     np.testing.assert_allclose(pred.face_scores[0], scores, rtol=0, atol=1e-6)
     assert pred.probability == pytest.approx(confident_strategy(scores), abs=1e-6)
+    expected_frames = {f: np.mean([s for s, o in zip(scores, owners) if o == f]) for f in set(owners)}
+    assert pred.frame_scores == pytest.approx(expected_frames, abs=1e-6)
     assert np.ptp(scores) > 1e-3, "the test model must give faces different scores for the parity to mean much"
 
 
@@ -146,6 +148,17 @@ def test_ensemble_of_project_and_winner_checkpoints(test_videos, project_checkpo
     crops = reference.extract_faces(decoded.frame_indices, decoded.frames).crops
     np.testing.assert_allclose(pred.face_scores[1], reference.score_faces(crops)[0], rtol=0, atol=1e-7)
     assert not np.allclose(pred.face_scores[0], pred.face_scores[1], atol=1e-3)
+
+
+def test_encoder_option_only_for_checkpoints_that_name_none(tmp_path, project_checkpoint):
+    bare = tmp_path / "weights.pth"  # a bare state dict: no config, no encoder in the name
+    torch.save(torch.load(project_checkpoint, map_location="cpu", weights_only=False)["state_dict"], bare)
+    with pytest.raises(CheckpointError, match="does not say which encoder"):
+        VideoPredictor([bare], device="cpu")
+    assert VideoPredictor([bare], device="cpu", encoder="tf_efficientnet_lite0").models[0].input_size == 224
+    # a checkpoint whose config names its encoder keeps it whatever --encoder says
+    kept = VideoPredictor([project_checkpoint], device="cpu", encoder="tf_efficientnet_b0_ns").models[0]
+    assert (kept.encoder, kept.input_size) == ("tf_efficientnet_lite0", 96)
 
 
 def test_precision_rules():

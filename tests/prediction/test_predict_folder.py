@@ -93,18 +93,22 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
         assert name in page  # the fallbacks table
 
 
-def test_winner_checkpoint_through_cli_with_folder_metadata(test_videos, winner_checkpoint, tmp_path, capsys):
+def test_winner_checkpoint_through_cli_on_one_video(test_videos, winner_checkpoint, tmp_path, capsys):
+    video = sorted(test_videos.glob("*.mp4"))[0]
     output = tmp_path / "winner.csv"
-    rc = predict_folder.main(["--test-dir", str(test_videos), "--models", str(winner_checkpoint),
+    rc = predict_folder.main(["--video", str(video), "--models", str(winner_checkpoint),
                               "--output", str(output), "--frames-per-video", "2", "--tta"])
     assert rc == 0
     rows = _read_csv(output)
-    assert [n for n, _ in rows] == sorted(p.name for p in test_videos.glob("*.mp4"))
-    assert all(p != 0.5 for _, p in rows)  # faces found in every generated video
-    metrics = json.loads((tmp_path / "winner.metrics.json").read_text())  # scored with test_videos/metadata.json
-    assert metrics["n_labelled"] == len(rows) and metrics["settings"]["tta"] is True
+    assert [n for n, _ in rows] == [video.name] and rows[0][1] != 0.5
+    # scored with the metadata.json next to the video; one video, so AUC is undefined (null)
+    metrics = json.loads((tmp_path / "winner.metrics.json").read_text())
+    assert metrics["n_labelled"] == 1 and metrics["auc"] is None and metrics["settings"]["tta"] is True
+    assert metrics["models"] == [str(winner_checkpoint)] and metrics["fallbacks"]["total"] == 0
+    label = json.loads((test_videos / "metadata.json").read_text())[video.name]["label"] == "FAKE"
+    assert metrics["log_loss"] == pytest.approx(sk_log_loss([int(label)], [rows[0][1]], labels=[0, 1]))
     out = capsys.readouterr().out
-    assert f"log loss {metrics['log_loss']:.4f}" in out and "AUC" in out
+    assert f"log loss {metrics['log_loss']:.4f}" in out
 
 
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, project_checkpoint, test_videos, capsys):

@@ -35,10 +35,10 @@ SAMPLED = [0, FRAMES // 2, FRAMES - 1]
 def sampled_faces(sample_root) -> dict[Path, tuple[list[np.ndarray], list]]:
     """Per video: the SAMPLED frames and MTCNN's boxes on them (preprocessing thresholds)."""
     detector = FaceDetector(THRESHOLDS_PREPROCESS, device="cpu")
-    found = {}
-    for path, _ in _all_videos(sample_root):
-        frames = [f for _, f in iter_frames(path, SAMPLED)]
-        found[path] = (frames, detector.detect(frames))
+    paths = [path for path, _ in _all_videos(sample_root)]
+    frames = {path: [f for _, f in iter_frames(path, SAMPLED)] for path in paths}
+    boxes = iter(detector.detect([f for path in paths for f in frames[path]]))  # one batched pass
+    found = {path: (frames[path], [next(boxes) for _ in frames[path]]) for path in paths}
     return found
 
 
@@ -65,7 +65,7 @@ def test_layout_and_metadata_are_dfdc(sample_root):
         reals = [n for n, i in metadata.items() if i["label"] == "REAL"]
         fakes = [n for n, i in metadata.items() if i["label"] == "FAKE"]
         assert len(reals) == TINY_SET["reals_per_part"] and len(fakes) == 2 * len(reals)
-        for name, info in metadata.items():
+        for info in metadata.values():
             assert set(info) == {"label", "split", "original"} and info["split"] == "train"
             if info["label"] == "REAL":
                 assert info["original"] is None
@@ -131,6 +131,13 @@ def test_same_seed_same_bytes_other_seed_other_files(tmp_path):
     assert set(digest_a).isdisjoint(set(digest_c) - {"dfdc_train_part_0/metadata.json",
                                                      "test_videos/metadata.json"})
     assert set(digest_a.values()).isdisjoint(digest_c.values())
+    # rerunning into the same folder: same arguments rewrite the same bytes, others need overwrite=True
+    generate_sample_dataset(tmp_path / "b", seed=3, **MINI_SET)
+    assert _digest(tmp_path / "b") == digest_a
+    with pytest.raises(SampleDatasetError, match="belongs to another dataset"):
+        generate_sample_dataset(tmp_path / "b", seed=4, **MINI_SET)
+    generate_sample_dataset(tmp_path / "b", seed=4, overwrite=True, **MINI_SET)
+    assert _digest(tmp_path / "b") == digest_c
     # the preview: columns real, fake, fake; rows frame, face close-up, |fake - real| x4
     sheet = cv2.imread(str(first.preview))
     width, height = MINI_SET["size"]

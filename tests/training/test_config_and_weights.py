@@ -1,0 +1,112 @@
+"""Configs (unknown keys rejected), schedules, ImageNet initialisation and the one checkpoint loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from preprocessing.faces import face_to_model_input
+from training.tools.config import ConfigError, load_config
+from training.tools.schedulers import create_optimizer, create_scheduler, lr_factor
+from training.transforms.augmentations import image_to_tensor
+from training.zoo.checkpoints import CheckpointError, load_model
+from training.zoo.classifiers import DeepFakeClassifier
+from training.zoo.pretrained import PretrainedError, lite0_package_state_dict, load_pretrained
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.mark.parametrize("name", ["b7.json", "b5.json", "demo_cpu.json"])
+def test_shipped_configs_load(name):
+    config = load_config(REPO / "configs" / name)
+    assert config["encoder"].startswith("tf_efficientnet_")
+    if name == "b7.json":  # the winner's settings
+        assert (config["size"], config["batch_size"], config["epochs"], config["batches_per_epoch"]) == (380, 12, 40, 2500)
+        assert config["optimizer"] == {"type": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True,
+                                       "weight_decay": 1e-4}
+        assert config["schedule"]["type"] == "poly" and config["grad_clip"] == 1.0
+
+
+def test_unknown_keys_are_errors_that_name_file_and_key(tmp_path):
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"encoder": "tf_efficientnet_lite0", "batchsize": 4}))
+    with pytest.raises(ConfigError, match=r"typo.json: unknown key 'batchsize'.*batch_size"):
+        load_config(path)
+    path.write_text(json.dumps({"optimizer": {"type": "SGD", "learning_rate": 0.1}}))
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer.learning_rate'.*lr"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown key 'sise'"):
+        load_config(None, ["sise=64"])
+    assert load_config(None, ["optimizer.lr=0.5", "size=64"])["optimizer"]["lr"] == 0.5
+
+
+def test_poly_schedule_per_step():
+    schedule = {"type": "poly", "max_iter": 100, "power": 0.9, "warmup_steps": 0}
+    assert lr_factor(0, schedule, 100, 0.01) == 1.0
+    assert lr_factor(50, schedule, 100, 0.01) == pytest.approx(0.5 ** 0.9)
+    assert lr_factor(100, schedule, 100, 0.01) == 0.0
+    model = torch.nn.Linear(2, 1)
+    optimizer = create_optimizer(model.parameters(), {"type": "SGD", "lr": 0.01, "momentum": 0.9,
+                                                      "nesterov": True, "weight_decay": 1e-4})
+    scheduler = create_scheduler(optimizer, schedule, 100)
+    for _ in range(50):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 0.9)
+
+
+def test_lite0_package_weights_recognise_imagenet_photos():
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False).eval()
+    model.load_state_dict(lite0_package_state_dict(model.state_dict()), strict=True)
+    top = {}
+    for name, photo in [("chelsea", data.chelsea()), ("coffee", data.coffee())]:
+        x = image_to_tensor(face_to_model_input(photo, 224))[None]
+        with torch.no_grad():
+            top[name] = int(model(x).argmax())
+    assert top["chelsea"] in IMAGENET_CATS
+    assert top["coffee"] == 967  # espresso
+
+
+def test_pretrained_options(tmp_path, monkeypatch):
+    model = DeepFakeClassifier("tf_efficientnet_lite0")
+    assert load_pretrained(model, None, "tf_efficientnet_lite0") == "random initialisation"
+    load_pretrained(model, "lite0-package", "tf_efficientnet_lite0")
+    path = tmp_path / "lite0.pth"
+    torch.save(model.encoder.state_dict(), path)
+    other = DeepFakeClassifier("tf_efficientnet_lite0")
+    load_pretrained(other, str(path), "tf_efficientnet_lite0")
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, other.encoder.state_dict()[key])
+    with pytest.raises(PretrainedError, match="does not exist"):
+        load_pretrained(other, str(tmp_path / "missing.pth"), "tf_efficientnet_lite0")
+    b0 = DeepFakeClassifier("tf_efficientnet_b0_ns")
+    with pytest.raises(PretrainedError, match="do not fit encoder"):
+        load_pretrained(b0, str(path), "tf_efficientnet_b0_ns")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PretrainedError, match="path of a local weights file"):
+        load_pretrained(other, "timm", "tf_efficientnet_lite0")
+
+
+def test_winner_format_checkpoint_loads_strictly_with_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    model = DeepFakeClassifier("tf_efficientnet_lite0").eval()
+    winner_state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    path = tmp_path / "final_999_DeepFakeClassifier_tf_efficientnet_lite0_0_23"
+    torch.save({"state_dict": winner_state, "epoch": 23, "bce_best": 0.2}, path)
+    loaded = load_model(path, input_size=64)
+    assert loaded.encoder == "tf_efficientnet_lite0"
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded.model(x))
+    wrong = tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b0_ns_0_7"
+    torch.save({"state_dict": winner_state}, wrong)
+    with pytest.raises(CheckpointError, match=r"does not fit DeepFakeClassifier\(tf_efficientnet_b0_ns\)"):
+        load_model(wrong)
