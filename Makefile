@@ -27,6 +27,17 @@ lint: venv
 sample-data: venv
 	$(PY) -m preprocessing.make_sample_dataset $(SAMPLE_DIR)
 
+demo: venv
+	bash scripts/demo.sh $(SAMPLE_DIR) $(DEMO_DIR)
+
+bench: venv
+	$(PY) bench/preprocess.py
+	$(PY) bench/train.py
+	$(PY) bench/predict.py
+
+clean-demo:
+	rm -rf $(DEMO_DIR)
+
 freeze: venv
 	$(PY) -m pip freeze --all | grep -v -E '^(pip|wheel|setuptools)==' > requirements.lock.txt
 	@echo "review requirements.lock.txt and copy the pins into requirements.txt"

@@ -279,7 +279,9 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
     metric_rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
         else f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-        for key, value in summary.items() if key not in ("fallback_videos", "fallbacks"))
+        for key, value in summary.items() if key not in ("fallback_videos", "fallbacks", "models", "settings"))
+    setup = html.escape(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")},
+                                   indent=1))
     fallback_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(reason)}</td></tr>"
                             for name, reason in summary.get("fallback_videos", {}).items())
     links = ""
@@ -307,6 +309,8 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
 {wrong_section}
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
 <table border="1" cellpadding="4"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
+<h2>Models and settings</h2>
+<pre>{setup}</pre>
 </body></html>
 """
     index = report_dir / "index.html"

@@ -20,7 +20,8 @@ usage() {
 [[ $# -ge 2 ]] || usage
 data_root=$1
 num_gpus=$2
-config=${3:-configs/b7.json}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+config=${3:-$here/configs/b7.json}
 shift $(( $# >= 3 ? 3 : 2 ))
 seeds=("$@")
 [[ ${#seeds[@]} -gt 0 ]] || seeds=(111 555 777 888 999)
@@ -29,7 +30,6 @@ seeds=("$@")
 [[ -f $data_root/folds.csv ]] || { echo "$data_root/folds.csv is missing; run ./preprocess_data.sh $data_root first" >&2; exit 2; }
 [[ -f $config ]] || { echo "config $config does not exist; see configs/" >&2; exit 2; }
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 python=python3
 [[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"

@@ -5,10 +5,12 @@ Data pipeline, both in one process on the same crops with the same cutout probab
 albumentations pipeline:
 
 * ours: ``DeepFakeClassifierDataset`` (cutouts from the stored 5- and 68-point landmarks, lines drawn
-  thick in one pass);
+  thick in one pass, FancyPCA from a strided pixel subset applied as a lookup table, uint8 tensors
+  out, normalised on the device by the training loop);
 * baseline, the original recipe's procedure: the dlib frontal face detector and 68-point predictor run
   on the crop whenever the hull cutout is drawn, cutout lines widened by iterated binary dilation, the
-  bit masks rebuilt for every sample.
+  bit masks rebuilt for every sample, FancyPCA on every pixel in float64, float32 normalisation in the
+  worker.
 
     python bench/train.py --data-dir DATA_ROOT [--write-docs docs/benchmarks.md]
 """
@@ -32,16 +34,53 @@ sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import albumentations as A  # noqa: E402
 import torch  # noqa: E402
 
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
-from training.transforms.augmentations import create_train_transforms, image_to_tensor  # noqa: E402
+from training.transforms.augmentations import FancyPCA, train_transform_list  # noqa: E402
+from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 SECTION = "## Training"
 GPU_FEED_RATES = (100, 200, 400)  # images/s a GPU might consume, for the workers-needed table
 
 
 # ---- the original per-sample procedure (baseline) -------------------------------------------------
+class OriginalFancyPCA(A.ImageOnlyTransform):
+    """The recipe's FancyPCA as it ran: float64 covariance of every pixel, float image, clip, cast."""
+
+    def __init__(self, alpha: float = 0.1, p: float = 0.5):
+        super().__init__(p=p)
+        self.alpha = alpha
+
+    def get_params(self) -> dict:
+        return {"alpha_value": float(self.random_generator.normal(0.0, self.alpha))}
+
+    def apply(self, img, alpha_value=0.0, **params):
+        out = img.astype(float)
+        pixels = (img / 255.0).reshape(-1, 3)
+        eigvals, eigvecs = np.linalg.eigh(np.cov(pixels - pixels.mean(axis=0), rowvar=False))
+        shift = eigvecs @ (alpha_value * eigvals)
+        for channel in range(3):
+            out[..., channel] += shift[channel] * 255
+        return np.clip(out, 0.0, 255.0).astype(np.uint8)
+
+
+def original_transforms(size: int, seed: int) -> A.Compose:
+    """The same list with the recipe's FancyPCA in place of ours."""
+    transforms = train_transform_list(size)
+    for transform in transforms:
+        if isinstance(transform, A.OneOf):
+            transform.transforms = [OriginalFancyPCA() if isinstance(t, FancyPCA) else t for t in transform.transforms]
+    return A.Compose(transforms, seed=seed)
+
+
+def original_img_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """Normalisation in the worker, float32 out, as the recipe's loader did."""
+    scaled = (image.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
+
+
 class BaselineSampler:
     """The original recipe's sample preparation, kept to its costs: detector at training time,
     iterated dilation, per-sample bit masks."""
@@ -50,7 +89,7 @@ class BaselineSampler:
         import dlib
 
         self.dataset = dataset
-        self.transforms = create_train_transforms(size, seed=seed)
+        self.transforms = original_transforms(size, seed)
         self.detector = dlib.get_frontal_face_detector()
         models = importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]
         self.predictor = dlib.shape_predictor(f"{models}/models/shape_predictor_68_face_landmarks.dat")
@@ -140,7 +179,7 @@ class BaselineSampler:
                     break
         self.transforms.set_random_seed(self.random.randrange(2 ** 31))
         image = self.transforms(image=image)["image"]
-        return image_to_tensor(image)
+        return original_img_to_tensor(image)
 
 
 # ---- measurements --------------------------------------------------------------------------------
@@ -195,45 +234,48 @@ def bench_cpu_steps(encoder: str, size: int, batch: int, steps: int, threads: in
     return steps / (time.perf_counter() - start)
 
 
-def bench_gpu(encoder: str, size: int, batch: int, steps: int) -> list[tuple[str, float, float]]:
-    """images/s and peak GiB for fp32, fp16 autocast (NCHW, grad scaler), bf16 autocast + channels_last."""
+def _gpu_step(model, optimizer, scaler, images, labels, dtype) -> None:
+    with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model(images)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float().squeeze(1), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def _gpu_rate(encoder: str, size: int, batch: int, steps: int, dtype, channels_last: bool) -> tuple[float, float]:
     from training.zoo.classifiers import DeepFakeClassifier
 
-    rows = []
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
     device = torch.device("cuda")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = DeepFakeClassifier(encoder, drop_path_rate=0.2).to(device).train().to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
+    labels = (torch.arange(batch, device=device) % 2).float()
+    for _ in range(5):
+        _gpu_step(model, optimizer, scaler, images, labels, dtype)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        _gpu_step(model, optimizer, scaler, images, labels, dtype)
+    torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - start), torch.cuda.max_memory_allocated() / 2 ** 30
+
+
+def bench_gpu(encoder: str, size: int, batch: int, steps: int) -> list[tuple[str, float, float]]:
+    """images/s and peak GiB for fp32, fp16 autocast (NCHW, grad scaler), bf16 autocast + channels_last."""
     torch.backends.cudnn.benchmark = True
+    rows = []
     for label, dtype, channels_last in [("fp32", None, False), ("fp16 autocast, NCHW", torch.float16, False),
                                         ("bf16 autocast, channels_last", torch.bfloat16, True)]:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        model = DeepFakeClassifier(encoder, drop_path_rate=0.2).to(device).train()
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-        images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
-        labels = (torch.arange(batch, device=device) % 2).float()
-
-        def step():
-            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = model(images)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float().squeeze(1), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-
-        for _ in range(5):
-            step()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        rows.append((label, steps * batch / (time.perf_counter() - start), torch.cuda.max_memory_allocated() / 2 ** 30))
-        del model, optimizer, images
+        rate, memory = _gpu_rate(encoder, size, batch, steps, dtype, channels_last)
+        rows.append((label, rate, memory))
     return rows
 
 
@@ -290,9 +332,11 @@ def main(argv=None) -> int:
             f"{data['items']} crops of about {data['crop_px']} px, {args.samples} samples x {args.rounds} "
             f"interleaved rounds (median):", "",
             "| pipeline | samples/s per worker |", "|---|---|",
-            f"| ours: stored 68-point landmarks, one-pass thick lines | {data['ours']:.1f} |",
+            f"| ours: stored 68-point landmarks, one-pass thick lines, lookup-table FancyPCA, uint8 out "
+            f"(normalised on the device) | {data['ours']:.1f} |",
             f"| baseline: dlib detector + predictor on each hull cutout ({data['hull_calls']} calls), "
-            f"iterated binary dilation | {data['baseline']:.1f} |",
+            f"iterated binary dilation, bit masks rebuilt per sample, full-image float64 FancyPCA, "
+            f"float normalisation in the worker | {data['baseline']:.1f} |",
             f"| speed-up | {speedup:.2f}x |", "",
             "Loader workers needed to keep one GPU fed (GPU images/s / samples/s per worker, rounded up); "
             "the GPU rate is not measured here, so three rates are shown:", "",

@@ -4,6 +4,7 @@
 
     python -m preprocessing.make_sample_dataset OUT_DIR [--parts 2] [--reals-per-part 4] [--seconds 3]
         [--fps 25] [--size 640x360] [--seed 0] [--test-videos 12] [--fakes-per-real 2] [--preview PNG]
+        [--overwrite] [--workers N] [--no-progress]
 
 Writes ``OUT_DIR/dfdc_train_part_<k>/{*.mp4, metadata.json}`` exactly like DFDC, and
 ``OUT_DIR/test_videos/{*.mp4, metadata.json}`` (other seeds, motion and backgrounds; REAL and FAKE mixed,
@@ -29,6 +30,7 @@ import json
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -110,7 +112,7 @@ class Camera:
     """Smooth per-frame motion, lighting and noise of one scene (shared by a real and its fakes)."""
 
     face_scene_xy: tuple[float, float]  # face centre in scene pixels (the camera's pivot)
-    frame_xy: tuple[float, float]  # where the face centre sits in the frame at t=0
+    frame_xy: tuple[float, float]  # where the face centre sits in the frame, pan aside
     pan_px: tuple[float, float]
     zoom: float
     roll_deg: float
@@ -140,7 +142,12 @@ class Camera:
 
 
 def _background(rng: np.random.Generator, height: int, width: int, style: str) -> np.ndarray:
-    """A procedural, slightly defocused backdrop; ``style`` 'room' (walls, frames) or 'bokeh' (blobs)."""
+    """A procedural, slightly defocused backdrop; ``style`` 'room' (walls, frames) or 'bokeh' (blobs).
+
+    Drawn at half resolution and scaled up: it is out of focus anyway, and it is 4x cheaper.
+    """
+    full_size = (width, height)
+    height, width = (height + 1) // 2, (width + 1) // 2
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (xs * np.cos(angle) + ys * np.sin(angle))
@@ -162,7 +169,7 @@ def _background(rng: np.random.Generator, height: int, width: int, style: str) -
         for _ in range(int(rng.integers(2, 5))):
             y = int(rng.uniform(0, height))
             cv2.line(image, (0, y), (width, y + int(rng.uniform(-0.1, 0.1) * height)),
-                     rng.uniform(20, 230, 3).tolist(), int(rng.integers(2, 6)))
+                     rng.uniform(20, 230, 3).tolist(), int(rng.integers(1, 4)))
     else:
         for _ in range(int(rng.integers(10, 25))):
             centre = (int(rng.uniform(0, width)), int(rng.uniform(0, height)))
@@ -171,7 +178,8 @@ def _background(rng: np.random.Generator, height: int, width: int, style: str) -
             a = float(rng.uniform(0.2, 0.6))
             image = cv2.addWeighted(overlay, a, image, 1 - a, 0)
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.004, 0.012) * side + 0.5)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    image = cv2.resize(np.clip(image, 0, 255).astype(np.uint8), full_size, interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def _person_mask(landmarks: np.ndarray, face_size: float, shape: tuple[int, int]) -> np.ndarray:
@@ -336,9 +344,10 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _check_arguments(out_dir: Path, parts: int, reals_per_part: int, seconds: float, fps: float,
-                     size: tuple[int, int], test_videos: int, fakes_per_real: int) -> int:
-    if parts < 0 or reals_per_part < 0 or test_videos < 0 or fakes_per_real < 0:
-        raise SampleDatasetError("parts, reals_per_part, test_videos and fakes_per_real must not be negative")
+                     size: tuple[int, int], test_videos: int, fakes_per_real: int, seed: int) -> int:
+    """The number of frames per video; raises SampleDatasetError for anything that cannot work."""
+    if min(parts, reals_per_part, test_videos, fakes_per_real, seed) < 0:
+        raise SampleDatasetError("parts, reals_per_part, test_videos, fakes_per_real and seed must not be negative")
     if parts * reals_per_part == 0:
         raise SampleDatasetError(f"parts={parts} x reals_per_part={reals_per_part} makes no training video; "
                                  f"use --parts 1 or more and --reals-per-part 1 or more")
@@ -420,90 +429,114 @@ def _clear_previous(out_dir: Path, plan: dict[str, list[str]], overwrite: bool) 
         meta_path.unlink()
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One scene: a train real and its fakes, or one test video. Independent of every other job."""
+
+    folder: Path
+    names: tuple[str, ...]  # train: real then fakes; test: the one video
+    rng_key: tuple[int, ...]
+    identity_index: int
+    test_label: str | None  # None for a train scene, else "REAL" or "FAKE"
+    fake_kinds: tuple[str, ...]
+
+
+def _run_job(job: _Job, identities: tuple[Identity, ...], width: int, height: int, fps: float,
+             frames: int) -> tuple[list[GeneratedVideo], tuple | None]:
+    """Film one scene; returns its videos and, for a train scene, what the preview needs."""
+    rng = np.random.default_rng(list(job.rng_key))
+    # the draw keeps each scene's random stream independent of which identity it shows
+    identity = identities[(job.identity_index + int(rng.integers(2))) % len(identities)]
+    scene = _make_scene(rng, identity, width, height, test=job.test_label is not None)
+    recipes = [draw_recipe(rng, kind, identity, identities) for kind in job.fake_kinds]
+    fakes = [make_fake_portrait(scene.portrait, scene.landmarks, scene.face_size_px, r) for r in recipes]
+    paths = [job.folder / n for n in job.names]
+    if job.test_label is not None:
+        _film(scene, fakes or [scene.portrait], paths, rng, width, height, fps, frames)
+        kind = recipes[0].kind if recipes else "real"
+        return [GeneratedVideo(paths[0], job.test_label, None, kind, identity.name)], None
+    _film(scene, [scene.portrait] + fakes, paths, rng, width, height, fps, frames)
+    videos = [GeneratedVideo(paths[0], "REAL", None, "real", identity.name)]
+    videos += [GeneratedVideo(p, "FAKE", paths[0].name, r.kind, identity.name) for p, r in zip(paths[1:], recipes)]
+    middle = frames // 2
+    preview = (paths, [f"REAL {paths[0].name}"] + [f"FAKE: {r.describe()}" for r in recipes], middle,
+               _face_box_in_frame(scene, middle / max(frames - 1, 1)))
+    return videos, preview
+
+
+def _jobs(out_dir: Path, plan: dict[str, list[str]], seed: int, parts: int, reals_per_part: int,
+          fakes_per_real: int) -> list[_Job]:
+    jobs = []
+    for part in range(parts):
+        folder = out_dir / f"{PART_PREFIX}{part}"
+        names = plan[folder.name]
+        group = 1 + fakes_per_real
+        for index in range(reals_per_part):
+            # the two people take turns; whether the photo is mirrored is drawn per video
+            jobs.append(_Job(folder, tuple(names[index * group:(index + 1) * group]), (seed, 1, part, index),
+                             2 * (part * reals_per_part + index),
+                             None, tuple(FAKE_KINDS[k % len(FAKE_KINDS)] for k in range(fakes_per_real))))
+    for index, name in enumerate(plan.get(TEST_DIR_NAME, [])):
+        # REAL, FAKE of one person, then of the other; the fake kind changes every two fakes, so that
+        # neither the person nor the kind tells the label. A fake's original is not written.
+        fake = index % 2 == 1
+        kinds = (FAKE_KINDS[(index // 4) % len(FAKE_KINDS)],) if fake else ()
+        jobs.append(_Job(out_dir / TEST_DIR_NAME, (name,), (seed, 2, index), 2 * ((index // 2) % 2),
+                         "FAKE" if fake else "REAL", kinds))
+    return jobs
+
+
 def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_per_part: int = 4,
                             seconds: float = 3.0, fps: float = 25, size: tuple[int, int] = (640, 360),
                             seed: int = 0, test_videos: int = 12, fakes_per_real: int = 2,
                             preview: str | os.PathLike | None = None, progress: bool = True,
-                            overwrite: bool = False) -> SampleDatasetSummary:
+                            overwrite: bool = False, workers: int | None = None) -> SampleDatasetSummary:
     """Write a DFDC-style dataset (train parts + ``test_videos/``) into ``out_dir``; see the module doc.
 
     Running again with the same arguments rewrites the same bytes. ``overwrite`` replaces a dataset
     made with other arguments (only the videos its metadata.json files list are removed).
-    Raises SampleDatasetError (a ValueError) for arguments that cannot make a dataset.
+    ``workers`` threads film scenes in parallel (default: up to 2 per the CPUs); the bytes do not
+    depend on it. Raises SampleDatasetError (a ValueError) for arguments that cannot make a dataset.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     width, height = (int(v) for v in size)
     frames = _check_arguments(out_dir, parts, reals_per_part, seconds, fps, (width, height), test_videos,
-                              fakes_per_real)
+                              fakes_per_real, seed)
     plan = _plan_names(seed, parts, reals_per_part, fakes_per_real, test_videos)
     _clear_previous(out_dir, plan, overwrite)
     identities = load_identities()
+    jobs = _jobs(out_dir, plan, seed, parts, reals_per_part, fakes_per_real)
+    for folder in sorted({job.folder for job in jobs}):
+        folder.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(jobs)))
+    results = []
+    with tqdm(total=sum(len(job.names) for job in jobs), desc="sample videos", unit="video",
+              disable=not progress) as bar, ThreadPoolExecutor(workers) as pool:
+        if workers == 1:
+            outcomes = (_run_job(job, identities, width, height, fps, frames) for job in jobs)
+        else:  # cv2 and the encoder release the GIL, so threads film scenes side by side
+            futures = [pool.submit(_run_job, job, identities, width, height, fps, frames) for job in jobs]
+            outcomes = (future.result() for future in futures)
+        for job, outcome in zip(jobs, outcomes):
+            results.append(outcome)
+            bar.update(len(job.names))
     summary = SampleDatasetSummary(out_dir, [], None, frames_per_video=frames, size=(width, height), fps=float(fps))
-    bar = tqdm(total=sum(len(v) for v in plan.values()), desc="sample videos", unit="video", disable=not progress)
-    preview_frames = None
-    try:
-        for part in range(parts):
-            part_dir = out_dir / f"{PART_PREFIX}{part}"
-            part_dir.mkdir(parents=True, exist_ok=True)
-            names = iter(plan[part_dir.name])
-            metadata: dict[str, dict] = {}
-            for index in range(reals_per_part):
-                rng = np.random.default_rng([seed, 1, part, index])
-                # people take turns; whether the photo is mirrored is drawn per video
-                identity = identities[(2 * (part * reals_per_part + index) + int(rng.integers(2))) % len(identities)]
-                scene = _make_scene(rng, identity, width, height, test=False)
-                recipes = [draw_recipe(rng, FAKE_KINDS[k % len(FAKE_KINDS)], identity, identities)
-                           for k in range(fakes_per_real)]
-                real_name = next(names)
-                fake_names = [next(names) for _ in recipes]
-                portraits = [scene.portrait] + [make_fake_portrait(scene.portrait, scene.landmarks,
-                                                                   scene.face_size_px, r) for r in recipes]
-                _film(scene, portraits, [part_dir / n for n in [real_name] + fake_names], rng, width, height,
-                      fps, frames)
-                metadata[real_name] = {"label": "REAL", "split": "train", "original": None}
-                summary.videos.append(GeneratedVideo(part_dir / real_name, "REAL", None, "real", identity.name))
-                for name, recipe in zip(fake_names, recipes):
-                    metadata[name] = {"label": "FAKE", "split": "train", "original": real_name}
-                    summary.videos.append(GeneratedVideo(part_dir / name, "FAKE", real_name, recipe.kind,
-                                                         identity.name))
-                if preview_frames is None:  # the first real and its fakes, half-way through
-                    middle = frames // 2
-                    preview_frames = ([part_dir / n for n in [real_name] + fake_names],
-                                      [f"REAL {real_name}"] + [f"FAKE: {r.describe()}" for r in recipes],
-                                      middle, _face_box_in_frame(scene, middle / max(frames - 1, 1)))
-                bar.update(1 + fakes_per_real)
-            write_json_atomic(part_dir / "metadata.json", metadata)
-            _make_readable(part_dir / "metadata.json")
-            summary.part_dirs.append(part_dir)
-        if test_videos:
-            test_dir = out_dir / TEST_DIR_NAME
-            test_dir.mkdir(parents=True, exist_ok=True)
-            metadata = {}
-            # half of them fake (the odd positions); a fake's original is not in the folder, like the DFDC test set
-            for index, name in enumerate(plan[TEST_DIR_NAME]):
-                rng = np.random.default_rng([seed, 2, index])
-                identity = identities[(2 * index + 1 + int(rng.integers(2))) % len(identities)]
-                scene = _make_scene(rng, identity, width, height, test=True)
-                label = "FAKE" if index % 2 else "REAL"
-                if label == "FAKE":
-                    recipe = draw_recipe(rng, FAKE_KINDS[(index // 2) % len(FAKE_KINDS)], identity, identities)
-                    kind = recipe.kind
-                    portrait = make_fake_portrait(scene.portrait, scene.landmarks, scene.face_size_px, recipe)
-                else:
-                    kind, portrait = "real", scene.portrait
-                _film(scene, [portrait], [test_dir / name], rng, width, height, fps, frames)
-                metadata[name] = {"label": label, "split": "test", "original": None}
-                summary.videos.append(GeneratedVideo(test_dir / name, label, None, kind, identity.name))
-                bar.update(1)
-            write_json_atomic(test_dir / "metadata.json", metadata)
-            _make_readable(test_dir / "metadata.json")
-            summary.test_dir = test_dir
-    finally:
-        bar.close()
-    if preview is not None and preview_frames is not None:
-        summary.preview = write_preview(preview, *preview_frames)
+    for videos, _ in results:
+        summary.videos.extend(videos)
+    for folder in sorted({job.folder for job in jobs}, key=lambda f: (f.name == TEST_DIR_NAME, len(f.name), f.name)):
+        split = "test" if folder.name == TEST_DIR_NAME else "train"
+        metadata = {v.path.name: {"label": v.label, "split": split, "original": v.original}
+                    for v in summary.videos if v.path.parent == folder}
+        write_json_atomic(folder / "metadata.json", metadata)
+        _make_readable(folder / "metadata.json")
+        if split == "train":
+            summary.part_dirs.append(folder)
+        else:
+            summary.test_dir = folder
+    if preview is not None:
+        summary.preview = write_preview(preview, *results[0][1])
     return summary
 
 
@@ -535,28 +568,32 @@ def _face_box_in_frame(scene: Scene, t: float) -> np.ndarray:
 
 
 # ---- preview ---------------------------------------------------------------------------------------
+PREVIEW_TILE_WIDTH_PX = 480  # wider frames are shrunk in the contact sheet
+
+
 def write_preview(path: str | os.PathLike, videos: list[Path], captions: list[str], frame_index: int,
                   face_box: np.ndarray) -> Path:
     """Contact sheet of one frame of a real video and its fakes, as decoded from the written files.
 
-    Rows: the full frames; close-ups of the face; |fake - real| x4 over the full frame.
+    Columns: the real video, then each fake. Rows: the frame; a close-up of the face; |video - real| x4.
     """
     frames = [dict(iter_frames(v, [frame_index]))[frame_index] for v in videos]
     height, width = frames[0].shape[:2]
+    tile_w = min(width, PREVIEW_TILE_WIDTH_PX)
+    tile_h = int(round(height * tile_w / width))
     x1, y1, x2, y2 = crop_box(face_box, frames[0].shape, margin=0.5)
-    side = height
+    close_w = min(tile_w, int(round(tile_h * (x2 - x1) / max(y2 - y1, 1))))
     real = frames[0].astype(np.int16)
     columns = []
-    for frame, caption in zip(frames, captions):
-        close_up = cv2.resize(frame[y1:y2, x1:x2], (side * (x2 - x1) // max(y2 - y1, 1), side),
-                              interpolation=cv2.INTER_CUBIC)
-        close_up = close_up[:, :width] if close_up.shape[1] > width else \
-            cv2.copyMakeBorder(close_up, 0, 0, (width - close_up.shape[1]) // 2,
-                               width - close_up.shape[1] - (width - close_up.shape[1]) // 2, cv2.BORDER_CONSTANT)
+    for index, (frame, caption) in enumerate(zip(frames, captions)):
+        close_up = cv2.resize(frame[y1:y2, x1:x2], (close_w, tile_h), interpolation=cv2.INTER_CUBIC)
+        left = (tile_w - close_w) // 2
+        close_up = cv2.copyMakeBorder(close_up, 0, 0, left, tile_w - close_w - left, cv2.BORDER_CONSTANT)
         difference = np.clip(np.abs(frame.astype(np.int16) - real) * 4, 0, 255).astype(np.uint8)
-        diff_caption = "|FAKE - REAL| x4" if frame is not frames[0] else "|REAL - REAL| x4 (nothing)"
-        columns.append(np.concatenate([_label(frame, caption), _label(close_up, caption + ", face"),
-                                       _label(difference, diff_caption)], axis=0))
+        tiles = [(frame, caption), (close_up, "face close-up"),
+                 (difference, "|FAKE - REAL| x4" if index else "|REAL - REAL| = 0")]
+        columns.append(np.concatenate([_label(cv2.resize(t, (tile_w, tile_h), interpolation=cv2.INTER_AREA), text)
+                                       for t, text in tiles], axis=0))
     sheet = cv2.cvtColor(np.concatenate(columns, axis=1), cv2.COLOR_RGB2BGR)
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix or ".png", sheet)
@@ -571,7 +608,7 @@ def write_preview(path: str | os.PathLike, videos: list[Path], captions: list[st
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
-    out = cv2.copyMakeBorder(image, 0, 0, 0, 0, cv2.BORDER_CONSTANT)
+    out = image.copy()
     scale = max(0.4, image.shape[0] / 720)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     cv2.rectangle(out, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
@@ -596,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preview", type=Path, default=None, help="write a contact sheet PNG of a real and its fakes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset made in OUT_DIR with other arguments (same arguments need no flag)")
+    parser.add_argument("--workers", type=int, default=None, help="scenes filmed in parallel (default: up to 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -603,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
                                           seconds=args.seconds, fps=args.fps, size=args.size, seed=args.seed,
                                           test_videos=args.test_videos, fakes_per_real=args.fakes_per_real,
                                           preview=args.preview, progress=not args.no_progress,
-                                          overwrite=args.overwrite)
+                                          overwrite=args.overwrite, workers=args.workers)
     except SampleDatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from preprocessing.detect_original_faces import DEFAULT_EVERY, add_detection_arguments, detect_original_faces
+from preprocessing.detect_original_faces import (
+    DEFAULT_EVERY,
+    add_detection_arguments,
+    detect_original_faces,
+    stage_options,
+)
 from preprocessing.extract_crops import extract_crops
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import DEFAULT_N_SPLITS, generate_folds
 from preprocessing.generate_landmarks import generate_landmarks
 from preprocessing.layout import DataLayout
 from preprocessing.runner import StageSummary, parse_shard, print_summaries, run_cli, stage_parser
-
-STAGES = ("detect_original_faces", "extract_crops", "generate_landmarks", "generate_diffs", "generate_folds")
 
 
 def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
@@ -34,6 +37,9 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     """
     DataLayout(data_root).check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
+    stage_options(every, all_frames, scale, device)  # bad options fail now, not after hours of work
+    if int(n_splits) < 1:
+        raise ValueError(f"--n-splits {n_splits}: must be >= 1")
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
         lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,

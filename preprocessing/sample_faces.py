@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 
 # dlib's 68-point scheme: 0-16 jaw, 17-26 eyebrows, 27-35 nose, 36-47 eyes, 48-67 mouth
-JAW = slice(0, 17)
 BROWS = slice(17, 27)
 
 # The crop around a face that becomes the "person" in a video, in dlib face-box sides from the
@@ -34,16 +33,12 @@ class FacePhotoError(RuntimeError):
 
 @dataclass(frozen=True)
 class Identity:
-    """A person: a square portrait crop of a photograph and its dlib 68 landmarks."""
+    """A person: a head-and-shoulders crop of a photograph and its dlib 68 landmarks."""
 
     name: str
     portrait: np.ndarray  # RGB uint8, face centred horizontally, shoulders at the bottom
     landmarks: np.ndarray  # (68, 2) float32, portrait pixels
     face_size_px: float  # side of the dlib face box in portrait pixels
-
-    @property
-    def face_centre(self) -> np.ndarray:
-        return self.landmarks.mean(axis=0)
 
 
 def _shape_predictor_path() -> Path:

@@ -154,6 +154,7 @@ def test_same_seed_same_bytes_other_seed_other_files(tmp_path):
     (dict(size=(64, 48)), "too small for a detectable face"),
     (dict(size=(321, 240)), "even"),
     (dict(seconds=0.01), "less than one frame"),
+    (dict(seed=-1), "must not be negative"),
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, message):
     with pytest.raises(SampleDatasetError, match=message) as error:

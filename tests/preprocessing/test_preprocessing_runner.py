@@ -202,12 +202,18 @@ def test_bad_inputs_are_logged_and_everything_else_completes(sample_root, prepro
     assert not temp_files(root)
 
 
-def test_unusable_data_root_exits_with_code_2(tmp_path, capsys):
+def test_unusable_data_root_or_option_exits_with_code_2(sample_root, tmp_path, capsys):
     assert pipeline.main([str(tmp_path / "missing"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert pipeline.main([str(tmp_path), "--no-progress"]) == 2  # a folder without dfdc_train_part_*
     assert "no dfdc_train_part_*" in capsys.readouterr().err
     assert pipeline.main([str(tmp_path), "--shard", "2/2"]) == 2
+    capsys.readouterr()
+    # bad options stop the run before any work, also those of later stages
+    for bad in (["--n-splits", "0"], ["--every", "0"], ["--shard", "2/2"]):
+        assert pipeline.main([str(sample_root), "--no-progress", *bad]) == 2
+        assert bad[0] in capsys.readouterr().err
+    assert not (sample_root / "boxes").exists()
     script = subprocess.run([str(REPO_ROOT / "preprocess_data.sh"), str(tmp_path / "missing")],
                             capture_output=True, text=True)
     assert script.returncode == 2 and "does not exist" in script.stderr

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from preprocessing.faces import face_to_model_input, isotropic_resize
 from preprocessing.layout import DataLayout, parse_crop_name
@@ -17,6 +18,8 @@ from training.transforms.augmentations import (
     PadToSquare,
     create_val_transforms,
     image_to_tensor,
+    image_to_uint8_tensor,
+    normalize_batch,
     tensor_to_image,
     train_transform_list,
 )
@@ -81,8 +84,9 @@ def test_val_geometry_is_the_inference_geometry(crop):
     assert padded.shape == (SIZE, SIZE, 3) and (padded[:, 0] == 0).all()  # portrait crops pad left/right
 
 
-def test_tensor_round_trip(crop):
+def test_loader_tensor_normalised_on_device_equals_model_input(crop):
     small = isotropic_resize(crop, SIZE)
-    tensor = image_to_tensor(small)
-    assert tensor.shape == (3,) + small.shape[:2] and abs(float(tensor.mean())) < 3
-    assert np.abs(tensor_to_image(tensor).astype(int) - small).max() <= 1
+    raw = image_to_uint8_tensor(small)
+    assert raw.dtype == torch.uint8 and raw.shape == (3,) + small.shape[:2]
+    np.testing.assert_array_equal(tensor_to_image(raw), small)
+    torch.testing.assert_close(normalize_batch(raw[None])[0], image_to_tensor(small), rtol=0, atol=1e-5)

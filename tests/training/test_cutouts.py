@@ -128,3 +128,17 @@ def test_apply_hardcore_uses_the_recipe_probabilities(real_crop):
     no_lm = cutouts.CutoutInputs(None, lm68, None, False)
     names = {cutouts.apply_hardcore(image, no_lm, rng)[1] for _ in range(300)}
     assert not names & {"eyes", "mouth", "nose"}
+
+
+def test_show_augmentations_writes_the_grid(preprocessed_root, tmp_path):
+    from training.tools.show_augmentations import main
+
+    out = tmp_path / "grid.png"
+    assert main(["--data-dir", str(preprocessed_root), "--out", str(out), "--rows", "2", "--tile", "64",
+                 "--pipeline-columns", "2"]) == 0
+    grid = cv2.imread(str(out))
+    tile_h = 64 + 18
+    # crop, eyes, mouth, nose, 4 hull halves, bit mask, 2 pipeline draws
+    assert grid.shape[:2] == (2 * tile_h, 11 * 64)
+    crop_tile, eyes_tile = grid[18:tile_h, :64], grid[18:tile_h, 64:128]
+    assert (eyes_tile.max(axis=2) == 0).sum() > (crop_tile.max(axis=2) == 0).sum() + 20

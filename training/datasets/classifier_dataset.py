@@ -20,7 +20,11 @@ import torch
 from torch.utils.data import Dataset
 
 from preprocessing.layout import DataLayout, parse_crop_name
-from training.transforms.augmentations import create_train_transforms, create_val_transforms, image_to_tensor
+from training.transforms.augmentations import (
+    create_train_transforms,
+    create_val_transforms,
+    image_to_uint8_tensor,
+)
 from training.transforms.cutouts import CutoutInputs, apply_hardcore, change_padding
 
 log = logging.getLogger(__name__)
@@ -202,7 +206,7 @@ class DeepFakeClassifierDataset(Dataset):
             label = sample.label
             if self.mode == "train":
                 label = float(np.clip(label, self.label_smoothing, 1 - self.label_smoothing))
-            return {"image": image_to_tensor(image), "label": torch.tensor(label, dtype=torch.float32),
+            return {"image": image_to_uint8_tensor(image), "label": torch.tensor(label, dtype=torch.float32),
                     "video": sample.video, "index": current}
         raise RuntimeError(f"{MAX_REPLACEMENTS + 1} crops in a row around item {index} could not be read "
                            f"from {self.layout.crops_root}; the crops folder is damaged, rerun "

@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read
 from training.tools.config import load_config
 from training.tools.metrics import video_scores
 from training.tools.schedulers import create_optimizer, create_scheduler
-from training.transforms.augmentations import tensor_to_image
+from training.transforms.augmentations import normalize_batch, tensor_to_image
 from training.zoo.checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint
 from training.zoo.classifiers import DeepFakeClassifier
 from training.zoo.pretrained import load_pretrained
@@ -167,7 +167,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, dtype: 
     counts: dict[str, int] = {}
     labels: dict[str, float] = {}
     for batch in tqdm(loader, desc="validation", disable=not progress, leave=False):
-        images = batch["image"].to(device, non_blocking=True)
+        images = normalize_batch(batch["image"].to(device, non_blocking=True))
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -189,14 +189,10 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 def resolve(options: TrainOptions) -> dict:
     """The config of this run: the checkpoint's when resuming without --config, else the file."""
+    base = None
     if options.config is None and options.resume and not options.from_zero:
-        saved = read_checkpoint(options.resume).get("config")
-        if saved:
-            base = Path(options.log_dir) / ".resume_config.json"
-            base.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(base, json.dumps(saved))
-            return load_config(base, options.overrides)
-    config = load_config(options.config, options.overrides)
+        base = read_checkpoint(options.resume).get("config") or None
+    config = load_config(options.config, options.overrides, base=base)
     if options.no_hardcore:
         config["hardcore"] = False
     if options.padding_part is not None:
@@ -319,7 +315,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
         for step, batch in enumerate(train_loader):
             if step >= steps_per_epoch:
                 break
-            images = batch["image"].to(device, non_blocking=True)
+            images = normalize_batch(batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
             if config["channels_last"]:
                 images = images.contiguous(memory_format=torch.channels_last)

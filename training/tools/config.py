@@ -95,10 +95,15 @@ def validate(config: dict, source: str) -> dict:
     return config
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
-    """Defaults <- JSON file <- ``key.sub=value`` overrides (values parsed as JSON, else strings)."""
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                base: dict | None = None) -> dict:
+    """Defaults <- ``base`` (a saved config) <- JSON file <- ``key.sub=value`` overrides (values
+    parsed as JSON, else strings)."""
     config = copy.deepcopy(DEFAULTS)
     source = "defaults"
+    if base is not None:
+        source = "the checkpoint's config"
+        config = _merge(config, base, source)
     if path is not None:
         path = Path(path)
         source = str(path)
