@@ -55,16 +55,16 @@ def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if not offline and not _hub_reachable():
-        offline = True
+        raise PretrainedError(f"\"pretrained\": \"timm\" needs {HUB_HOST[0]}, which cannot be reached; "
+                              f"set HF_HUB_OFFLINE=1 to use weights already in the hub cache, or "
+                              f"{_offline_hint(encoder)}")
     try:
-        if offline:
-            # the hub cache may still hold the weights
-            os.environ["HF_HUB_OFFLINE"] = "1"
         model = timm.create_model(timm_name(encoder), pretrained=True, num_classes=0)
     except Exception as exc:  # hub errors come in many types
+        reason = "offline and not in the hub cache" if offline else type(exc).__name__
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise PretrainedError(f"\"pretrained\": \"timm\" could not get ImageNet weights for {timm_name(encoder)} "
-                              f"({'offline, not in the hub cache' if offline else type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); {_offline_hint(encoder)}") from exc
+                              f"({reason}: {first_line}); {_offline_hint(encoder)}") from exc
     return model.state_dict()
 
 
