@@ -31,7 +31,7 @@ demo: venv
 	bash scripts/demo.sh $(SAMPLE_DIR) $(DEMO_DIR)
 
 bench: venv
-	$(PY) bench/preprocess.py
+	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md
 	$(PY) bench/train.py
 	$(PY) bench/predict.py
 
@@ -41,6 +41,3 @@ clean-demo:
 freeze: venv
 	$(PY) -m pip freeze --all | grep -v -E '^(pip|wheel|setuptools)==' > requirements.lock.txt
 	@echo "review requirements.lock.txt and copy the pins into requirements.txt"
-
-bench: venv
-	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md

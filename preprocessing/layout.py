@@ -236,6 +236,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); outputs are shared data (Docker volumes, other users)
+    os.chmod(tmp, 0o644)
     try:
         yield tmp
         os.replace(tmp, target)
