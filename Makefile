@@ -30,10 +30,16 @@ sample-data: venv
 demo: venv
 	bash scripts/demo.sh $(SAMPLE_DIR) $(DEMO_DIR)
 
+BENCH_DIR ?= output/bench
+
+# Benchmarks on the default sample set (generated and preprocessed once in $(BENCH_DIR)) and on
+# ../shared/data/real_small when present; each script replaces its section of docs/benchmarks.md.
 bench: venv
+	test -f $(BENCH_DIR)/folds.csv || { $(PY) -m preprocessing.make_sample_dataset $(BENCH_DIR) \
+		&& ./preprocess_data.sh $(BENCH_DIR); }
 	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md
-	$(PY) bench/train.py
-	$(PY) bench/predict.py
+	$(PY) bench/train.py --data-dir $(BENCH_DIR) --write-docs docs/benchmarks.md
+	$(PY) bench/predict.py --sample-root $(BENCH_DIR) --write-docs docs/benchmarks.md
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
