@@ -530,7 +530,6 @@ def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_pe
         metadata = {v.path.name: {"label": v.label, "split": split, "original": v.original}
                     for v in summary.videos if v.path.parent == folder}
         write_json_atomic(folder / "metadata.json", metadata)
-        _make_readable(folder / "metadata.json")
         if split == "train":
             summary.part_dirs.append(folder)
         else:
@@ -548,16 +547,8 @@ def _film(scene: Scene, portraits: list[np.ndarray], paths: list[Path], rng: np.
         temps = [stack.enter_context(atomic_path(p)) for p in paths]
         writers = [_H264Writer(t, fps, width, height) for t in temps]
         _render(scenes, scene.camera, rng, width, height, frames, writers)
-        for writer, temp in zip(writers, temps):
+        for writer in writers:
             writer.close()
-            _make_readable(temp)
-
-
-def _make_readable(path: Path) -> None:
-    """Temp files are created owner-only; a dataset is meant to be shared (e.g. a Docker volume)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _face_box_in_frame(scene: Scene, t: float) -> np.ndarray:
@@ -601,7 +592,6 @@ def write_preview(path: str | os.PathLike, videos: list[Path], captions: list[st
         raise SampleDatasetError(f"cannot encode the preview as {path.suffix!r}; pass a .png path")
     try:
         write_bytes_atomic(path, encoded.tobytes())
-        _make_readable(path)
     except OSError as exc:
         raise SampleDatasetError(f"cannot write the preview {path} ({exc}); pass a path in a writable folder") from None
     return path
