@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
+from bench.common import machine_description, write_section  # noqa: E402
 from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
 from preprocessing.faces import resolve_device  # noqa: E402
 from preprocessing.video import probe_video  # noqa: E402
@@ -101,20 +101,6 @@ def markdown(results: list[dict], meta: dict) -> list[str]:
                      f"{base['s_per_video'] / r['s_per_video']:.2f}x | {s['decode']:.2f} | {s['detect']:.2f} | "
                      f"{s['classify']:.2f} | {r['faces_per_video']:.1f} | {delta:.2e} |")
     return lines
-
-
-def write_docs(docs: Path, body: list[str]) -> None:
-    """Replace only the body of the Prediction section (other sections belong to other benchmarks)."""
-    text = docs.read_text() if docs.exists() else "# Benchmarks\n\nMeasured numbers; each section says how.\n"
-    lines = text.rstrip("\n").split("\n")
-    if SECTION in lines:
-        start = lines.index(SECTION) + 1
-        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [""] + body + [""]
-    else:
-        lines += ["", SECTION, ""] + body
-    docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text("\n".join(lines).rstrip() + "\n")
 
 
 def collect_videos(args) -> tuple[list[Path], str, tempfile.TemporaryDirectory | None]:
@@ -184,9 +170,8 @@ def main(argv=None) -> int:
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     meta = {"date": time.strftime("%Y-%m-%d"),
-            "machine": gpu or f"CPU ({platform.processor() or platform.machine()}, "
-                              f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-                              f"load average at the end {load})",
+            "machine": f"{machine_description()}; {torch.get_num_threads()} torch threads, "
+                       f"load average at the end {load}",
             "n_videos": len(videos), "videos": description, "frames_per_video": args.frames_per_video,
             "models": args.models, "encoder": args.encoder, "size": args.size,
             "precision": str(resolve_dtype(args.precision, args.device)).replace("torch.", ""),
@@ -206,7 +191,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     if args.write_docs:
-        write_docs(args.write_docs, lines)
+        write_section(args.write_docs, SECTION, lines)
     if tmp is not None:
         tmp.cleanup()
     return 0

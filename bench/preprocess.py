@@ -12,8 +12,6 @@ of the frames both detect are matched (greedy by IoU) and their IoU reported.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.common import machine_description, write_section  # noqa: E402
 from preprocessing.detect_original_faces import _detector, detect_original_faces, load_boxes  # noqa: E402
 from preprocessing.extract_crops import extract_crops  # noqa: E402
 from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector  # noqa: E402
@@ -158,43 +157,6 @@ def bench_dataset(name: str, source: Path, device: str, workers: int) -> list[st
     return lines
 
 
-def machine_description() -> str:
-    import torch
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {kib / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    load = f", load average {os.getloadavg()[0]:.1f} at start" if hasattr(os, "getloadavg") else ""
-    return (f"{model}, {os.cpu_count()} cores{memory}, {gpu}{load}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()} {platform.release()}")
-
-
-def write_section(docs: Path, body: list[str]) -> None:
-    """Replace the body of the '## Preprocessing' section of ``docs`` (other sections untouched)."""
-    text = docs.read_text() if docs.exists() else "# Benchmarks\n\nMeasured numbers, with the machine they ran on.\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION) + 1
-        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [""] + body + [""]
-    else:
-        lines += ["", SECTION, ""] + body
-    docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text("\n".join(lines).rstrip() + "\n")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-root", type=Path, default=None,
@@ -237,7 +199,7 @@ def main(argv=None) -> int:
                  "(logged, as intended).", ""]
     print("\n".join(body))
     if args.write_docs:
-        write_section(args.write_docs, body)
+        write_section(args.write_docs, SECTION, body)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import random
 import sys
 import time
@@ -41,6 +40,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import torch  # noqa: E402
 
+from bench.common import machine_description, write_section  # noqa: E402
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
 from training.transforms.augmentations import FancyPCA, train_transform_list  # noqa: E402
 from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -295,34 +295,6 @@ def bench_gpu(encoder: str, size: int, batch: int, steps: int) -> list[tuple[str
     return rows
 
 
-def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    load = f", load average {os.getloadavg()[0]:.1f} at start" if hasattr(os, "getloadavg") else ""
-    return f"{model}, {os.cpu_count()} cores, {gpu}{load}; torch {torch.__version__}"
-
-
-def write_section(docs: Path, body: list[str]) -> None:
-    """Replace the body of the '## Training' section of ``docs`` (other sections untouched)."""
-    text = docs.read_text() if docs.exists() else "# Benchmarks\n\nMeasured numbers, with the machine they ran on.\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION) + 1
-        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [""] + body + [""]
-    else:
-        lines += ["", SECTION, ""] + body
-    docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text("\n".join(lines).rstrip() + "\n")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, type=Path, help="preprocessed DATA_ROOT (folds.csv, crops)")
@@ -381,7 +353,7 @@ def main(argv=None) -> int:
              f"them."]
     print("\n".join(body))
     if args.write_docs:
-        write_section(args.write_docs, body)
+        write_section(args.write_docs, SECTION, body)
     return 0
 
 

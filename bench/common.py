@@ -1,0 +1,46 @@
+"""Helpers every benchmark uses: describe the machine, replace one section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+DOCS_HEADER = "# Benchmarks\n\nMeasured numbers, with the machine they ran on. `make bench` reruns them all.\n"
+
+
+def machine_description() -> str:
+    import torch
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (f"{model}, {os.cpu_count()} cores{memory}, {gpu}{load}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {platform.system()} {platform.release()}")
+
+
+def write_section(docs: Path, section: str, body: list[str]) -> None:
+    """Replace the body of ``section`` (a '## ...' heading) in ``docs``; other sections are untouched."""
+    text = docs.read_text() if docs.exists() else DOCS_HEADER
+    lines = text.rstrip("\n").split("\n")
+    if section in lines:
+        start = lines.index(section) + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [""] + body + [""]
+    else:
+        lines += ["", section, ""] + body
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text("\n".join(lines).rstrip() + "\n")
