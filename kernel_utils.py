@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
 DEFAULT_FRAMES_PER_VIDEO = 32
+# faces per classifier call: a GPU wants large batches; on the CPU small ones stay in cache and run
+# about twice as fast as a whole video's faces at once (measured with Lite0/B0 on 2 cores)
+CLASSIFIER_BATCH_GPU = 64
+CLASSIFIER_BATCH_CPU = 8
 
 # ---- aggregation over the faces of one video (per model) -----------------------------------------------
 
@@ -227,7 +231,7 @@ class VideoPredictor:
                  frames_per_video: int = DEFAULT_FRAMES_PER_VIDEO, strategy: str = "confident",
                  combine: str = "mean", tta: bool = False,
                  detector_scale: float | str = "auto", min_face_size_px: int = 20,
-                 detector_batch_size: int = 32, classifier_batch_size: int = 64,
+                 detector_batch_size: int = 32, classifier_batch_size: int | None = None,
                  encoder: str | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
@@ -242,6 +246,8 @@ class VideoPredictor:
         self.combine = combine
         self.tta = bool(tta)
         self.detector_scale = detector_scale
+        if classifier_batch_size is None:
+            classifier_batch_size = CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU
         self.classifier_batch_size = int(classifier_batch_size)
         if models is None:
             if not checkpoints:

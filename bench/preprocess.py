@@ -1,9 +1,10 @@
 """Preprocessing benchmark: stage 1 (default) against the original recipe's way, then stages 2-5.
 
-Stage 1 default: MTCNN only on the frames stage 2 crops (every 10th), --scale auto, decoding on a
-reader thread, one process per core. Baseline (the original recipe): decode every frame, MTCNN on
-every frame at 0.5x in batches of 32, one process. Both run on the same videos in the same run; boxes
-of the frames both detect are matched (greedy by IoU) and their IoU reported.
+Stage 1 default: MTCNN only on the frames stage 2 crops (every 10th) at the recipe's 0.5x, decoding
+on a reader thread, one process per core; also the resolution rule (--scale auto). Baseline (the
+original recipe): decode every frame, MTCNN on every frame at 0.5x in batches of 32, one process.
+Both run on the same videos in the same run; boxes of the frames both detect are matched (greedy by
+IoU) and their IoU reported.
 
     python bench/preprocess.py                       # sample set (generated) + ../shared/data/real_small
     python bench/preprocess.py --sample-root DIR --real-root DIR --write-docs docs/benchmarks.md
@@ -23,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
-from preprocessing.detect_original_faces import _detector, detect_original_faces, load_boxes  # noqa: E402
+from preprocessing.detect_original_faces import DEFAULT_SCALE, _detector, detect_original_faces, load_boxes  # noqa: E402
 from preprocessing.extract_crops import extract_crops  # noqa: E402
 from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector  # noqa: E402
 from preprocessing.generate_diffs import generate_diffs  # noqa: E402
@@ -96,17 +97,17 @@ def bench_dataset(name: str, source: Path, device: str, workers: int) -> list[st
         roots = {}
         _detector(device)  # load the in-process model once, outside the timings (as the baseline's)
         # each run on a fresh output folder: default stage 1 with one process and with all cores, and
-        # the default frames at the baseline's 0.5x (the same-boxes check needs the same input scale)
-        for n_workers, scale in sorted({(1, "auto"), (workers, "auto")}) + [(1, 0.5)]:
+        # the default frames with the resolution rule (--scale auto)
+        for n_workers, scale in sorted({(1, DEFAULT_SCALE), (workers, DEFAULT_SCALE)}) + [(1, "auto")]:
             root = linked_root(source, Path(tmp) / f"stage1_w{n_workers}_{scale}")
             summary = detect_original_faces(root, workers=n_workers, progress=False, device=device, scale=scale)
             n_frames = sum(len(load_boxes(DataLayout(root), e.video_id)) for e in reals)
-            label = "default (every 10th frame, scale auto)" if scale == "auto" else "every 10th frame, scale 0.5"
+            label = "every 10th frame, scale auto" if scale == "auto" else f"default (every 10th frame, scale {scale})"
             processes = "1 process" if n_workers == 1 else f"{n_workers} processes"
             rows.append((f"{label}, {processes}, {device}", len(reals) / summary.elapsed_s,
                          n_frames / summary.elapsed_s, summary.elapsed_s, summary.failed))
             roots[(n_workers, scale)] = root
-        default_root = roots[(workers, "auto")]
+        default_root = roots[(workers, DEFAULT_SCALE)]
         baseline, baseline_s, baseline_frames = baseline_stage1([e.path for e in reals], device)
         rows.append((f"baseline (every frame, 0.5x, batch 32), 1 process, {device}", len(reals) / baseline_s,
                      baseline_frames / baseline_s, baseline_s, 0))
@@ -137,9 +138,10 @@ def bench_dataset(name: str, source: Path, device: str, workers: int) -> list[st
         speedups = ", ".join(f"{row[1] / rows[-1][1]:.1f}x ({row[0].rsplit(', ', 1)[0]})" for row in rows[:-1])
         lines.append(f"Speed-up over the baseline in videos/s: {speedups}.")
         lines.append("")
-        lines.append(f"- Same boxes, same input scale (every 10th frame at 0.5x vs baseline): {compare(roots[(1, 0.5)])}.")
-        lines.append(f"- Default scale auto vs baseline 0.5x (different detector input, so boxes move a little): "
+        lines.append(f"- Same boxes, same input scale (default, every 10th frame at {DEFAULT_SCALE}x, vs baseline): "
                      f"{compare(default_root)}.")
+        lines.append(f"- Scale auto vs baseline 0.5x (different detector input, so boxes move a little): "
+                     f"{compare(roots[(1, 'auto')])}.")
         lines.append("")
 
         lines.append(f"| {name}: stages 2-5 ({workers} processes, {device}) | videos | videos/s | time (s) | failed |")

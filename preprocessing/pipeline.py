@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from preprocessing.detect_original_faces import (
     DEFAULT_EVERY,
+    DEFAULT_SCALE,
     add_detection_arguments,
     detect_original_faces,
     stage_options,
@@ -27,7 +28,7 @@ from preprocessing.runner import StageSummary, parse_shard, print_summaries, run
 
 
 def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
-               all_frames: bool = False, scale: float | str = "auto", device: str = "auto",
+               all_frames: bool = False, scale: float | str = DEFAULT_SCALE, device: str = "auto",
                n_splits: int = DEFAULT_N_SPLITS, shard=None,
                on_stage_done: Callable[[StageSummary], None] | None = None) -> list[StageSummary]:
     """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
