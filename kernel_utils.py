@@ -9,8 +9,8 @@ A video that cannot be read, or in which no face is found, gets 0.5 (the competi
 answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run.
 
 ``VideoPredictor`` wraps load + preprocess + run for one video (like detectron2's DefaultPredictor);
-``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread while the
-current one goes through detection and the models.
+``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread and scores
+one clip's faces in a classifier thread while the next clip goes through face detection.
 """
 
 from __future__ import annotations
@@ -176,6 +176,17 @@ class VideoFaces:
     detect_s: float = 0.0
 
 
+@dataclass
+class DetectedVideo:
+    """A video between detection and classification: its faces, or the fallback it already ended in."""
+
+    path: Path
+    frame_indices: list[int]
+    faces: VideoFaces | None
+    timings_s: dict[str, float]
+    fallback: VideoPrediction | None = None
+
+
 def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Square RGB uint8 faces ``(H, W, 3)`` -> an ImageNet-normalised ``(N, 3, H, W)`` tensor."""
@@ -319,29 +330,48 @@ class VideoPredictor:
         return combine_models(per_model, self.combine), per_model
 
     # -- one video --
-    def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
+    def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
+        """First half of a prediction: the faces of a decoded video, or the fallback it ends in."""
         timings = {"decode": decoded.decode_s, "detect": 0.0, "classify": 0.0}
         if decoded.error is not None:
-            return self._fallback(decoded.path, "unreadable", decoded.error, timings)
+            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
+                                 self._fallback(decoded.path, "unreadable", decoded.error, timings))
         try:
             faces = self.extract_faces(decoded.frame_indices, decoded.frames)
             timings["detect"] = faces.detect_s
-            if not faces.crops:
-                return self._fallback(decoded.path, "no_face",
-                                      f"no face found in {len(decoded.frames)} sampled frames", timings,
-                                      decoded.frame_indices)
-            start = time.perf_counter()
-            face_scores = self.score_faces(faces.crops)
-            probability, per_model = self.aggregate(face_scores)
-            timings["classify"] = time.perf_counter() - start
         except torch.cuda.OutOfMemoryError:
             raise  # a setting problem (batch size, frames per video), not a property of this video
         except Exception as exc:
-            return self._fallback(decoded.path, "error", f"prediction failed: {type(exc).__name__}: {exc}",
-                                  timings, decoded.frame_indices)
-        return VideoPrediction(decoded.path, probability, frame_indices=decoded.frame_indices,
-                               face_frame_indices=faces.face_frame_indices, face_scores=face_scores,
+            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
+                                 self._fallback(decoded.path, "error", f"prediction failed: {type(exc).__name__}: "
+                                                f"{exc}", timings, decoded.frame_indices))
+        if not faces.crops:
+            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
+                                 self._fallback(decoded.path, "no_face", f"no face found in {len(decoded.frames)} "
+                                                f"sampled frames", timings, decoded.frame_indices))
+        return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings)
+
+    def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
+        """Second half: every model on the faces, then the strategy and the model combination."""
+        if detected.fallback is not None:
+            return detected.fallback
+        timings = detected.timings_s
+        try:
+            start = time.perf_counter()
+            face_scores = self.score_faces(detected.faces.crops)
+            probability, per_model = self.aggregate(face_scores)
+            timings["classify"] = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            return self._fallback(detected.path, "error", f"prediction failed: {type(exc).__name__}: {exc}",
+                                  timings, detected.frame_indices)
+        return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
+                               face_frame_indices=detected.faces.face_frame_indices, face_scores=face_scores,
                                model_probabilities=per_model, timings_s=timings)
+
+    def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
+        return self.classify_detected(self.detect_decoded(decoded))
 
     def predict_video(self, path: str | os.PathLike) -> VideoPrediction:
         return self.predict_decoded(self.decode(path))
@@ -361,26 +391,37 @@ class VideoPredictor:
 
 def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.PathLike],
                          prefetch: int = 2) -> Iterator[VideoPrediction]:
-    """``predictor.predict_video`` over ``paths``, in order, with the next ``prefetch`` videos decoded
-    in a reader thread while the current one is detected and classified (OpenCV decoding and torch
-    both release the GIL, so the two overlap)."""
+    """``predictor.predict_video`` over ``paths``, in order, as a three-stage pipeline: a reader thread
+    decodes the next ``prefetch`` videos, the caller's thread detects faces, and a classifier thread
+    scores the previous video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN
+    leaves cores idle between its many small steps, so the stages overlap even on two cores.
+    ``prefetch=0``: one video after the other, nothing overlapped. The results are the same either way.
+    """
     paths = [Path(p) for p in paths]
     if prefetch < 1:
         for path in paths:
             yield predictor.predict_video(path)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader:
-        pending: deque[Future[DecodedVideo]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier") as classifier:
+        decoding: deque[Future[DecodedVideo]] = deque()
+        classifying: deque[Future[VideoPrediction]] = deque()
         next_index = 0
-        while next_index < len(paths) and len(pending) < prefetch + 1:
-            pending.append(reader.submit(predictor.decode, paths[next_index]))
+        while next_index < len(paths) and len(decoding) < prefetch + 1:
+            decoding.append(reader.submit(predictor.decode, paths[next_index]))
             next_index += 1
-        while pending:
-            decoded = pending.popleft().result()
+        while decoding:
+            decoded = decoding.popleft().result()
             if next_index < len(paths):
-                pending.append(reader.submit(predictor.decode, paths[next_index]))
+                decoding.append(reader.submit(predictor.decode, paths[next_index]))
                 next_index += 1
-            yield predictor.predict_decoded(decoded)
+            detected = predictor.detect_decoded(decoded)
+            del decoded  # the frames stay alive only through the face crops
+            classifying.append(classifier.submit(predictor.classify_detected, detected))
+            while len(classifying) > 1:  # one video classified while the next is detected
+                yield classifying.popleft().result()
+        while classifying:
+            yield classifying.popleft().result()
 
 
 def list_videos(folder: str | os.PathLike) -> list[Path]:

@@ -189,7 +189,7 @@ def test_bad_videos_get_neutral_answer_and_reason(bad_inputs, loaded_model, capl
 
 
 def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, loaded_model):
-    """Decoding ahead in the reader thread changes neither the order nor the answers."""
+    """The reader and classifier threads change neither the order nor the answers."""
     predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
     paths = [bad_inputs["faceless.mp4"], sorted(test_videos.glob("*.mp4"))[1], bad_inputs["corrupt.mp4"],
              sorted(test_videos.glob("*.mp4"))[0]]
