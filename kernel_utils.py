@@ -1,7 +1,7 @@
 """Inference library: one probability per video from an ensemble of face classifiers.
 
 For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them in batched calls
-(detector scale by resolution, as in preprocessing), every face cropped with the training margin and
+(detector scale by the resolution rule shared with preprocessing), every face cropped with the training margin and
 brought to the model size with the training geometry, each model run on the same face batch, the
 face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined.
 
