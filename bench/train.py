@@ -18,7 +18,6 @@ albumentations pipeline:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import sys
@@ -41,6 +40,7 @@ import albumentations as A  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import machine_description, write_section  # noqa: E402
+from preprocessing.faces import shape_predictor_path  # noqa: E402
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
 from training.transforms.augmentations import FancyPCA, train_transform_list  # noqa: E402
 from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -95,8 +95,7 @@ class BaselineSampler:
         self.dataset = dataset
         self.transforms = original_transforms(size, seed)
         self.detector = dlib.get_frontal_face_detector()
-        models = importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]
-        self.predictor = dlib.shape_predictor(f"{models}/models/shape_predictor_68_face_landmarks.dat")
+        self.predictor = dlib.shape_predictor(str(shape_predictor_path()))
         self.random = random.Random(seed)
         self.hull_calls = 0
 

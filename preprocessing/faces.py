@@ -6,7 +6,9 @@ margin, the isotropic resize and the zero padding to a square.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +19,19 @@ THRESHOLDS_LANDMARKS = (0.65, 0.75, 0.75)  # 5-point landmarks on already-cut cr
 THRESHOLDS_INFERENCE = (0.7, 0.8, 0.8)  # test videos: recall first
 
 CROP_MARGIN = 1 / 3  # of the box width/height, added on each side
+
+
+def shape_predictor_path() -> Path:
+    """dlib's 68-point model inside the face_recognition_models package (found without importing
+    that package, which needs the pkg_resources that new setuptools dropped)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed (it ships dlib's "
+                           "shape_predictor_68_face_landmarks.dat); install the pinned requirements.txt")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing; reinstall face_recognition_models")
+    return path
 
 
 def detector_scale(width: int, height: int) -> float:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from preprocessing.detect_original_faces import check_device, load_boxes
 from preprocessing.extract_crops import group_by_original
-from preprocessing.faces import THRESHOLDS_LANDMARKS, FaceDetector, crop_box
+from preprocessing.faces import THRESHOLDS_LANDMARKS, FaceDetector, crop_box, shape_predictor_path
 from preprocessing.layout import DataLayout, LayoutProblem, atomic_path
 from preprocessing.runner import (
     ItemError,
@@ -35,18 +34,6 @@ from preprocessing.runner import (
 
 STAGE_NAME = "generate_landmarks"
 _NO_CLIP = (1 << 30, 1 << 30)  # a frame size larger than any video: crop_box then only clips at 0
-
-
-def shape_predictor_path() -> Path:
-    """dlib's 68-point model inside face_recognition_models (found without importing that package,
-    which needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face_recognition_models is not installed; install the pinned requirements.txt")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise RuntimeError(f"{path} is missing; reinstall face_recognition_models")
-    return path
 
 
 def box_in_crop(box: Sequence[float]) -> tuple[float, float, float, float]:

@@ -7,13 +7,13 @@ portrait already scaled to the size it has in the video, so they run once per vi
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
+
+from preprocessing.faces import shape_predictor_path
 
 # dlib's 68-point scheme: 0-16 jaw, 17-26 eyebrows, 27-35 nose, 36-47 eyes, 48-67 mouth
 BROWS = slice(17, 27)
@@ -41,17 +41,6 @@ class Identity:
     face_size_px: float  # side of the dlib face box in portrait pixels
 
 
-def _shape_predictor_path() -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FacePhotoError("the package face_recognition_models is not installed; install requirements.txt "
-                             "(it ships dlib's shape_predictor_68_face_landmarks.dat)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise FacePhotoError(f"{path} is missing; reinstall face_recognition_models")
-    return path
-
-
 def _astronaut() -> np.ndarray:
     import skimage.data
 
@@ -74,7 +63,7 @@ PHOTOS = {"astronaut": _astronaut, "grace_hopper": _grace_hopper}
 def _dlib_models():
     import dlib
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_shape_predictor_path()))
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_path()))
 
 
 def _portrait(name: str, photo: np.ndarray) -> Identity:
