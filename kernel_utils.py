@@ -129,6 +129,9 @@ class VideoPrediction:
     fallback_reason: str | None = None
     fallback_kind: str | None = None  # "unreadable", "no_face" or "error"
     timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
+    # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
+    # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
+    face_crops: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def name(self) -> str:
@@ -243,7 +246,7 @@ class VideoPredictor:
                  combine: str = "mean", tta: bool = False,
                  detector_scale: float | str = "auto", min_face_size_px: int = 20,
                  detector_batch_size: int = 32, classifier_batch_size: int | None = None,
-                 encoder: str | None = None):
+                 encoder: str | None = None, keep_face_crops: bool = False):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
         combine_models([0.5], combine)  # validates the name before anything heavy is loaded
@@ -256,6 +259,7 @@ class VideoPredictor:
         self.strategy = STRATEGIES[strategy]
         self.combine = combine
         self.tta = bool(tta)
+        self.keep_face_crops = bool(keep_face_crops)
         self.detector_scale = detector_scale
         if classifier_batch_size is None:
             classifier_batch_size = CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU
@@ -368,7 +372,8 @@ class VideoPredictor:
                                   timings, detected.frame_indices)
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
                                face_frame_indices=detected.faces.face_frame_indices, face_scores=face_scores,
-                               model_probabilities=per_model, timings_s=timings)
+                               model_probabilities=per_model, timings_s=timings,
+                               face_crops=detected.faces.crops if self.keep_face_crops else [])
 
     def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
         return self.classify_detected(self.detect_decoded(decoded))
@@ -407,7 +412,7 @@ def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.Pat
         decoding: deque[Future[DecodedVideo]] = deque()
         classifying: deque[Future[VideoPrediction]] = deque()
         next_index = 0
-        while next_index < len(paths) and len(decoding) < prefetch + 1:
+        while next_index < len(paths) and len(decoding) < prefetch:
             decoding.append(reader.submit(predictor.decode, paths[next_index]))
             next_index += 1
         while decoding:

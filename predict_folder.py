@@ -2,13 +2,15 @@
 
     python predict_folder.py --test-dir DIR --output OUT.csv [--models CKPT ...] [--weights-dir weights]
         [--frames-per-video 32] [--strategy confident] [--combine mean] [--tta] [--device auto]
-        [--labels metadata.json] [--report DIR]
+        [--precision auto] [--detector-scale auto] [--min-face-size 20] [--prefetch 2] [--encoder NAME]
+        [--labels metadata.json] [--report DIR] [--report-videos 8]
 
 Without ``--models`` the checkpoints are taken from ``--weights-dir`` (what ``train.sh`` wrote there):
 the ``*_best`` file of every run, or its ``*_last`` file when the run has no best one.
 With labels (``--labels``, or a ``metadata.json`` in the folder) the log loss, AUC, accuracy and the
 fallback counts are printed and written to ``OUT.metrics.json``. ``--report DIR`` writes an HTML report
-(prediction histogram by true label, frame-score strips and face crops of the most wrong videos).
+(prediction histogram by true label, frame-score strips and face crops of the most wrong videos;
+the crops are the ones the prediction scored, kept for those videos only).
 
 Exit codes: 0 done, 2 bad input (missing or empty folder, no checkpoint, a checkpoint that does not fit,
 an unreadable labels file).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import heapq
 import html
 import io
 import json
@@ -107,11 +110,12 @@ def list_input_videos(test_dir: str | None, video: str | None) -> list[Path]:
         if not path.is_file():
             raise InputError(f"--video {path} does not exist; pass an .mp4 file")
         return [path]
+    from kernel_utils import list_videos
+
     folder = Path(test_dir)
     if not folder.is_dir():
         raise InputError(f"--test-dir {folder} does not exist or is not a folder; pass the folder of .mp4 files")
-    videos = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".mp4"),
-                    key=lambda p: p.name)
+    videos = list_videos(folder)
     if not videos:
         raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
     return videos
@@ -241,9 +245,10 @@ def _contact_sheet(path: Path, crops, scores, tile_px: int = 112, columns: int =
             raise OSError(f"cannot write {path}")
 
 
-def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, int] | None, predictor,
+def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, int] | None,
                  summary: dict, submission_path: Path | None = None, top_k: int = 8) -> Path:
-    """The HTML report; returns the path of its ``index.html``."""
+    """The HTML report; returns the path of its ``index.html``. The contact sheets show each shown
+    prediction's ``face_crops`` (kept by ``run`` for the most wrong videos only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,18 +260,15 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
     ranked = []
     if labels:
         ranked = sorted((p for p in predictions if p.name in labels and not p.fell_back),
-                        key=lambda p: -video_log_loss(labels[p.name], p.probability))[:top_k]
+                        key=lambda p: -video_log_loss(labels[p.name], p.probability))[:max(top_k, 0)]
     rows = []
     for pred in ranked:
         stem = pred.path.stem
         strip = Path("strips") / f"{stem}.png"
         sheet = Path("faces") / f"{stem}.png"
         _plot_strip(report_dir / strip, pred, labels.get(pred.name))
-        decoded = predictor.decode(pred.path)
-        faces = predictor.extract_faces(decoded.frame_indices, decoded.frames)
-        scores = pred.mean_face_scores if len(faces.crops) == pred.n_faces else None
-        if faces.crops:
-            _contact_sheet(report_dir / sheet, faces.crops, scores)
+        if pred.face_crops:
+            _contact_sheet(report_dir / sheet, pred.face_crops, pred.mean_face_scores)
         label = labels[pred.name]
         rows.append(
             f"<tr><td>{html.escape(pred.name)}</td><td>{'FAKE' if label else 'REAL'}</td>"
@@ -274,7 +276,7 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
             f"<td>{pred.n_faces}</td><td><a href=\"{strip.as_posix()}\"><img src=\"{strip.as_posix()}\" "
             f"height=\"160\"></a></td><td>"
             + (f"<a href=\"{sheet.as_posix()}\"><img src=\"{sheet.as_posix()}\" height=\"160\"></a>"
-               if faces.crops else "no face") + "</td></tr>")
+               if pred.face_crops else "no face") + "</td></tr>")
 
     metric_rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
@@ -381,7 +383,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = VideoPredictor(checkpoints, device=args.device, precision=args.precision,
                                    frames_per_video=args.frames_per_video, strategy=args.strategy,
                                    combine=args.combine, tta=args.tta, detector_scale=scale,
-                                   min_face_size_px=args.min_face_size, encoder=args.encoder)
+                                   min_face_size_px=args.min_face_size, encoder=args.encoder,
+                                   keep_face_crops=bool(args.report and labels))
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise InputError(str(exc)) from exc
     print(f"{len(videos)} videos, {len(checkpoints)} model(s): "
@@ -390,9 +393,19 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     predictions = []
-    for pred in tqdm(predict_on_video_set(predictor, videos, prefetch=args.prefetch), total=len(videos),
-                     unit="video", desc="predict"):
+    # the report's contact sheets need the crops of the most wrong videos only: a min-heap of
+    # (log loss, -position) holds those seen so far (the same videos, ties included, as the report's
+    # ranking), every other prediction drops its crops as soon as it arrives
+    most_wrong: list[tuple[float, int]] = []
+    for position, pred in enumerate(tqdm(predict_on_video_set(predictor, videos, prefetch=args.prefetch),
+                                         total=len(videos), unit="video", desc="predict")):
         predictions.append(pred)
+        if not predictor.keep_face_crops or pred.fell_back or pred.name not in labels:
+            pred.face_crops = []
+            continue
+        heapq.heappush(most_wrong, (video_log_loss(labels[pred.name], pred.probability), -position))
+        if len(most_wrong) > max(args.report_videos, 0):
+            predictions[-heapq.heappop(most_wrong)[1]].face_crops = []
     elapsed_s = time.perf_counter() - start
 
     output = Path(args.output)
@@ -416,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
               f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
     if args.report:
-        index = write_report(args.report, predictions, labels, predictor, summary, output, args.report_videos)
+        index = write_report(args.report, predictions, labels, summary, output, args.report_videos)
         print(f"report: {index}")
     return 0
 

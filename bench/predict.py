@@ -44,6 +44,7 @@ import torch  # noqa: E402
 from bench.common import machine_description, write_section  # noqa: E402
 from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
 from preprocessing.faces import resolve_device  # noqa: E402
+from preprocessing.layout import DataLayout  # noqa: E402
 from preprocessing.video import probe_video  # noqa: E402
 from training.zoo.checkpoints import LoadedModel  # noqa: E402
 from training.zoo.classifiers import DeepFakeClassifier  # noqa: E402
@@ -110,7 +111,7 @@ def markdown(results: list[dict], meta: dict) -> list[str]:
 def collect_videos(args) -> tuple[list[Path], str, tempfile.TemporaryDirectory | None]:
     videos: list[Path] = []
     parts = []
-    real = args.real_root / "dfdc_train_part_0"
+    real = DataLayout(args.real_root).part_dir(0)
     if real.is_dir():
         found = list_videos(real)
         videos += found
@@ -126,7 +127,7 @@ def collect_videos(args) -> tuple[list[Path], str, tempfile.TemporaryDirectory |
         # only test_videos/ is used: the smallest train part the generator allows
         generate_sample_dataset(sample_root, parts=1, reals_per_part=1, test_videos=12, progress=False)
     if sample_root is not None:
-        found = list_videos(Path(sample_root) / "test_videos")
+        found = list_videos(DataLayout(sample_root).test_videos_dir)
         videos += found
         if found:
             info = probe_video(found[0])

@@ -42,8 +42,7 @@ import torch  # noqa: E402
 from bench.common import machine_description, write_section  # noqa: E402
 from preprocessing.faces import shape_predictor_path  # noqa: E402
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
-from training.transforms.augmentations import FancyPCA, train_transform_list  # noqa: E402
-from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from training.transforms.augmentations import FancyPCA, image_to_tensor, train_transform_list  # noqa: E402
 
 SECTION = "## Training"
 GPU_FEED_RATES = (100, 200, 400)  # images/s a GPU might consume, for the workers-needed table
@@ -77,12 +76,6 @@ def original_transforms(size: int, seed: int) -> A.Compose:
         if isinstance(transform, A.OneOf):
             transform.transforms = [OriginalFancyPCA() if isinstance(t, FancyPCA) else t for t in transform.transforms]
     return A.Compose(transforms, seed=seed)
-
-
-def original_img_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """Normalisation in the worker, float32 out, as the recipe's loader did."""
-    scaled = (image.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
 
 
 class BaselineSampler:
@@ -182,7 +175,7 @@ class BaselineSampler:
                     break
         self.transforms.set_random_seed(self.random.randrange(2 ** 31))
         image = self.transforms(image=image)["image"]
-        return original_img_to_tensor(image)
+        return image_to_tensor(image)  # float normalisation in the worker, as the recipe's loader did
 
 
 # ---- measurements --------------------------------------------------------------------------------

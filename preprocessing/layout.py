@@ -13,6 +13,7 @@ Outputs::
     diffs/<fake>/<frame>_<face>_diff.png
     folds.csv
     logs/<stage>.jsonl
+    progress/<stage>/<item>.json    (the runner's markers of finished items)
 
 Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names.
 """
@@ -28,7 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-PART_GLOB = "dfdc_train_part_*"
+PART_PREFIX = "dfdc_train_part_"
+PART_GLOB = f"{PART_PREFIX}*"
+TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
 METADATA_NAME = "metadata.json"
 VIDEO_SUFFIXES = (".mp4",)
 _CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
@@ -95,6 +98,14 @@ class DataLayout:
         if not self.parts():
             raise LayoutError(f"no {PART_GLOB} folders in {self.root}; DATA_ROOT must hold the DFDC parts, "
                               f"e.g. make one with `python -m preprocessing.make_sample_dataset {self.root}`")
+
+    def part_dir(self, index: int) -> Path:
+        """Input folder ``dfdc_train_part_<index>`` (only the sample-dataset generator writes one)."""
+        return self.root / f"{PART_PREFIX}{index}"
+
+    @property
+    def test_videos_dir(self) -> Path:
+        return self.root / TEST_VIDEOS_NAME
 
     def parts(self) -> list[Path]:
         if not self.root.is_dir():

@@ -40,7 +40,14 @@ import cv2
 import numpy as np
 
 from preprocessing.faces import crop_box
-from preprocessing.layout import atomic_path, write_bytes_atomic, write_json_atomic
+from preprocessing.layout import (
+    METADATA_NAME,
+    TEST_VIDEOS_NAME,
+    DataLayout,
+    atomic_path,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from preprocessing.sample_faces import (
     Identity,
     draw_recipe,
@@ -50,8 +57,6 @@ from preprocessing.sample_faces import (
 )
 from preprocessing.video import iter_frames
 
-TEST_DIR_NAME = "test_videos"
-PART_PREFIX = "dfdc_train_part_"
 MIN_SIDE_PX = 160  # below this the face would be smaller than ~48 px, too small for MTCNN to be reliable
 FACE_TO_FRAME = 0.32  # dlib face-box side / shorter frame side at zoom 1
 SCENE_MARGIN = 0.2  # scene canvas larger than the frame by this fraction on each side (room to pan)
@@ -90,11 +95,11 @@ class SampleDatasetSummary:
 
     @property
     def train_videos(self) -> list[GeneratedVideo]:
-        return [v for v in self.videos if v.path.parent.name != TEST_DIR_NAME]
+        return [v for v in self.videos if v.path.parent.name != TEST_VIDEOS_NAME]
 
     @property
     def test_videos(self) -> list[GeneratedVideo]:
-        return [v for v in self.videos if v.path.parent.name == TEST_DIR_NAME]
+        return [v for v in self.videos if v.path.parent.name == TEST_VIDEOS_NAME]
 
     def as_dict(self) -> dict:
         return {"root": str(self.root), "parts": [p.name for p in self.part_dirs],
@@ -376,7 +381,7 @@ def _check_arguments(out_dir: Path, parts: int, reals_per_part: int, seconds: fl
     return frames
 
 
-def _plan_names(seed: int, parts: int, reals_per_part: int, fakes_per_real: int,
+def _plan_names(layout: DataLayout, seed: int, parts: int, reals_per_part: int, fakes_per_real: int,
                 test_videos: int) -> dict[str, list[str]]:
     """File names per output folder, DFDC-like random 10-letter ids, unique and fixed by the seed.
 
@@ -393,24 +398,24 @@ def _plan_names(seed: int, parts: int, reals_per_part: int, fakes_per_real: int,
                 taken.add(name)
                 return name
 
-    plan = {f"{PART_PREFIX}{part}": [new_name() for _ in range(reals_per_part * (1 + fakes_per_real))]
+    plan = {layout.part_dir(part).name: [new_name() for _ in range(reals_per_part * (1 + fakes_per_real))]
             for part in range(parts)}
     if test_videos:
-        plan[TEST_DIR_NAME] = [new_name() for _ in range(test_videos)]
+        plan[layout.test_videos_dir.name] = [new_name() for _ in range(test_videos)]
     return plan
 
 
-def _clear_previous(out_dir: Path, plan: dict[str, list[str]], overwrite: bool) -> None:
-    """Refuse to mix with another dataset in ``out_dir``; with ``overwrite`` remove its listed videos.
+def _clear_previous(layout: DataLayout, plan: dict[str, list[str]], overwrite: bool) -> None:
+    """Refuse to mix with another dataset in the layout's root; with ``overwrite`` remove its listed videos.
 
     The same arguments again rewrite the same files (same bytes), so that case needs no ``overwrite``.
     Only files a folder's metadata.json lists (and metadata.json itself) are ever deleted.
     """
-    folders = {p.name: p for p in out_dir.glob(f"{PART_PREFIX}*") if p.is_dir()}
-    if (out_dir / TEST_DIR_NAME).is_dir():
-        folders[TEST_DIR_NAME] = out_dir / TEST_DIR_NAME
+    folders = {p.name: p for p in layout.parts()}
+    if layout.test_videos_dir.is_dir():
+        folders[TEST_VIDEOS_NAME] = layout.test_videos_dir
     for name, folder in sorted(folders.items()):
-        meta_path = folder / "metadata.json"
+        meta_path = folder / METADATA_NAME
         if not meta_path.is_file():
             continue
         try:
@@ -464,11 +469,11 @@ def _run_job(job: _Job, identities: tuple[Identity, ...], width: int, height: in
     return videos, preview
 
 
-def _jobs(out_dir: Path, plan: dict[str, list[str]], seed: int, parts: int, reals_per_part: int,
+def _jobs(layout: DataLayout, plan: dict[str, list[str]], seed: int, parts: int, reals_per_part: int,
           fakes_per_real: int) -> list[_Job]:
     jobs = []
     for part in range(parts):
-        folder = out_dir / f"{PART_PREFIX}{part}"
+        folder = layout.part_dir(part)
         names = plan[folder.name]
         group = 1 + fakes_per_real
         for index in range(reals_per_part):
@@ -476,12 +481,12 @@ def _jobs(out_dir: Path, plan: dict[str, list[str]], seed: int, parts: int, real
             jobs.append(_Job(folder, tuple(names[index * group:(index + 1) * group]), (seed, 1, part, index),
                              2 * (part * reals_per_part + index),
                              None, tuple(FAKE_KINDS[k % len(FAKE_KINDS)] for k in range(fakes_per_real))))
-    for index, name in enumerate(plan.get(TEST_DIR_NAME, [])):
+    for index, name in enumerate(plan.get(TEST_VIDEOS_NAME, [])):
         # REAL, FAKE of one person, then of the other; the fake kind changes every two fakes, so that
         # neither the person nor the kind tells the label. A fake's original is not written.
         fake = index % 2 == 1
         kinds = (FAKE_KINDS[(index // 4) % len(FAKE_KINDS)],) if fake else ()
-        jobs.append(_Job(out_dir / TEST_DIR_NAME, (name,), (seed, 2, index), 2 * ((index // 2) % 2),
+        jobs.append(_Job(layout.test_videos_dir, (name,), (seed, 2, index), 2 * ((index // 2) % 2),
                          "FAKE" if fake else "REAL", kinds))
     return jobs
 
@@ -504,10 +509,11 @@ def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_pe
     width, height = (int(v) for v in size)
     frames = _check_arguments(out_dir, parts, reals_per_part, seconds, fps, (width, height), test_videos,
                               fakes_per_real, seed)
-    plan = _plan_names(seed, parts, reals_per_part, fakes_per_real, test_videos)
-    _clear_previous(out_dir, plan, overwrite)
+    layout = DataLayout(out_dir)
+    plan = _plan_names(layout, seed, parts, reals_per_part, fakes_per_real, test_videos)
+    _clear_previous(layout, plan, overwrite)
     identities = load_identities()
-    jobs = _jobs(out_dir, plan, seed, parts, reals_per_part, fakes_per_real)
+    jobs = _jobs(layout, plan, seed, parts, reals_per_part, fakes_per_real)
     for folder in sorted({job.folder for job in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(jobs)))
@@ -525,11 +531,11 @@ def generate_sample_dataset(out_dir: str | os.PathLike, parts: int = 2, reals_pe
     summary = SampleDatasetSummary(out_dir, [], None, frames_per_video=frames, size=(width, height), fps=float(fps))
     for videos, _ in results:
         summary.videos.extend(videos)
-    for folder in sorted({job.folder for job in jobs}, key=lambda f: (f.name == TEST_DIR_NAME, len(f.name), f.name)):
-        split = "test" if folder.name == TEST_DIR_NAME else "train"
+    for folder in sorted({job.folder for job in jobs}, key=lambda f: (f.name == TEST_VIDEOS_NAME, len(f.name), f.name)):
+        split = "test" if folder.name == TEST_VIDEOS_NAME else "train"
         metadata = {v.path.name: {"label": v.label, "split": split, "original": v.original}
                     for v in summary.videos if v.path.parent == folder}
-        write_json_atomic(folder / "metadata.json", metadata)
+        write_json_atomic(folder / METADATA_NAME, metadata)
         if split == "train":
             summary.part_dirs.append(folder)
         else:

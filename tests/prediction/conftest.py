@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from preprocessing.layout import DataLayout
 from training.zoo.checkpoints import load_model, save_checkpoint
 from training.zoo.classifiers import DeepFakeClassifier
 
@@ -61,7 +62,7 @@ def loaded_model(project_checkpoint):
 @pytest.fixture(scope="session")
 def test_videos(sample_root) -> Path:
     """The generated test videos (REAL and FAKE, with metadata.json). Read-only."""
-    folder = sample_root / "test_videos"
+    folder = DataLayout(sample_root).test_videos_dir
     assert sorted(p.name for p in folder.glob("*.mp4")), f"no test videos in {folder}"
     return folder
 

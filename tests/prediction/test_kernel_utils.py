@@ -20,6 +20,7 @@ from kernel_utils import (
     resolve_dtype,
     to_model_batch,
 )
+from preprocessing.layout import DataLayout
 from preprocessing.video import read_sampled_frames
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
 from training.zoo.checkpoints import CheckpointError, load_model
@@ -98,7 +99,8 @@ def test_inference_uses_the_training_geometry(test_videos):
 @pytest.mark.parametrize("tta", [False, True])
 def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     video = sorted(test_videos.glob("*.mp4"))[-1]
-    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO, tta=tta)
+    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO, tta=tta,
+                               keep_face_crops=True)
     pred = predictor.predict_video(video)
 
     indices, frames = read_sampled_frames(video, FRAMES_PER_VIDEO)
@@ -123,6 +125,9 @@ def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     assert pred.fallback_reason is None
     assert pred.frame_indices == indices
     assert pred.face_frame_indices.tolist() == owners
+    assert len(pred.face_crops) == len(crops)
+    for kept, crop in zip(pred.face_crops, crops):
+        np.testing.assert_array_equal(kept, crop)
     np.testing.assert_allclose(pred.face_scores[0], scores, rtol=0, atol=1e-6)
     assert pred.probability == pytest.approx(confident_strategy(scores), abs=1e-6)
     expected_frames = {f: np.mean([s for s, o in zip(scores, owners) if o == f]) for f in set(owners)}
@@ -206,7 +211,7 @@ def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, l
 def test_real_clips_all_yield_faces(real_small, loaded_model):
     """Every real clip, the 1080x1920 portrait included, gives a face in every sampled frame."""
     predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
-    clips = sorted((real_small / "dfdc_train_part_0").glob("*.mp4"))
+    clips = sorted(DataLayout(real_small).part_dir(0).glob("*.mp4"))
     assert len(clips) == 6
     for pred in predict_on_video_set(predictor, clips):
         assert pred.fallback_reason is None, pred.name

@@ -54,7 +54,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
 
     rc = predict_folder.main(["--test-dir", str(mixed_folder), "--models", str(project_checkpoint),
                               "--output", str(output), "--frames-per-video", str(FRAMES_PER_VIDEO),
-                              "--labels", str(labels_csv), "--report", str(report)])
+                              "--labels", str(labels_csv), "--report", str(report), "--report-videos", "3"])
     assert rc == 0
 
     rows = _read_csv(output)
@@ -82,9 +82,18 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
     assert "histogram.png" in targets
     strips = [t for t in targets if t.startswith("strips/")]
     sheets = [t for t in targets if t.startswith("faces/")]
+    # the 3 labelled videos with faces and the largest log loss, each with a sheet of all its scored faces
     good = [n for n in mp4s if n not in BAD_VIDEOS]
-    assert {Path(t).stem for t in strips} == {Path(n).stem for n in good}
-    assert {Path(t).stem for t in sheets} == {Path(n).stem for n in good}
+    shown = sorted(good, key=lambda n: -sk_log_loss([labels[n]], [predictions[n]], labels=[0, 1]))[:3]
+    assert len(good) > 3
+    assert [Path(t).stem for t in strips[::2]] == [Path(n).stem for n in shown]  # each strip: link + image
+    assert [Path(t).stem for t in sheets[::2]] == [Path(n).stem for n in shown]
+    import cv2
+
+    for name in shown:
+        n_faces = int(re.search(rf"<td>{re.escape(name)}</td>(?:<td>[^<]*</td>){{3}}<td>(\d+)</td>", page).group(1))
+        sheet = cv2.imread(str(report / "faces" / f"{Path(name).stem}.png"))
+        assert sheet.shape[:2] == (-(-n_faces // 8) * 112, min(n_faces, 8) * 112), name
     for target in targets:
         path = (report / target).resolve()
         assert path.is_file() and path.stat().st_size > 0, target

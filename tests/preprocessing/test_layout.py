@@ -50,6 +50,9 @@ def test_paths_follow_the_documented_layout(tmp_path):
     assert layout.diff_path("f", 20, 0) == tmp_path / "diffs" / "f" / "20_0_diff.png"
     assert layout.folds_csv == tmp_path / "folds.csv"
     assert layout.log_path("extract_crops") == tmp_path / "logs" / "extract_crops.jsonl"
+    assert layout.progress_path("extract_crops", "a") == tmp_path / "progress" / "extract_crops" / "a.json"
+    assert layout.part_dir(3) == tmp_path / "dfdc_train_part_3"
+    assert layout.test_videos_dir == tmp_path / "test_videos"
     assert parse_crop_name("120_3.png") == (120, 3) and parse_crop_name("120_3_diff.png") is None
 
 

@@ -85,6 +85,15 @@ def test_pretrained_options(tmp_path, monkeypatch):
     load_pretrained(other, str(path), "tf_efficientnet_lite0")
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(value, other.encoder.state_dict()[key])
+    # a whole DDP-trained classifier: "module.encoder." prefixes stripped, its fc head left out
+    ddp = tmp_path / "ddp_classifier.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, ddp)
+    third = DeepFakeClassifier("tf_efficientnet_lite0")
+    fc_before = third.fc.weight.clone()
+    load_pretrained(third, str(ddp), "tf_efficientnet_lite0")
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, third.encoder.state_dict()[key])
+    assert torch.equal(third.fc.weight, fc_before)
     with pytest.raises(PretrainedError, match="does not exist"):
         load_pretrained(other, str(tmp_path / "missing.pth"), "tf_efficientnet_lite0")
     b0 = DeepFakeClassifier("tf_efficientnet_b0_ns")

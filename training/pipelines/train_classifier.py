@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from preprocessing.layout import atomic_path, write_text_atomic
+from preprocessing.layout import DataLayout, atomic_path, write_text_atomic
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
 from training.tools.metrics import video_scores
@@ -217,7 +217,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     name = run_name(config, seed, options.prefix)
     weights_dir = Path(options.output_dir)
     run_log_dir = Path(options.log_dir) / name
-    folds_source = str(Path(options.data_dir) / "folds.csv")
+    folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source)
 
     if device.type == "cuda":

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from training.zoo.checkpoints import clean_state_dict
 from training.zoo.classifiers import timm_name
 
 LITE0_PACKAGE = "lite0-package"
@@ -115,13 +116,8 @@ def file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         data = data["state_dict"]
     if not isinstance(data, dict):
         raise PretrainedError(f"pretrained weights file {path} holds no state dict")
-    cleaned = {}
-    for key, value in data.items():
-        for prefix in ("module.", "encoder."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        cleaned[key] = value
-    return cleaned
+    # the checkpoint loader's cleaning (DDP prefix), then the classifier's ``encoder.`` prefix
+    return {k.removeprefix("encoder."): v for k, v in clean_state_dict(data).items()}
 
 
 def load_pretrained(model: nn.Module, pretrained: str | None, encoder: str) -> str:
