@@ -33,7 +33,6 @@ PART_PREFIX = "dfdc_train_part_"
 PART_GLOB = f"{PART_PREFIX}*"
 TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
 METADATA_NAME = "metadata.json"
-VIDEO_SUFFIXES = (".mp4",)
 _CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 
