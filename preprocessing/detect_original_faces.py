@@ -2,7 +2,7 @@
 
 By default only the frames that stage 2 crops are detected (``--every``, default 10); ``--all-frames``
 detects on every frame as the original recipe did. Frames are decoded by a reader thread while the
-detector works on the previous batch.
+detector works on the previous batch, and the next video's decoding starts while this one is detected.
 
     python -m preprocessing.detect_original_faces DATA_ROOT [--every 10 | --all-frames] [--scale 0.5|auto]
 """
@@ -28,54 +28,68 @@ DEFAULT_EVERY = 10
 # the recipe's detector input (half resolution): boxes identical to the original recipe's on the
 # frames both detect; `auto` (faces.detector_scale) is faster on 1080p and finds smaller faces below 500 px
 DEFAULT_SCALE = 0.5
-BATCH_SIZE = 32
-_QUEUE_FRAMES = 2 * BATCH_SIZE  # decoded frames held while the detector is busy
+_QUEUE_FRAMES = 32  # decoded frames held per video while the detector is busy
 
 
 class NoFaceError(ItemError):
     pass
 
 
-def _frames_in_background(path: Path, every: int | None) -> Iterator[tuple[int, np.ndarray]]:
-    """``iter_frames`` run on a reader thread, so that decoding overlaps detection."""
-    frames: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
-    stop = threading.Event()
-    done = object()
+class FrameReader:
+    """``iter_frames(path, every=...)`` decoded on a background thread from the moment it is made, so
+    that decoding overlaps detection (of this video's earlier frames, or of the previous video when
+    the runner prefetches). Iterate once; ``close()`` stops the thread early."""
 
-    def read() -> None:
+    _DONE = object()
+
+    def __init__(self, path: Path, every: int | None):
+        self.path, self.every = Path(path), every
+        self._frames: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"decode-{self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, value) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._frames.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
         try:
-            for pair in iter_frames(path, every=every):
-                while not stop.is_set():
-                    try:
-                        frames.put(pair, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for pair in iter_frames(self.path, every=None if self.every in (None, 1) else self.every):
+                if not self._put(pair):
                     return
-            frames.put(done)
+            self._put(self._DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
-            frames.put(exc)
+            self._put(exc)
 
-    reader = threading.Thread(target=read, name=f"decode-{path.name}", daemon=True)
-    reader.start()
-    try:
-        while True:
-            pair = frames.get()
-            if pair is done:
-                return
-            if isinstance(pair, BaseException):
-                raise pair
-            yield pair
-    finally:
-        stop.set()
-        reader.join()
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            while True:
+                pair = self._frames.get()
+                if pair is self._DONE:
+                    return
+                if isinstance(pair, BaseException):
+                    raise pair
+                yield pair
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def detect_video_boxes(path: str | Path, detector: FaceDetector, every: int | None = DEFAULT_EVERY,
-                       scale: float | str = DEFAULT_SCALE) -> dict[int, np.ndarray | None]:
+                       scale: float | str = DEFAULT_SCALE,
+                       reader: FrameReader | None = None) -> dict[int, np.ndarray | None]:
     """Face boxes ``(n, 5)`` ``[x1, y1, x2, y2, score]`` in full-resolution pixels per detected frame
-    (None when the frame has no face). ``every=None`` or 1 detects on every frame.
+    (None when the frame has no face). ``every=None`` or 1 detects on every frame. ``reader``: this
+    video's frames already being decoded (see :class:`FrameReader`).
 
     Raises VideoReadError when no frame decodes.
     """
@@ -90,15 +104,19 @@ def detect_video_boxes(path: str | Path, detector: FaceDetector, every: int | No
         batch_indices.clear()
         batch_frames.clear()
 
-    for index, frame in _frames_in_background(path, None if every in (None, 1) else every):
-        if batch_frames and frame.shape != batch_frames[0].shape:
-            flush()  # a resolution change mid-stream: MTCNN batches need one size
-        batch_indices.append(index)
-        batch_frames.append(frame)
-        if len(batch_frames) == detector.batch_size:
+    reader = reader if reader is not None else FrameReader(path, every)
+    try:
+        for index, frame in reader:
+            if batch_frames and frame.shape != batch_frames[0].shape:
+                flush()  # a resolution change mid-stream: MTCNN batches need one size
+            batch_indices.append(index)
+            batch_frames.append(frame)
+            if len(batch_frames) == detector.batch_size:
+                flush()
+        if batch_frames:
             flush()
-    if batch_frames:
-        flush()
+    finally:
+        reader.close()  # also when detection fails: the reader thread stops and frees its frames
     if not result:
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
     return result
@@ -142,20 +160,47 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
 @functools.lru_cache(maxsize=2)
 def _detector(device: str) -> FaceDetector:
     # one model per process, reused by later runs in the same process (stateless between calls)
-    return FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=BATCH_SIZE)
+    return FaceDetector(THRESHOLDS_PREPROCESS, device=device)  # batches sized for the device
 
 
-def _make_state(options: dict, threads: int) -> FaceDetector:
+class _WorkerState:
+    """Per process: the detector and the next video's frames, decoded while this one is detected."""
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.next_reader: FrameReader | None = None
+
+    def reader_for(self, path: Path, every: int | None) -> FrameReader:
+        reader, self.next_reader = self.next_reader, None
+        if reader is not None and reader.path == Path(path) and reader.every == every:
+            return reader
+        if reader is not None:
+            reader.close()
+        return FrameReader(path, every)
+
+
+def _make_state(options: dict, threads: int) -> _WorkerState:
     import torch
 
     torch.set_num_threads(threads)
-    return _detector(options.get("device", "auto"))
+    return _WorkerState(_detector(options.get("device", "auto")))
 
 
-def _process(layout: DataLayout, item: WorkItem, detector: FaceDetector, options: dict) -> list[Path]:
+def _every(options: dict) -> int | None:
+    return None if options.get("all_frames") else int(options.get("every", DEFAULT_EVERY))
+
+
+def _prefetch(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> None:
+    if state.next_reader is not None:
+        state.next_reader.close()
+    state.next_reader = FrameReader(item.videos[0].path, _every(options))
+
+
+def _process(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> list[Path]:
     entry = item.videos[0]
-    every = None if options.get("all_frames") else int(options.get("every", DEFAULT_EVERY))
-    boxes = detect_video_boxes(entry.path, detector, every=every, scale=options.get("scale", DEFAULT_SCALE))
+    every = _every(options)
+    boxes = detect_video_boxes(entry.path, state.detector, every=every, scale=options.get("scale", DEFAULT_SCALE),
+                               reader=state.reader_for(entry.path, every))
     if all(b is None for b in boxes.values()):
         raise NoFaceError(f"{entry.path}: no face found in any of the {len(boxes)} frames checked; the video "
                           f"gets no boxes and so no crops (check the file, or try --scale 1 or --all-frames)")
@@ -169,7 +214,7 @@ def _flat_dirs(layout: DataLayout) -> list[Path]:
 
 
 STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state,
-              option_names=("every", "all_frames", "scale"), flat_dirs=_flat_dirs)
+              option_names=("every", "all_frames", "scale"), flat_dirs=_flat_dirs, prefetch=_prefetch)
 
 
 def stage_options(every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = DEFAULT_SCALE,

@@ -67,6 +67,9 @@ class Stage:
     ``option_names`` are the options that change the outputs (recorded in the markers).
     ``flat_dirs(layout)`` are shared folders holding one file per item (stale temp files there are
     removed at start, for this shard's items only). ``always_run`` stages have no markers.
+    ``prefetch(layout, item, state, options)``, when given, is called with the item a process will
+    work on next, before it starts the current one (to decode the next video in the background);
+    such stages get their items in small ordered batches per worker process.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Stage:
     option_names: tuple[str, ...] = ()
     flat_dirs: Callable[[DataLayout], list[Path]] | None = None
     always_run: bool = False
+    prefetch: Callable[[DataLayout, WorkItem, Any, dict], None] | None = None
 
 
 @dataclass
@@ -225,8 +229,32 @@ def _run_item(stage: Stage, layout: DataLayout, item: WorkItem, state: Any, opti
         return item, None, message
 
 
-def _worker_run(item: WorkItem):
-    return _run_item(_WORKER["stage"], _WORKER["layout"], item, _WORKER["state"], _WORKER["options"])
+def _run_items(stage: Stage, layout: DataLayout, items: Sequence[WorkItem], state: Any, options: dict):
+    """``_run_item`` over ``items`` in order, telling a prefetching stage the next item first."""
+    for position, item in enumerate(items):
+        if stage.prefetch is not None and position + 1 < len(items):
+            try:
+                stage.prefetch(layout, items[position + 1], state, options)
+            except Exception:  # that item reports its own problem when it is processed
+                pass
+        yield _run_item(stage, layout, item, state, options)
+
+
+def _worker_run(items: list[WorkItem]):
+    return list(_run_items(_WORKER["stage"], _WORKER["layout"], items, _WORKER["state"], _WORKER["options"]))
+
+
+# A prefetching stage sends a worker process several items per task (the next one is prefetched
+# within a task): at most MAX_ITEMS_PER_TASK, so that a killed run redoes at most that many items per
+# worker, and small enough that every worker gets MIN_TASKS_PER_WORKER tasks (load balance).
+MAX_ITEMS_PER_TASK = 8
+MIN_TASKS_PER_WORKER = 4
+
+
+def _task_size(stage: Stage, n_items: int, n_workers: int) -> int:
+    if stage.prefetch is None:
+        return 1
+    return max(1, min(MAX_ITEMS_PER_TASK, n_items // (MIN_TASKS_PER_WORKER * n_workers)))
 
 
 # ---- the runner ----------------------------------------------------------------------------------
@@ -293,8 +321,8 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
             previous = configure_threads(THREADS_PER_WORKER)
             try:
                 state = stage.make_state(options, THREADS_PER_WORKER) if stage.make_state else None
-                for item in todo:
-                    finish(*_run_item(stage, layout, item, state, options))
+                for result in _run_items(stage, layout, todo, state, options):
+                    finish(*result)
             finally:  # in-process runs (tests, notebooks) leave the caller's settings as they were
                 _restore_threads(previous)
         elif todo:
@@ -302,12 +330,17 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
                                      initargs=(stage, options, str(layout.root), THREADS_PER_WORKER)) as pool:
-                futures = [pool.submit(_worker_run, item) for item in todo]
-                for item, future in zip(todo, futures):
+                size = _task_size(stage, len(todo), n_workers)
+                tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
+                futures = [pool.submit(_worker_run, task) for task in tasks]
+                for task, future in zip(tasks, futures):
                     try:
-                        finish(*future.result())
+                        results = future.result()
                     except BrokenProcessPool as exc:
-                        finish(item, None, f"worker process died ({exc}); rerun the stage to retry this item")
+                        results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item")
+                                   for item in task]
+                    for result in results:
+                        finish(*result)
     finally:
         if bar is not None:
             bar.close()

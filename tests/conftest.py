@@ -48,6 +48,12 @@ def preprocessed_root(sample_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_small_or_none() -> Path | None:
+    """The real clips when present, else None (for tests that use them only as extra inputs)."""
+    return REAL_SMALL if (REAL_SMALL / "dfdc_train_part_0" / "metadata.json").is_file() else None
+
+
+@pytest.fixture(scope="session")
 def real_small() -> Path:
     """The real clips in ../shared/data/real_small; tests using it skip when it is absent."""
     if not (REAL_SMALL / "dfdc_train_part_0" / "metadata.json").is_file():

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from preprocessing import pipeline
-from preprocessing.detect_original_faces import detect_original_faces
+from preprocessing import pipeline, runner
+from preprocessing.detect_original_faces import STAGE, detect_original_faces
 from preprocessing.extract_crops import extract_crops
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
@@ -119,6 +119,22 @@ def test_union_of_two_shards_equals_the_unsharded_run(sample_root, preprocessed_
     assert all(after_second[name] == data for name, data in after_first.items())
     generate_folds(root, progress=False)
     assert snapshot(root) == snapshot(preprocessed_root)
+
+
+def test_worker_processes_write_the_same_files_as_one_process(sample_root, preprocessed_root, tmp_path,
+                                                              monkeypatch):
+    # two spawned workers; stage 1 hands each two videos per task and decodes the second while it
+    # detects the first (a long run's tasks are up to MAX_ITEMS_PER_TASK videos)
+    monkeypatch.setattr(runner, "MIN_TASKS_PER_WORKER", 1)
+    assert runner._task_size(STAGE, 4, 2) == 2
+    root = copy_tree(sample_root, tmp_path / "data")
+    summary = detect_original_faces(root, workers=2, progress=False)
+    assert (summary.done, summary.skipped, summary.failed) == (4, 0, 0)
+    stage1 = {name: data for name, data in snapshot(root).items()
+              if name.startswith(("boxes", "progress/detect_original_faces"))}
+    expected = {name: data for name, data in snapshot(preprocessed_root).items()
+                if name.startswith(("boxes", "progress/detect_original_faces"))}
+    assert len(expected) == 8 and stage1 == expected
 
 
 def _write_noface_video(path: Path, frames: int = 12) -> None:

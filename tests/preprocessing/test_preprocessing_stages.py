@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocessing.detect_original_faces import BATCH_SIZE, detect_video_boxes, load_boxes
+from preprocessing.detect_original_faces import _detector, detect_video_boxes, load_boxes
 from preprocessing.extract_crops import extract_crops
-from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector
+from preprocessing.faces import THRESHOLDS_PREPROCESS
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import box_in_crop
@@ -56,11 +56,11 @@ def test_every_real_has_boxes_on_at_least_95_percent_of_its_cropped_frames(prepr
 def test_all_frames_mode_detects_every_frame_with_the_same_boxes(preprocessed_root):
     layout = DataLayout(preprocessed_root)
     real = next(e for e in _entries(preprocessed_root) if not e.is_fake)
-    detector = FaceDetector(THRESHOLDS_PREPROCESS, device="cpu", batch_size=BATCH_SIZE)
+    detector = _detector("cpu")  # the stage's own
     every_frame = detect_video_boxes(real.path, detector, every=None)
     assert sorted(every_frame) == list(range(probe_video(real.path).frame_count))
     assert sum(b is not None for b in every_frame.values()) >= 0.95 * len(every_frame)
-    # the default run saw frames 0 and 10 in a batch of two; here they sit in a batch of 20
+    # the default run saw frames 0 and 10 in a batch of two; here they sit in batches of 8 frames
     for frame, faces in load_boxes(layout, real.video_id).items():
         assert np.allclose(np.array(faces)[:, :4], every_frame[frame][:, :4], atol=0.5)
 
@@ -171,7 +171,7 @@ def test_single_part_folds_split_by_original(preprocessed_root, tmp_path):
 @pytest.mark.real_data
 def test_portrait_dfdc_clip_gets_boxes_on_90_percent_of_frames(real_small):
     clip = real_small / "dfdc_train_part_0" / "brtujopkby.mp4"
-    detector = FaceDetector(THRESHOLDS_PREPROCESS, device="cpu", batch_size=BATCH_SIZE)
+    detector = _detector("cpu")  # the stage's own
     boxes = detect_video_boxes(clip, detector, every=30)  # 10 of its 300 frames keep the test short
     assert sorted(boxes) == list(range(0, 300, 30))
     assert sum(b is not None for b in boxes.values()) >= 0.9 * len(boxes)
