@@ -166,17 +166,22 @@ def _detector(device: str) -> FaceDetector:
 class _WorkerState:
     """Per process: the detector and the next video's frames, decoded while this one is detected."""
 
+    MAX_AHEAD = 2  # readers started ahead and not yet taken (each holds at most _QUEUE_FRAMES frames)
+
     def __init__(self, detector: FaceDetector):
         self.detector = detector
-        self.next_reader: FrameReader | None = None
+        self.ahead: dict[tuple[Path, int | None], FrameReader] = {}
+
+    def prefetch(self, path: Path, every: int | None) -> None:
+        key = (Path(path), every)
+        if key not in self.ahead:
+            self.ahead[key] = FrameReader(path, every)
+        while len(self.ahead) > self.MAX_AHEAD:  # never taken (the order changed): drop the oldest
+            self.ahead.pop(next(iter(self.ahead))).close()
 
     def reader_for(self, path: Path, every: int | None) -> FrameReader:
-        reader, self.next_reader = self.next_reader, None
-        if reader is not None and reader.path == Path(path) and reader.every == every:
-            return reader
-        if reader is not None:
-            reader.close()
-        return FrameReader(path, every)
+        reader = self.ahead.pop((Path(path), every), None)
+        return reader if reader is not None else FrameReader(path, every)
 
 
 def _make_state(options: dict, threads: int) -> _WorkerState:
@@ -191,9 +196,7 @@ def _every(options: dict) -> int | None:
 
 
 def _prefetch(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> None:
-    if state.next_reader is not None:
-        state.next_reader.close()
-    state.next_reader = FrameReader(item.videos[0].path, _every(options))
+    state.prefetch(item.videos[0].path, _every(options))
 
 
 def _process(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> list[Path]:

@@ -71,7 +71,7 @@ class FaceDetector:
                  min_face_size: int = 20, batch_size: int | None = None, fast_pooling: bool = True):
         """``batch_size``: frames per MTCNN call (default by device: DETECTOR_BATCH_CPU or _GPU).
         ``fast_pooling``: on the CPU, compute the networks' max pooling separably
-        (:mod:`preprocessing.fast_pooling`; bit-identical boxes, about 1.4x faster detection);
+        (:mod:`preprocessing.fast_pooling`; bit-identical boxes, 1.2-1.4x faster detection);
         False keeps facenet-pytorch's modules as they are (the benchmarks' baseline)."""
         from facenet_pytorch import MTCNN
 

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocessing.detect_original_faces import _detector, detect_video_boxes, load_boxes
+from preprocessing.detect_original_faces import _detector, _WorkerState, detect_video_boxes, load_boxes
 from preprocessing.extract_crops import extract_crops
 from preprocessing.faces import THRESHOLDS_PREPROCESS
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import box_in_crop
 from preprocessing.layout import DataLayout
-from preprocessing.video import probe_video
+from preprocessing.video import iter_frames, probe_video
 
 
 def _entries(root):
@@ -51,6 +51,27 @@ def test_every_real_has_boxes_on_at_least_95_percent_of_its_cropped_frames(prepr
                 assert 20 <= x2 - x1 <= info.width / 2 and score >= THRESHOLDS_PREPROCESS[2]
     # fakes reuse their original's boxes: none of their own
     assert sorted(p.stem for p in layout.boxes_dir.iterdir()) == sorted(e.video_id for e in reals)
+
+
+def test_stage1_decodes_the_next_video_ahead_and_uses_those_frames(sample_root):
+    reals = [e.path for e in _entries(sample_root) if not e.is_fake]
+    state = _WorkerState(_detector("cpu"))
+    # the runner announces video 1 before it hands over video 0
+    state.prefetch(reals[1], 10)
+    current = state.reader_for(reals[0], 10)
+    ahead = state.ahead[(reals[1], 10)]  # still waiting for its turn, not dropped
+    assert state.reader_for(reals[1], 10) is ahead and not state.ahead
+    for reader, path in ((current, reals[0]), (ahead, reals[1])):
+        got = list(reader)
+        expected = list(iter_frames(path, every=10))
+        assert [i for i, _ in got] == [i for i, _ in expected] == list(range(0, 20, 10))
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected))
+    # announced videos that never come are dropped, so the frames held stay bounded
+    for path in reals:
+        state.prefetch(path, 10)
+    assert len(state.ahead) == _WorkerState.MAX_AHEAD
+    for reader in state.ahead.values():
+        reader.close()
 
 
 def test_all_frames_mode_detects_every_frame_with_the_same_boxes(preprocessed_root):
