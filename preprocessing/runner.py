@@ -210,8 +210,29 @@ def _restore_threads(previous: tuple[int, int | None]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(stage: Stage, options: dict, root: str, threads: int) -> None:
+def worker_index() -> int:
+    """This worker process's number, 0 ... workers-1, in the order they started (0 in-process)."""
+    return _WORKER.get("index", 0)
+
+
+def _use_gpu_of_worker(options: dict, index: int) -> None:
+    """Spread the workers of a ``--device cuda`` (or ``auto``) run over all visible GPUs: worker i makes
+    GPU i mod count its current device, so "cuda" means that GPU in this process. An explicit
+    ``cuda:N`` and CPU runs are left alone; stages without a device option never import torch here."""
+    if str(options.get("device", "cpu")) not in ("cuda", "auto"):
+        return
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(index % torch.cuda.device_count())
+
+
+def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter) -> None:
+    with counter.get_lock():
+        _WORKER["index"] = counter.value
+        counter.value += 1
     configure_threads(threads)
+    _use_gpu_of_worker(options, _WORKER["index"])
     _WORKER["stage"] = stage
     _WORKER["options"] = options
     _WORKER["layout"] = DataLayout(root)
@@ -328,8 +349,10 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
         elif todo:
             # spawn: torch and OpenMP are not fork-safe once initialised in the parent
             context = multiprocessing.get_context("spawn")
+            started_workers = context.Value("i", 0)  # numbers the workers (GPU choice, worker_index())
             with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(stage, options, str(layout.root), THREADS_PER_WORKER)) as pool:
+                                     initargs=(stage, options, str(layout.root), THREADS_PER_WORKER,
+                                               started_workers)) as pool:
                 size = _task_size(stage, len(todo), n_workers)
                 tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
                 futures = [pool.submit(_worker_run, task) for task in tasks]

@@ -135,6 +135,22 @@ def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     assert np.ptp(scores) > 1e-3, "the test model must give faces different scores for the parity to mean much"
 
 
+def test_speed_settings_keep_the_original_scores(test_videos, project_checkpoint):
+    # the defaults (separable max pooling, device-sized detector batches, channels-last weights) against
+    # facenet-pytorch's modules as they ship, one frame per MTCNN call and contiguous weights
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    fast = VideoPredictor(models=[load_model(project_checkpoint)], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    plain = VideoPredictor(models=[load_model(project_checkpoint)], device="cpu", frames_per_video=FRAMES_PER_VIDEO,
+                           detector_fast_pooling=False, detector_batch_size=1, channels_last=False)
+    weight = fast.models[0].model.encoder.conv_stem.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert plain.models[0].model.encoder.conv_stem.weight.is_contiguous()
+    got, expected = fast.predict_video(video), plain.predict_video(video)
+    assert got.fallback_reason is None and got.n_faces == expected.n_faces > 0
+    np.testing.assert_allclose(got.face_scores, expected.face_scores, rtol=0, atol=1e-5)
+    assert got.probability == pytest.approx(expected.probability, abs=1e-5)
+
+
 def test_ensemble_of_project_and_winner_checkpoints(test_videos, project_checkpoint, winner_checkpoint):
     video = sorted(test_videos.glob("*.mp4"))[0]
     predictor = VideoPredictor([project_checkpoint, winner_checkpoint], device="cpu",

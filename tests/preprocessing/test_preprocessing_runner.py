@@ -137,6 +137,38 @@ def test_worker_processes_write_the_same_files_as_one_process(sample_root, prepr
     assert len(expected) == 8 and stage1 == expected
 
 
+# a stage that records which worker process handled each item (module-level: spawned workers import it)
+def _probe_items(layout, options):
+    return [runner.WorkItem(f"item{i}") for i in range(8)], []
+
+
+def _probe_state(options, threads):
+    return runner.worker_index()
+
+
+def _probe_process(layout, item, index, options):
+    time.sleep(0.5)  # long enough that the second worker to start still finds items
+    target = layout.root / "probe" / f"{item.key}.txt"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(f"{index} {os.getpid()}")
+    return [target]
+
+
+PROBE_STAGE = runner.Stage("worker_probe", _probe_items, _probe_process, _probe_state, always_run=True)
+
+
+def test_worker_processes_are_numbered_from_zero(tmp_path):
+    root = tmp_path / "data"
+    (root / "dfdc_train_part_0").mkdir(parents=True)
+    summary = runner.run_stage(PROBE_STAGE, root, {"device": "cpu"}, workers=2, progress=False)
+    assert summary.done == 8 and summary.failed == 0
+    seen = {tuple(p.read_text().split()) for p in (root / "probe").glob("*.txt")}
+    index_of_pid = {pid: int(index) for index, pid in seen}
+    assert len(index_of_pid) == len(seen) == 2  # one number per process
+    assert sorted(index_of_pid.values()) == [0, 1] and str(os.getpid()) not in index_of_pid
+    assert runner.worker_index() == 0  # in-process runs are worker 0
+
+
 def _write_noface_video(path: Path, frames: int = 12) -> None:
     import av
     import numpy as np
