@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
 DEFAULT_FRAMES_PER_VIDEO = 32
 # faces per classifier call: a GPU wants large batches; on the CPU small ones stay in cache and run
-# about twice as fast as a whole video's faces at once (measured with Lite0/B0 on 2 cores)
+# faster than a whole video's faces at once (measured with Lite0/B0 on 2 cores)
 CLASSIFIER_BATCH_GPU = 64
 CLASSIFIER_BATCH_CPU = 8
 
@@ -197,8 +197,7 @@ def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cp
     batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
-    # contiguous NCHW like training's image_to_tensor: a channels-last input would take other conv
-    # kernels and move scores by ~1e-6
+    # contiguous NCHW like training's image_to_tensor (a channels-last model converts it in its first layer)
     return ((batch - mean) / std).to(dtype).contiguous()
 
 

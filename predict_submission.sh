@@ -24,12 +24,8 @@ done
 [[ $# -gt 0 && $1 == "--" ]] && shift
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-python=python3
-[[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
-
-export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE=1
-export NO_ALBUMENTATIONS_UPDATE=1
+repo_root=$here
+source "$here/scripts/python_env.sh"
 
 model_args=(--weights-dir "${WEIGHTS_DIR:-$here/weights}")
 if [[ ${#checkpoints[@]} -gt 0 ]]; then

@@ -3,9 +3,6 @@
 # Usage: ./preprocess_data.sh DATA_ROOT [--workers N] [--shard K/N] [--every 10] [--all-frames]
 #                             [--scale auto|FACTOR] [--device auto|cpu|cuda] [--n-splits 16]
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python="python3"; fi
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
-export NO_ALBUMENTATIONS_UPDATE="${NO_ALBUMENTATIONS_UPDATE:-1}"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$repo_root/scripts/python_env.sh"
 exec "$python" -m preprocessing.pipeline "$@"

@@ -30,11 +30,8 @@ seeds=("$@")
 [[ -f $data_root/folds.csv ]] || { echo "$data_root/folds.csv is missing; run ./preprocess_data.sh $data_root first" >&2; exit 2; }
 [[ -f $config ]] || { echo "config $config does not exist; see configs/" >&2; exit 2; }
 
-python=python3
-[[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
-export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-export NO_ALBUMENTATIONS_UPDATE=1
+repo_root=$here
+source "$here/scripts/python_env.sh"
 
 output_dir=${OUTPUT_DIR:-weights}
 log_dir=${LOG_DIR:-logs}

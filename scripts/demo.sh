@@ -11,9 +11,8 @@ sample=${1:-data/sample}
 demo=${2:-output/demo}
 seed=${SEED:-111}
 config=${CONFIG:-configs/demo_cpu.json}
-python=python3
-[[ -x .venv/bin/python ]] && python=.venv/bin/python
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
+repo_root=$repo
+source "$repo/scripts/python_env.sh"
 
 start=$(date +%s)
 if [[ ! -f $sample/test_videos/metadata.json ]]; then

@@ -96,6 +96,10 @@ def test_pretrained_options(tmp_path, monkeypatch):
     assert torch.equal(third.fc.weight, fc_before)
     with pytest.raises(PretrainedError, match="does not exist"):
         load_pretrained(other, str(tmp_path / "missing.pth"), "tf_efficientnet_lite0")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(PretrainedError, match="garbage.pth cannot be read"):
+        load_pretrained(other, str(garbage), "tf_efficientnet_lite0")
     b0 = DeepFakeClassifier("tf_efficientnet_b0_ns")
     with pytest.raises(PretrainedError, match="do not fit encoder"):
         load_pretrained(b0, str(path), "tf_efficientnet_b0_ns")

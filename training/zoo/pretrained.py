@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.zoo.checkpoints import clean_state_dict
+from training.zoo.checkpoints import CheckpointError, clean_state_dict, read_checkpoint
 from training.zoo.classifiers import timm_name
 
 LITE0_PACKAGE = "lite0-package"
@@ -103,19 +103,19 @@ def file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise PretrainedError(f"pretrained weights file {path} does not exist; fix the \"pretrained\" path in "
                               f"the config (or use null for random initialisation)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             data = load_file(str(path))
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise PretrainedError(f"pretrained weights file {path} cannot be read ({type(exc).__name__}: {exc})") from exc
-    if isinstance(data, dict) and "state_dict" in data:
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise PretrainedError(f"pretrained weights file {path} holds no state dict")
+        except Exception as exc:
+            raise PretrainedError(f"pretrained weights file {path} cannot be read "
+                                  f"({type(exc).__name__}: {exc})") from exc
+    else:  # read like a checkpoint: a bare state dict or one under "state_dict"
+        try:
+            data = read_checkpoint(path)["state_dict"]
+        except CheckpointError as exc:
+            raise PretrainedError(f"pretrained weights: {exc}") from exc
     # the checkpoint loader's cleaning (DDP prefix), then the classifier's ``encoder.`` prefix
     return {k.removeprefix("encoder."): v for k, v in clean_state_dict(data).items()}
 
