@@ -18,6 +18,11 @@ def log_loss(labels: Sequence[float], probs: Sequence[float], eps: float = LOG_L
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def video_log_loss(label: float, probability: float) -> float:
+    """The log loss of one video's answer."""
+    return log_loss([label], [probability])
+
+
 def auc(labels: Sequence[float], probs: Sequence[float]) -> float:
     """ROC AUC; NaN when only one class is present."""
     from sklearn.metrics import roc_auc_score
