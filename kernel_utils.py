@@ -5,8 +5,11 @@ For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them
 brought to the model size with the training geometry, each model run on the same face batch, the
 face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined.
 
-A video that cannot be read, or in which no face is found, gets 0.5 (the competition's neutral
-answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run.
+A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), or in
+which no face is found, gets 0.5 (the competition's neutral answer) with the reason in
+``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
+``predict_on_video_set(..., keep_going=True)`` logs it with its traceback, gives that video 0.5 with
+``fallback_kind="error"`` and goes on.
 
 ``VideoPredictor`` wraps load + preprocess + run for one video (like detectron2's DefaultPredictor);
 ``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread and scores
@@ -24,9 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from preprocessing.devices import resolve_precision
 from preprocessing.faces import (
     THRESHOLDS_INFERENCE,
     FaceDetector,
@@ -127,7 +132,7 @@ class VideoPrediction:
     face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
     model_probabilities: list[float] = field(default_factory=list)
     fallback_reason: str | None = None
-    fallback_kind: str | None = None  # "unreadable", "no_face" or "error"
+    fallback_kind: str | None = None  # "unreadable", "no_face", or "error" (a bug, only with keep_going)
     timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
     # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
@@ -201,16 +206,8 @@ def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cp
     return ((batch - mean) / std).to(dtype).contiguous()
 
 
-def resolve_dtype(precision: str, device: str) -> torch.dtype:
-    """fp16 / bf16 on a GPU, fp32 on the CPU (``auto``: fp16 on a GPU)."""
-    names = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    if precision not in names:
-        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
-    if precision != "fp32" and not device.startswith("cuda"):
-        raise ValueError(f"precision {precision} needs a GPU; on {device} use fp32 (or auto)")
-    return names[precision]
+# prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
+resolve_dtype = resolve_precision
 
 
 def decode_video(path: str | os.PathLike, frames_per_video: int) -> DecodedVideo:
@@ -222,7 +219,7 @@ def decode_video(path: str | os.PathLike, frames_per_video: int) -> DecodedVideo
         error = None
     except VideoReadError as exc:
         indices, frames, error = [], [], f"unreadable video: {exc}"
-    except Exception as exc:  # a decoder can fail in many ways on a damaged file
+    except (cv2.error, OSError) as exc:  # what OpenCV and the file system raise on a damaged or vanished file
         indices, frames, error = [], [], f"unreadable video: {path}: {type(exc).__name__}: {exc}"
     return DecodedVideo(path, indices, frames, error, time.perf_counter() - start)
 
@@ -343,15 +340,10 @@ class VideoPredictor:
         if decoded.error is not None:
             return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
                                  self._fallback(decoded.path, "unreadable", decoded.error, timings))
-        try:
-            faces = self.extract_faces(decoded.frame_indices, decoded.frames)
-            timings["detect"] = faces.detect_s
-        except torch.cuda.OutOfMemoryError:
-            raise  # a setting problem (batch size, frames per video), not a property of this video
-        except Exception as exc:
-            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
-                                 self._fallback(decoded.path, "error", f"prediction failed: {type(exc).__name__}: "
-                                                f"{exc}", timings, decoded.frame_indices))
+        # no catch-all here: an exception in detection is a bug (or a setting such as an out-of-memory
+        # batch), and a 0.5 for every video would hide it
+        faces = self.extract_faces(decoded.frame_indices, decoded.frames)
+        timings["detect"] = faces.detect_s
         if not faces.crops:
             return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
                                  self._fallback(decoded.path, "no_face", f"no face found in {len(decoded.frames)} "
@@ -363,16 +355,10 @@ class VideoPredictor:
         if detected.fallback is not None:
             return detected.fallback
         timings = detected.timings_s
-        try:
-            start = time.perf_counter()
-            face_scores = self.score_faces(detected.faces.crops)
-            probability, per_model = self.aggregate(face_scores)
-            timings["classify"] = time.perf_counter() - start
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            return self._fallback(detected.path, "error", f"prediction failed: {type(exc).__name__}: {exc}",
-                                  timings, detected.frame_indices)
+        start = time.perf_counter()
+        face_scores = self.score_faces(detected.faces.crops)
+        probability, per_model = self.aggregate(face_scores)
+        timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
                                face_frame_indices=detected.faces.face_frame_indices, face_scores=face_scores,
                                model_probabilities=per_model, timings_s=timings,
@@ -386,6 +372,12 @@ class VideoPredictor:
 
     __call__ = predict_video
 
+    def error_prediction(self, path: str | os.PathLike, exc: BaseException) -> VideoPrediction:
+        """The 0.5 answer for a video whose prediction raised (``keep_going``); logs the traceback."""
+        logger.error("%s: prediction failed with %s (a bug, not a property of the video)", path,
+                     type(exc).__name__, exc_info=exc)
+        return self._fallback(Path(path), "error", f"prediction failed: {type(exc).__name__}: {exc}", {})
+
     def _fallback(self, path: Path, kind: str, reason: str, timings: dict[str, float],
                   frame_indices: Sequence[int] = ()) -> VideoPrediction:
         logger.warning("%s: %s; predicting %.1f", path, reason, NEUTRAL_PROBABILITY)
@@ -398,38 +390,62 @@ class VideoPredictor:
 
 
 def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.PathLike],
-                         prefetch: int = 2) -> Iterator[VideoPrediction]:
+                         prefetch: int = 2, keep_going: bool = False) -> Iterator[VideoPrediction]:
     """``predictor.predict_video`` over ``paths``, in order, as a three-stage pipeline: a reader thread
     decodes the next ``prefetch`` videos, the caller's thread detects faces, and a classifier thread
     scores the previous video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN
     leaves cores idle between its many small steps, so the stages overlap even on two cores.
     ``prefetch=0``: one video after the other, nothing overlapped. The results are the same either way.
+
+    An exception (a bug: known input problems are fallbacks, not exceptions) ends the iteration after
+    the videos before it were yielded; with ``keep_going`` it is logged with its traceback and the
+    video gets ``predictor.error_prediction`` instead.
     """
     paths = [Path(p) for p in paths]
+
+    def guarded(path: Path, step: Callable[[], VideoPrediction | DetectedVideo]):
+        try:
+            return step()
+        except Exception as exc:
+            if not keep_going:
+                raise
+            return predictor.error_prediction(path, exc)
+
     if prefetch < 1:
         for path in paths:
-            yield predictor.predict_video(path)
+            yield guarded(path, lambda path=path: predictor.predict_video(path))
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier") as classifier:
-        decoding: deque[Future[DecodedVideo]] = deque()
-        classifying: deque[Future[VideoPrediction]] = deque()
+        decoding: deque[tuple[Path, Future[DecodedVideo]]] = deque()
+        classifying: deque[tuple[Path, Future[VideoPrediction]]] = deque()
         next_index = 0
         while next_index < len(paths) and len(decoding) < prefetch:
-            decoding.append(reader.submit(predictor.decode, paths[next_index]))
+            decoding.append((paths[next_index], reader.submit(predictor.decode, paths[next_index])))
             next_index += 1
         while decoding:
-            decoded = decoding.popleft().result()
+            path, decoding_future = decoding.popleft()
             if next_index < len(paths):
-                decoding.append(reader.submit(predictor.decode, paths[next_index]))
+                decoding.append((paths[next_index], reader.submit(predictor.decode, paths[next_index])))
                 next_index += 1
-            detected = predictor.detect_decoded(decoded)
-            del decoded  # the frames stay alive only through the face crops
-            classifying.append(classifier.submit(predictor.classify_detected, detected))
+            detected = guarded(path, lambda f=decoding_future: predictor.detect_decoded(f.result()))
+            del decoding_future  # the frames stay alive only through the face crops
+            if isinstance(detected, VideoPrediction):  # it failed, with keep_going
+                classifying.append((path, _done(detected)))
+            else:
+                classifying.append((path, classifier.submit(predictor.classify_detected, detected)))
             while len(classifying) > 1:  # one video classified while the next is detected
-                yield classifying.popleft().result()
+                done_path, future = classifying.popleft()
+                yield guarded(done_path, future.result)
         while classifying:
-            yield classifying.popleft().result()
+            done_path, future = classifying.popleft()
+            yield guarded(done_path, future.result)
+
+
+def _done(value: VideoPrediction) -> Future[VideoPrediction]:
+    future: Future[VideoPrediction] = Future()
+    future.set_result(value)
+    return future
 
 
 def list_videos(folder: str | os.PathLike) -> list[Path]:

@@ -3,17 +3,21 @@
     python predict_folder.py --test-dir DIR --output OUT.csv [--models CKPT ...] [--weights-dir weights]
         [--frames-per-video 32] [--strategy confident] [--combine mean] [--tta] [--device auto]
         [--precision auto] [--detector-scale auto] [--min-face-size 20] [--prefetch 2] [--encoder NAME]
-        [--labels metadata.json] [--report DIR] [--report-videos 8]
+        [--labels metadata.json] [--report DIR] [--report-videos 8] [--keep-going] [--no-progress]
 
-Without ``--models`` the checkpoints are taken from ``--weights-dir`` (what ``train.sh`` wrote there):
-the ``*_best`` file of every run, or its ``*_last`` file when the run has no best one.
+Without ``--models`` the checkpoints are taken from ``--weights-dir`` (default ``$WEIGHTS_DIR``, else
+``weights/`` in the repository: where ``train.sh`` writes): the ``*_best`` file of every run, or its
+``*_last`` file when the run has no best one.
 With labels (``--labels``, or a ``metadata.json`` in the folder) the log loss, AUC, accuracy and the
 fallback counts are printed and written to ``OUT.metrics.json``. ``--report DIR`` writes an HTML report
 (prediction histogram by true label, frame-score strips and face crops of the most wrong videos;
 the crops are the ones the prediction scored, kept for those videos only).
 
-Exit codes: 0 done, 2 bad input (missing or empty folder, no checkpoint, a checkpoint that does not fit,
-an unreadable labels file).
+Exit codes: 0 done; 2 bad input, found before any video is read (missing or empty folder, a folder
+where a file is needed or the reverse, no checkpoint, a checkpoint that does not fit, an unreadable
+labels file, an output that cannot be written); 1 an error that is not a property of the input (a
+bug): the traceback is printed and the CSV holds the rows done before it (``--keep-going``: every
+video gets a row, the failed ones 0.5, and the exit code is still 1).
 """
 
 from __future__ import annotations
@@ -25,19 +29,20 @@ import io
 import json
 import logging
 import os
-import re
 import sys
+import tempfile
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from preprocessing.layout import METADATA_NAME, write_json_atomic, write_text_atomic
+from preprocessing.devices import PRECISION_CHOICES
+from preprocessing.layout import METADATA_NAME, path_problem, write_json_atomic, write_text_atomic
 
+EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
-CHECKPOINT_SUFFIXES = ("", ".pth", ".pt", ".ckpt", ".bin")
-_RUN_CHECKPOINT = re.compile(r"^(?P<run>.+)_(?P<kind>best|last)(?P<rest>[^/]*)$")
 
 log = logging.getLogger("predict_folder")
 
@@ -52,20 +57,17 @@ class InputError(Exception):
 def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
     """The checkpoints ``train.sh`` produced under ``weights_dir``: per run its ``*_best*`` file,
     or its ``*_last*`` file when it has none; sorted by path."""
+    from training.zoo.checkpoints import parse_checkpoint_name
+
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         return []
     runs: dict[tuple[Path, str], dict[str, list[Path]]] = {}
     for path in sorted(weights_dir.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
+        parsed = parse_checkpoint_name(path.name)
+        if parsed is None or parsed.which not in ("best", "last") or not path.is_file():
             continue
-        match = _RUN_CHECKPOINT.match(path.name)
-        if not match:
-            continue
-        if Path(match.group("rest")).suffix not in CHECKPOINT_SUFFIXES or "tfevents" in path.name:
-            continue
-        kinds = runs.setdefault((path.parent, match.group("run")), {"best": [], "last": []})
-        kinds[match.group("kind")].append(path)
+        runs.setdefault((path.parent, parsed.run), {"best": [], "last": []})[parsed.which].append(path)
     chosen: list[Path] = []
     for kinds in runs.values():
         chosen.extend(kinds["best"] or kinds["last"])
@@ -75,8 +77,9 @@ def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
 def read_labels(path: str | os.PathLike) -> dict[str, int]:
     """``file name -> 1 (FAKE) / 0 (REAL)`` from a DFDC ``metadata.json`` or a ``filename,label`` CSV."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"labels file {path} does not exist; pass a DFDC metadata.json or a filename,label CSV")
+    problem = path_problem(path, want="file")
+    if problem:
+        raise InputError(f"labels file {path} {problem}; pass a DFDC metadata.json or a filename,label CSV")
 
     def parse(name: str, value) -> int:
         if isinstance(value, dict):
@@ -106,21 +109,55 @@ def read_labels(path: str | os.PathLike) -> dict[str, int]:
 def list_input_videos(test_dir: str | None, video: str | None) -> list[Path]:
     if video is not None:
         path = Path(video)
-        if not path.is_file():
-            raise InputError(f"--video {path} does not exist; pass an .mp4 file")
+        problem = path_problem(path, want="file")
+        if problem:
+            fix = f"use --test-dir {path} for a folder of videos" if problem == "is a folder" else "pass an .mp4 file"
+            raise InputError(f"--video {path} {problem}; {fix}")
         return [path]
     from kernel_utils import list_videos
 
     folder = Path(test_dir)
-    if not folder.is_dir():
-        raise InputError(f"--test-dir {folder} does not exist or is not a folder; pass the folder of .mp4 files")
+    problem = path_problem(folder, want="folder")
+    if problem:
+        fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of .mp4 files"
+        raise InputError(f"--test-dir {folder} {problem}; {fix}")
     videos = list_videos(folder)
     if not videos:
         raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
     return videos
 
 
+def label_coverage(labels: dict[str, int], videos: list[Path]) -> tuple[int, list[str]]:
+    """(how many of ``videos`` have a label, the label names that match no video)."""
+    names = {v.name for v in videos}
+    return sum(v.name in labels for v in videos), sorted(set(labels) - names)
+
+
 # ---- outputs --------------------------------------------------------------------------------------------
+
+
+def write_problem(path: str | os.PathLike, want: str = "file") -> str | None:
+    """Why nothing can be written at ``path`` (a file, or a folder to create files in), checked before
+    any work: the wrong kind of thing is already there ("is a folder"), a file stands where a folder is
+    needed, or the nearest existing folder refuses a new file (permissions, read-only file system).
+    None when fine."""
+    path = Path(path).absolute()
+    if path.exists() and (path.is_dir() if want == "file" else not path.is_dir()):
+        return "is a folder" if want == "file" else "is a file"
+    folder = path.parent if want == "file" else path
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:  # the real test: root ignores permission bits, and a read-only mount refuses everyone
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp.write-check."):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    return None
+
+
 
 
 def write_submission(path: str | os.PathLike, predictions) -> None:
@@ -181,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = parser.add_argument_group("models")
     models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
                         "and the DFDC winner's); default: the *_best (else *_last) files in --weights-dir")
-    models.add_argument("--weights-dir", default="weights", help="where train.sh wrote checkpoints")
+    from training.zoo.checkpoints import default_weights_dir
+
+    models.add_argument("--weights-dir", default=str(default_weights_dir()),
+                        help="where train.sh wrote checkpoints ($WEIGHTS_DIR, else weights/ in the repository)")
     models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
                         "their file name")
     pred = parser.add_argument_group("prediction")
@@ -191,31 +231,66 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--combine", choices=("mean", "geometric"), default="mean", help="model combination")
     pred.add_argument("--tta", action="store_true", help="average with the horizontally flipped faces")
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    pred.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                      help="auto: fp16 on a GPU, fp32 on the CPU")
+    pred.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                      help="auto: fp16 on a GPU, fp32 on the CPU (none = fp32)")
     pred.add_argument("--min-face-size", type=int, default=20, help="MTCNN minimum face size (detector px)")
     pred.add_argument("--detector-scale", default="auto", help="'auto' (by resolution) or a factor")
     pred.add_argument("--prefetch", type=int, default=2, help="videos decoded ahead in a reader thread")
+    pred.add_argument("--keep-going", action="store_true",
+                      help="on an error that is not a known input problem: log its traceback, give the video "
+                           "0.5, go on (the exit code is still 1)")
     out = parser.add_argument_group("output")
     out.add_argument("--output", required=True, help="submission CSV (filename,label)")
     out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
                      "next to the videos, when present")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
     out.add_argument("--report-videos", type=int, default=8, help="most wrong videos shown in the report")
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
 
+def check_outputs(output: Path, report: str | None) -> None:
+    """Every place this run will write, checked before any work (else a whole prediction could be lost)."""
+    targets = [(f"--output {output}", output, "file"),
+               (f"the metrics file of --output, {metrics_path_for(output)}", metrics_path_for(output), "file")]
+    if report:
+        targets.append((f"--report {report}", Path(report), "folder"))
+    for what, path, want in targets:
+        problem = write_problem(path, want)
+        if problem:
+            sep = " " if problem.startswith("is ") else ": "
+            raise InputError(f"{what}{sep}{problem}; choose a writable {'file name' if want == 'file' else 'folder'}")
+
+
 def run(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    check_outputs(output, args.report)
     videos = list_input_videos(args.test_dir, args.video)
     checkpoints = [Path(p) for p in args.models] if args.models else find_checkpoints(args.weights_dir)
     if not checkpoints:
         raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file under "
-                         f"{args.weights_dir}; train one with ./train.sh or pass --models CKPT")
-    missing = [str(p) for p in checkpoints if not p.is_file()]
-    if missing:
-        raise InputError(f"checkpoint {missing[0]} does not exist; check the path (or train with ./train.sh)")
+                         f"{args.weights_dir} (the default is $WEIGHTS_DIR, else weights/ in the repository; "
+                         f"`make demo` writes output/demo/weights: WEIGHTS_DIR=output/demo/weights); train one "
+                         f"with ./train.sh or pass --models CKPT")
+    for path in checkpoints:
+        problem = path_problem(path, want="file")
+        if problem:
+            fix = (f"pass a checkpoint file in it (e.g. {path}/<name>_best) or --weights-dir {path}"
+                   if problem == "is a folder" else "check the path (or train with ./train.sh)")
+            raise InputError(f"checkpoint {path} {problem}; {fix}")
     labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
     labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
+    if labels is not None:
+        n_labelled, unmatched = label_coverage(labels, videos)
+        where = args.test_dir or args.video
+        if n_labelled == 0:
+            print(f"warning: labels file {labels_path} names none of the {len(videos)} video(s) in {where} "
+                  f"(it names e.g. {', '.join(sorted(labels)[:3])}); no score is computed. Pass the labels of "
+                  f"these videos with --labels", file=sys.stderr)
+            labels = None
+        elif n_labelled < len(videos) or unmatched:
+            print(f"labels: {n_labelled} of {len(videos)} videos have a label in {labels_path}; "
+                  f"{len(unmatched)} labels name no video here", file=sys.stderr)
     if args.frames_per_video < 1:
         raise InputError(f"--frames-per-video must be at least 1, got {args.frames_per_video}")
     try:
@@ -248,18 +323,26 @@ def run(args: argparse.Namespace) -> int:
     # (log loss, -position) holds those seen so far (the same videos, ties included, as the report's
     # ranking), every other prediction drops its crops as soon as it arrives
     most_wrong: list[tuple[float, int]] = []
-    for position, pred in enumerate(tqdm(predict_on_video_set(predictor, videos, prefetch=args.prefetch),
-                                         total=len(videos), unit="video", desc="predict")):
-        predictions.append(pred)
-        if not predictor.keep_face_crops or pred.fell_back or pred.name not in labels:
-            pred.face_crops = []
-            continue
-        heapq.heappush(most_wrong, (video_log_loss(labels[pred.name], pred.probability), -position))
-        if len(most_wrong) > max(args.report_videos, 0):
-            predictions[-heapq.heappop(most_wrong)[1]].face_crops = []
+    stream = predict_on_video_set(predictor, videos, prefetch=args.prefetch, keep_going=args.keep_going)
+    try:
+        for position, pred in enumerate(tqdm(stream, total=len(videos), unit="video", desc="predict",
+                                             disable=not args.progress)):
+            predictions.append(pred)
+            if not predictor.keep_face_crops or pred.fell_back or pred.name not in labels:
+                pred.face_crops = []
+                continue
+            heapq.heappush(most_wrong, (video_log_loss(labels[pred.name], pred.probability), -position))
+            if len(most_wrong) > max(args.report_videos, 0):
+                predictions[-heapq.heappop(most_wrong)[1]].face_crops = []
+    except BaseException:
+        # keep what is done: the rows so far (the failed video and the ones after it have none)
+        write_submission(output, predictions)
+        failed = videos[len(predictions)] if len(predictions) < len(videos) else None
+        print(f"stopped at {failed}: wrote the {len(predictions)} of {len(videos)} rows done to {output}",
+              file=sys.stderr)
+        raise
     elapsed_s = time.perf_counter() - start
 
-    output = Path(args.output)
     write_submission(output, predictions)
     summary = summarize(predictions, labels)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
@@ -283,6 +366,10 @@ def run(args: argparse.Namespace) -> int:
         index = write_report(args.report, predictions, labels, summary, output, args.report_videos,
                              metrics_path=metrics_file)
         print(f"report: {index}")
+    if fb["error"]:
+        print(f"{fb['error']} video{' failed' if fb['error'] == 1 else 's failed'} with an error (tracebacks above; "
+              f"their rows hold 0.5): exit code {EXIT_ERROR}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -294,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception:
+        traceback.print_exc()
+        print(f"error: the run stopped on an error that is not a known input problem (traceback above); "
+              f"exit code {EXIT_ERROR}. --keep-going predicts the other videos anyway", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

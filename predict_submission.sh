@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Predict every .mp4 in TEST_DIR into OUT.csv (filename,label).
 #   ./predict_submission.sh TEST_DIR OUT.csv [CKPT ...] [-- extra predict_folder.py options]
-# Without CKPT: the checkpoints train.sh wrote under weights/ (per run *_best, else *_last);
-# WEIGHTS_DIR overrides that folder. When TEST_DIR holds a metadata.json the score is printed too.
+# Without CKPT: the checkpoints train.sh wrote (per run *_best, else *_last) in $WEIGHTS_DIR, else in
+# weights/ of this repository (training.zoo.checkpoints.default_weights_dir, the rule train.sh follows).
+# When TEST_DIR holds a metadata.json the score is printed too.
 # Examples of extra options: -- --report output/report --frames-per-video 16 --tta
 set -euo pipefail
 
@@ -27,9 +28,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$here
 source "$here/scripts/python_env.sh"
 
-model_args=(--weights-dir "${WEIGHTS_DIR:-$here/weights}")
+model_args=()
 if [[ ${#checkpoints[@]} -gt 0 ]]; then
     model_args=(--models "${checkpoints[@]}")
 fi
 
-exec "$python" "$here/predict_folder.py" --test-dir "$test_dir" --output "$output" "${model_args[@]}" "$@"
+exec "$python" "$here/predict_folder.py" --test-dir "$test_dir" --output "$output" \
+    "${model_args[@]+"${model_args[@]}"}" "$@"

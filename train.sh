@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
 # Train one DeepFakeClassifier per seed on the crops preprocess_data.sh wrote into DATA_ROOT.
-#   ./train.sh DATA_ROOT NUM_GPUS [CONFIG] [SEEDS...]
+#   ./train.sh [--resume] [--overwrite] DATA_ROOT NUM_GPUS [CONFIG] [SEEDS...]
 # CONFIG defaults to configs/b7.json, SEEDS to 111 555 777 888 999 (the winner's five B7 models).
-# NUM_GPUS=0 trains on the CPU in one process; N >= 1 runs torchrun with N processes (DDP).
+# NUM_GPUS=0 trains on the CPU in one process; N >= 1 runs torchrun with N processes (DDP) and needs
+# N visible CUDA GPUs.
+#   --resume     continue each seed's run from its <name>_last in the weights folder (a seed without
+#                one starts); a seed whose run is complete stops at once
+#   --overwrite  start again over a run of the same name (its files are deleted); without it a new run
+#                into a folder that holds one is refused
 # Environment:
-#   OUTPUT_DIR    checkpoint folder (default weights/): <name>_best, <name>_last, <name>_<epoch>
-#   LOG_DIR       logs (default logs/): <config>_<seed>.log and TensorBoard runs in LOG_DIR/<name>/
+#   WEIGHTS_DIR   checkpoint folder, the one predict_submission.sh reads (default: weights/ in this
+#                 repository, wherever this is run from); OUTPUT_DIR is accepted as its older name
+#   LOG_DIR       logs (default logs/): <config>_<seed>.log (appended to) and TensorBoard runs in LOG_DIR/<name>/
 #   FOLD          validation fold (default 0)
 #   TORCHRUN_ARGS extra torchrun flags, e.g. for two machines (run on each, NODE_RANK 0 and 1):
 #                 TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400 --rdzv_id dfdc"
 #   TRAIN_ARGS    extra training options, e.g. "--set optimizer.lr=0.005 --workers 4"
+#   TRAIN_DEVICE  cpu: run the NUM_GPUS torchrun processes on the CPU (DDP over gloo, for testing)
+# The checkpoint folder is not chosen here: the trainer's default (training.zoo.checkpoints.
+# default_weights_dir, from WEIGHTS_DIR) is the rule predict_submission.sh follows too.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 DATA_ROOT NUM_GPUS [CONFIG] [SEEDS...]" >&2
+    echo "usage: $0 [--resume] [--overwrite] DATA_ROOT NUM_GPUS [CONFIG] [SEEDS...]" >&2
     exit 2
 }
+
+invocation="$*"
+resume_args=()
+positional=()
+for arg in "$@"; do
+    case $arg in
+        --resume) resume_args+=(--resume last) ;;
+        --overwrite) resume_args+=(--overwrite) ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option $arg; options: --resume, --overwrite" >&2; usage ;;
+        *) positional+=("$arg") ;;
+    esac
+done
+set -- "${positional[@]+"${positional[@]}"}"
 
 [[ $# -ge 2 ]] || usage
 data_root=$1
@@ -33,27 +56,35 @@ seeds=("$@")
 repo_root=$here
 source "$here/scripts/python_env.sh"
 
-output_dir=${OUTPUT_DIR:-weights}
+device=cuda
+if [[ $num_gpus -eq 0 || ${TRAIN_DEVICE:-} == cpu ]]; then
+    device=cpu
+elif [[ -n ${TRAIN_DEVICE:-} ]]; then
+    echo "TRAIN_DEVICE must be cpu or unset, got '$TRAIN_DEVICE'" >&2
+    exit 2
+else
+    "$python" -m preprocessing.devices --need-gpus "$num_gpus"  # exits 2 with the reason
+fi
+
 log_dir=${LOG_DIR:-logs}
 fold=${FOLD:-0}
-mkdir -p "$output_dir" "$log_dir"
+mkdir -p "$log_dir"
 config_name=$(basename "$config" .json)
 read -r -a torchrun_args <<< "${TORCHRUN_ARGS:-}"
 read -r -a train_args <<< "${TRAIN_ARGS:-}"
+[[ ${#torchrun_args[@]} -gt 0 ]] || torchrun_args=(--standalone)
 
 for seed in "${seeds[@]}"; do
     log_file="$log_dir/${config_name}_${seed}.log"
-    args=(--config "$config" --data-dir "$data_root" --seed "$seed" --fold "$fold"
-          --output-dir "$output_dir" --log-dir "$log_dir" "${train_args[@]}")
+    args=(--config "$config" --data-dir "$data_root" --seed "$seed" --fold "$fold" --device "$device"
+          --log-dir "$log_dir"
+          "${resume_args[@]+"${resume_args[@]}"}" "${train_args[@]+"${train_args[@]}"}")
     echo "seed $seed: log $log_file"
+    echo "== $(date '+%Y-%m-%d %H:%M:%S') train.sh $invocation (seed $seed) ==" >> "$log_file"
     if [[ $num_gpus -eq 0 ]]; then
-        "$python" -m training.pipelines.train_classifier --device cpu "${args[@]}" 2>&1 | tee "$log_file"
+        "$python" -m training.pipelines.train_classifier "${args[@]}" 2>&1 | tee -a "$log_file"
     else
-        if [[ ${#torchrun_args[@]} -eq 0 ]]; then
-            torchrun_args=(--standalone)
-        fi
         "$python" -m torch.distributed.run --nproc_per_node "$num_gpus" "${torchrun_args[@]}" \
-            -m training.pipelines.train_classifier "${args[@]}" 2>&1 | tee "$log_file"
+            -m training.pipelines.train_classifier "${args[@]}" 2>&1 | tee -a "$log_file"
     fi
 done
-echo "weights: $(cd "$output_dir" && pwd) (<name>_best per seed; predict with ./predict_submission.sh TEST_DIR OUT.csv)"

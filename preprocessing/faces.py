@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from preprocessing.devices import resolve_device  # noqa: F401  (its one home; imported from here too)
+
 # MTCNN stage thresholds used by the DFDC winning recipe
 THRESHOLDS_PREPROCESS = (0.85, 0.95, 0.95)  # boxes of the training originals: precision first
 THRESHOLDS_LANDMARKS = (0.65, 0.75, 0.75)  # 5-point landmarks on already-cut crops
@@ -52,16 +54,6 @@ def detector_scale(width: int, height: int) -> float:
     if side <= 1900:
         return 0.5
     return 0.33
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
-    return device
 
 
 class FaceDetector:

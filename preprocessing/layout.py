@@ -218,6 +218,21 @@ def _part_sort_key(path: Path):
     return (int(match.group(1)) if match else -1, path.name)
 
 
+def path_problem(path: str | os.PathLike, want: str = "file") -> str | None:
+    """Why ``path`` is not an existing file (``want="file"``) or folder (``want="folder"``), as the end of
+    a message ("does not exist", "is a folder", "is a file"); None when it is what is wanted."""
+    path = Path(path)
+    if want not in ("file", "folder"):
+        raise ValueError(f"want must be 'file' or 'folder', not {want!r}")
+    if not path.exists():
+        return "does not exist"
+    if want == "file" and path.is_dir():
+        return "is a folder"
+    if want == "folder" and not path.is_dir():
+        return "is a file"
+    return None
+
+
 # ---- atomic writes -------------------------------------------------------------------------------
 TEMP_PREFIX = ".tmp."
 # ".tmp.<target name>.<8 random chars of mkstemp><target suffix>"

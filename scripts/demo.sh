@@ -22,10 +22,12 @@ fi
 echo "== preprocess $sample"
 ./preprocess_data.sh "$sample"
 echo "== train ($config, seed $seed, CPU)"
-OUTPUT_DIR="$demo/weights" LOG_DIR="$demo/logs" ./train.sh "$sample" 0 "$config" "$seed"
+# --overwrite: a rerun of the demo trains its model again rather than stopping at the existing one
+WEIGHTS_DIR="$demo/weights" LOG_DIR="$demo/logs" ./train.sh --overwrite "$sample" 0 "$config" "$seed"
 echo "== predict $sample/test_videos"
 WEIGHTS_DIR="$demo/weights" ./predict_submission.sh "$sample/test_videos" "$demo/submission.csv" \
     -- --report "$demo/report" --frames-per-video "${FRAMES_PER_VIDEO:-32}"
 echo "== done in $(( $(date +%s) - start )) s"
 echo "submission: $demo/submission.csv  scores: $demo/submission.metrics.json"
 echo "report: $demo/report/index.html"
+echo "predict other videos with these weights: WEIGHTS_DIR=$demo/weights ./predict_submission.sh TEST_DIR OUT.csv"

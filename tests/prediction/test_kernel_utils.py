@@ -223,6 +223,32 @@ def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, l
         assert pred.probability == single.probability
 
 
+class _BrokenClassifier(torch.nn.Module):
+    """A model with a bug: its forward raises TypeError (the predictor around it is what is tested)."""
+
+    def forward(self, x):
+        raise TypeError("forward() got an unexpected keyword argument 'x'")
+
+
+def test_a_bug_is_raised_not_turned_into_a_fallback(test_videos, bad_inputs, loaded_model):
+    broken = kernel_utils.LoadedModel(_BrokenClassifier(), loaded_model.encoder, loaded_model.input_size,
+                                      loaded_model.path)
+    predictor = VideoPredictor(models=[broken], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    good = sorted(test_videos.glob("*.mp4"))[0]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        predictor.predict_video(good)
+    # known input problems still fall back, the model is never reached
+    assert predictor.predict_video(bad_inputs["corrupt.mp4"]).fallback_kind == "unreadable"
+    assert predictor.predict_video(bad_inputs["faceless.mp4"]).fallback_kind == "no_face"
+    paths = [bad_inputs["faceless.mp4"], good, bad_inputs["corrupt.mp4"]]
+    for prefetch in (0, 2):
+        with pytest.raises(TypeError):
+            list(predict_on_video_set(predictor, paths, prefetch=prefetch))
+        kept = list(predict_on_video_set(predictor, paths, prefetch=prefetch, keep_going=True))
+        assert [p.fallback_kind for p in kept] == ["no_face", "error", "unreadable"]
+        assert "TypeError" in kept[1].fallback_reason and kept[1].probability == 0.5
+
+
 @pytest.mark.real_data
 def test_real_clips_all_yield_faces(real_small, loaded_model):
     """Every real clip, the 1080x1920 portrait included, gives a face in every sampled frame."""

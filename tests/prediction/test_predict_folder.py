@@ -192,3 +192,132 @@ def test_predict_submission_sh_uses_train_sh_checkpoints(test_videos, tmp_path):
     assert missing.returncode == 2 and "nowhere" in missing.stderr
     usage = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+# ---- bad input found before any work; code errors are errors --------------------------------------------
+
+
+def test_unwritable_output_is_refused_before_any_work(tmp_path, project_checkpoint, test_videos, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder is needed")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    (tmp_path / "taken.metrics.json").mkdir()
+    cases = [
+        (["--output", str(folder)], f"--output {folder} is a folder"),
+        (["--output", str(blocker / "sub" / "out.csv")], f"{blocker} is a file"),
+        (["--output", str(tmp_path / "taken.csv")], "taken.metrics.json is a folder"),
+        (["--output", str(tmp_path / "ok.csv"), "--report", str(blocker)], f"--report {blocker} is a file"),
+    ]
+    if os.geteuid() != 0:  # root ignores permission bits; the cases above hold for root too
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        cases.append((["--output", str(locked / "out.csv")], "cannot write"))
+    for extra, message in cases:
+        rc = predict_folder.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint),
+                                  "--frames-per-video", "2", *extra])
+        err = capsys.readouterr().err
+        assert rc == 2, (extra, err)
+        assert "error:" in err and message in err, (extra, err)
+        assert "model(s)" not in err, "the check must come before the models are loaded"
+    assert not (tmp_path / "ok.csv").exists()
+
+
+def test_labels_that_match_no_video_warn(tmp_path, project_checkpoint, test_videos, capsys):
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    other = tmp_path / "other.csv"
+    other.write_text("filename,label\nnot_here.mp4,1\nnor_here.mp4,0\n")
+    output = tmp_path / "out.csv"
+    rc = predict_folder.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
+                              "--frames-per-video", "2", "--labels", str(other), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "warning:" in captured.err and "names none of the 1 video" in captured.err and "not_here.mp4" in captured.err
+    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    assert "log_loss" not in metrics and [n for n, _ in _read_csv(output)] == [video.name]
+
+    partial = tmp_path / "partial.csv"
+    partial.write_text(f"filename,label\n{video.name},1\nnot_here.mp4,1\nnor_here.mp4,0\n")
+    mp4s = sorted(test_videos.glob("*.mp4"))
+    rc = predict_folder.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
+                              str(tmp_path / "p.csv"), "--frames-per-video", "1", "--labels", str(partial),
+                              "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert f"1 of {len(mp4s)} videos have a label" in err and "2 labels name no video" in err
+
+
+def test_folder_given_as_a_file_and_file_as_a_folder(tmp_path, project_checkpoint, test_videos, capsys):
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    cases = [
+        (["--test-dir", str(test_videos), "--models", str(tmp_path)], f"checkpoint {tmp_path} is a folder"),
+        (["--video", str(tmp_path), "--models", str(project_checkpoint)], f"--video {tmp_path} is a folder"),
+        (["--test-dir", str(video), "--models", str(project_checkpoint)], f"--test-dir {video} is a file"),
+        (["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--labels", str(tmp_path)],
+         f"labels file {tmp_path} is a folder"),
+    ]
+    for args, message in cases:
+        assert predict_folder.main(args + ["--output", str(tmp_path / "x.csv")]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err, (args, err)
+
+
+def test_no_progress_hides_the_bar(tmp_path, project_checkpoint, test_videos, capsys):
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    argv = ["--video", str(video), "--models", str(project_checkpoint), "--frames-per-video", "1"]
+    assert predict_folder.main(argv + ["--output", str(tmp_path / "a.csv")]) == 0
+    assert "predict:" in capsys.readouterr().err
+    assert predict_folder.main(argv + ["--output", str(tmp_path / "b.csv"), "--no-progress"]) == 0
+    assert "predict:" not in capsys.readouterr().err
+
+
+def _forward_failing_on(monkeypatch, calls: set[int]) -> None:
+    """A bug in the model: its forward raises TypeError on the given calls (counted from 1)."""
+    from training.zoo.classifiers import DeepFakeClassifier
+
+    original = DeepFakeClassifier.forward
+    count = {"n": 0}
+
+    def forward(self, x):
+        count["n"] += 1
+        if count["n"] in calls:
+            raise TypeError("unsupported operand type(s) for +: 'Tensor' and 'NoneType'")
+        return original(self, x)
+
+    monkeypatch.setattr(DeepFakeClassifier, "forward", forward)
+
+
+def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, project_checkpoint, tmp_path,
+                                                                monkeypatch, capsys, caplog):
+    mp4s = sorted(p.name for p in mixed_folder.glob("*.mp4"))
+    with_faces = [n for n in mp4s if n not in BAD_VIDEOS]
+    _forward_failing_on(monkeypatch, {3})  # one classifier call per video here: the third video with faces
+    output = tmp_path / "stopped.csv"
+    argv = ["--test-dir", str(mixed_folder), "--models", str(project_checkpoint), "--frames-per-video", "2",
+            "--no-progress", "--prefetch", "2"]
+    rc = predict_folder.main(argv + ["--output", str(output)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "Traceback" in err and "TypeError: unsupported operand" in err
+    failed = with_faces[2]
+    assert failed in err
+    done = mp4s[:mp4s.index(failed)]
+    rows = _read_csv(output)
+    assert [n for n, _ in rows] == done  # the rows done before the error, nothing invented for the rest
+    assert all(p != 0.5 for n, p in rows if n not in BAD_VIDEOS)
+    assert f"{len(done)} of {len(mp4s)}" in err
+
+    # --keep-going: every video gets a row, the error is counted and the exit code is still 1
+    _forward_failing_on(monkeypatch, {3})
+    output = tmp_path / "kept.csv"
+    rc = predict_folder.main(argv + ["--output", str(output), "--keep-going"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    # the traceback is logged (stderr on the command line; pytest holds the log records)
+    assert any(r.exc_info and r.exc_info[0] is TypeError and failed in r.getMessage() for r in caplog.records)
+    rows = dict(_read_csv(output))
+    assert sorted(rows) == mp4s and rows[failed] == 0.5
+    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    assert metrics["fallbacks"]["error"] == 1 and "TypeError" in metrics["fallback_videos"][failed]
+    assert "1 video failed with an error" in captured.out + captured.err

@@ -123,3 +123,49 @@ def test_winner_format_checkpoint_loads_strictly_with_identical_logits(tmp_path)
     torch.save({"state_dict": winner_state}, wrong)
     with pytest.raises(CheckpointError, match=r"does not fit DeepFakeClassifier\(tf_efficientnet_b0_ns\)"):
         load_model(wrong)
+
+
+@pytest.mark.parametrize("override, names", [
+    ("batch_size=abc", ["batch_size", "integer", "'abc'"]),
+    ("batch_size=0", ["batch_size", "positive"]),
+    ("size=1.5", ["size", "integer"]),
+    ("epochs=true", ["epochs", "integer"]),
+    ("optimizer.lr=abc", ["optimizer.lr", "number"]),
+    ("optimizer.momentum=[1]", ["optimizer.momentum", "number"]),
+    ("optimizer.nesterov=yes", ["optimizer.nesterov", "true or false"]),
+    ("hardcore=maybe", ["hardcore", "true or false"]),
+    ("label_smoothing=abc", ["label_smoothing", "number"]),
+    ("label_smoothing=0.7", ["label_smoothing", "[0, 0.5)"]),
+    ("dropout=1.5", ["dropout", "[0, 1)"]),
+    ("grad_clip=off", ["grad_clip", "number"]),
+    ("val_every=0", ["val_every", "positive"]),
+    ("workers=-1", ["workers", ">= 0"]),
+    ("keep_checkpoints=-2", ["keep_checkpoints", ">= 0"]),
+    ("keep_checkpoints=all", ["keep_checkpoints", "integer"]),
+    ("amp=fp8", ["amp", "fp8", "bf16"]),
+    ("optimizer.type=sgd", ["optimizer.type", "'sgd'", "SGD"]),
+    ("schedule.type=step", ["schedule.type", "poly"]),
+    ("schedule.max_iter=ten", ["schedule.max_iter", "integer"]),
+    ("encoder=5", ["encoder", "text"]),
+    ("optimizer=5", ["optimizer", "object"]),
+    ("batch_size", ["key=value"]),
+])
+def test_bad_override_values_name_the_override_and_key(override, names):
+    with pytest.raises(ConfigError) as raised:
+        load_config(REPO / "configs" / "b7.json", [override])
+    message = str(raised.value)
+    assert f"override {override!r}" in message or "key=value" in message, message
+    for name in names:
+        assert name in message, (name, message)
+
+
+def test_bad_value_in_a_file_names_the_file_and_a_later_override_fixes_it(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"amp": "fp8", "optimizer": {"lr": "fast"}}))
+    with pytest.raises(ConfigError, match=r"cfg.json: amp 'fp8' is not one of"):
+        load_config(path)
+    fixed = load_config(path, ["amp=bf16", "optimizer.lr=0.1"])
+    assert fixed["amp"] == "bf16" and fixed["optimizer"]["lr"] == 0.1
+    # values users already write keep working: ints for floats, null where allowed, the old 'none'
+    ok = load_config(None, ["dropout=0", "grad_clip=null", "pretrained=null", "amp=none", "keep_checkpoints=null"])
+    assert ok["dropout"] == 0 and ok["grad_clip"] is None and ok["amp"] == "none"

@@ -37,7 +37,9 @@ def test_training_lowers_the_loss_and_writes_checkpoints_logs_and_config(preproc
     assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
     weights = tmp_path / "weights"
     names = {p.name for p in weights.iterdir()}
-    assert {f"{NAME}_{e}" for e in range(4)} | {f"{NAME}_last", f"{NAME}_best", f"{NAME}_args.json"} <= names
+    # keep_checkpoints (default 3): the newest three epochs, plus best and last
+    assert {f"{NAME}_{e}" for e in range(1, 4)} | {f"{NAME}_last", f"{NAME}_best", f"{NAME}_args.json"} <= names
+    assert f"{NAME}_0" not in names
     assert not any(n.startswith(".tmp") for n in names)
     resolved = json.loads((weights / f"{NAME}_args.json").read_text())
     assert resolved["config"]["size"] == 64 and resolved["config"]["augment"] is False

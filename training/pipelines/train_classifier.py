@@ -10,8 +10,9 @@ Several GPUs (and machines) through torchrun; each process gets ``batch_size`` s
 
 Each epoch rank 0 validates and writes ``<name>_<epoch>``, ``<name>_last`` and, when the validation
 score improves, ``<name>_best`` (model, optimizer, scheduler, grad scaler, epoch, best score, resolved
-config). ``--resume`` continues the same run bit for bit on the CPU: every random choice is derived
-from (seed, epoch, sample index).
+config); only the newest ``keep_checkpoints`` epoch files are kept. ``--resume`` continues the same run
+bit for bit on the CPU: every random choice is derived from (seed, epoch, sample index). A new run into
+a folder that already holds a run of the same name is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -35,13 +36,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from preprocessing.layout import DataLayout, atomic_path, write_text_atomic
+from preprocessing.devices import resolve_device, resolve_precision
+from preprocessing.layout import DataLayout, atomic_path, path_problem, write_text_atomic
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
 from training.tools.metrics import video_scores
 from training.tools.schedulers import create_optimizer, create_scheduler
 from training.transforms.augmentations import normalize_batch, tensor_to_image
-from training.zoo.checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint
+from training.zoo.checkpoints import (
+    checkpoint_path,
+    default_weights_dir,
+    load_state_dict_strict,
+    parse_checkpoint_name,
+    read_checkpoint,
+    run_files,
+    run_name,
+    save_checkpoint,
+)
 from training.zoo.classifiers import DeepFakeClassifier
 from training.zoo.pretrained import load_pretrained
 
@@ -60,8 +71,9 @@ class TrainOptions:
     output_dir: str = "weights"
     log_dir: str = "logs"
     prefix: str = ""
-    resume: str | None = None
+    resume: str | None = None  # a checkpoint, or "last": this run's <name>_last in output_dir when there is one
     from_zero: bool = False
+    overwrite: bool = False  # replace a run of the same name in output_dir instead of refusing
     no_hardcore: bool = False
     padding_part: int | None = None
     full_val: bool = False
@@ -83,15 +95,20 @@ class TrainResult:
     checkpoints: list[Path]
 
 
+class RunExistsError(Exception):
+    """The weights folder already holds the run this call would write; the message says how to go on."""
+
+
 @dataclass
 class DistContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    launched: bool = False  # started by torchrun: DDP (and SyncBatchNorm on GPUs) even for one process
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
@@ -101,28 +118,20 @@ class DistContext:
 def init_distributed(device_request: str) -> tuple[DistContext, torch.device]:
     """Read torchrun's environment; NCCL on GPUs, gloo on the CPU."""
     ctx = DistContext(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                      int(os.environ.get("WORLD_SIZE", 1)))
-    use_cuda = torch.cuda.is_available() and device_request != "cpu"
-    if device_request.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device_request} was asked for but CUDA is not available; use --device cpu")
-    if use_cuda:
-        torch.cuda.set_device(ctx.local_rank)
-        device = torch.device("cuda", ctx.local_rank)
-    else:
-        device = torch.device("cpu")
+                      int(os.environ.get("WORLD_SIZE", 1)), launched="TORCHELASTIC_RUN_ID" in os.environ)
+    device = torch.device(resolve_device(device_request, local_rank=ctx.local_rank))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if ctx.distributed and not dist.is_initialized():
         # rank 0 validates while the others wait at a barrier: allow a long validation
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2))
     return ctx, device
 
 
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a grad scaler); None (fp32) on the CPU."""
-    if device.type != "cuda" or mode == "none":
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The config's ``amp`` as an autocast dtype; None: no mixed precision (fp32)."""
+    dtype = resolve_precision(amp, str(device), training=True)
+    return None if dtype == torch.float32 else dtype
 
 
 def balanced_bce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float | None, float | None]:
@@ -139,10 +148,6 @@ def balanced_bce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
             losses.append(None)
     loss = torch.stack(parts).mean()
     return loss, losses[0], losses[1]
-
-
-def run_name(config: dict, seed: int, prefix: str = "") -> str:
-    return f"{prefix}{config['network']}_{config['encoder']}_{seed}"
 
 
 def _seed_everything(seed: int, epoch: int, rank: int) -> None:
@@ -182,16 +187,28 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, dtype: 
     return metrics
 
 
+def _drop_replaced(weights_dir: Path, name: str, replaced: list[Path], resume_epoch: int | None) -> None:
+    """--overwrite: delete the files the new run replaces, so that no old _best or epoch is mixed with its
+    files. Resuming an earlier epoch also drops a _best made after that epoch."""
+    doomed = list(replaced)
+    best = checkpoint_path(weights_dir, name, "best")
+    if resume_epoch is not None and best.is_file() and int(read_checkpoint(best).get("epoch", -1)) > resume_epoch:
+        doomed.append(best)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    log.warning("%s: --overwrite: deleted %s", name, ", ".join(p.name for p in doomed))
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
-def resolve(options: TrainOptions) -> dict:
+def resolve(options: TrainOptions, resume_data: dict | None = None) -> dict:
     """The config of this run: the checkpoint's when resuming without --config, else the file."""
     base = None
-    if options.config is None and options.resume and not options.from_zero:
-        base = read_checkpoint(options.resume).get("config") or None
+    if options.config is None and resume_data is not None and not options.from_zero:
+        base = resume_data.get("config") or None
     config = load_config(options.config, options.overrides, base=base)
     if options.no_hardcore:
         config["hardcore"] = False
@@ -200,6 +217,77 @@ def resolve(options: TrainOptions) -> dict:
     if options.workers is not None:
         config["workers"] = options.workers
     return config
+
+
+def resume_checkpoint(options: TrainOptions) -> Path | None:
+    """The checkpoint to resume from: ``--resume PATH``, or for ``--resume last`` this run's ``_last`` in
+    the weights folder (None when it has none yet: the run starts)."""
+    if not options.resume:
+        return None
+    if options.resume == "last":
+        if options.config is None:
+            raise ValueError("--resume last needs --config: the run name (and so its _last file) comes from it")
+        config = load_config(options.config, options.overrides)
+        last = checkpoint_path(options.output_dir, run_name(config, int(options.seed), options.prefix), "last")
+        if not last.is_file():
+            log.info("--resume last: no %s yet in %s; starting the run", last.name, last.parent)
+            return None
+        return last
+    problem = path_problem(options.resume, want="file")
+    if problem:
+        raise ValueError(f"--resume {options.resume} {problem}; pass a checkpoint file such as "
+                         f"{Path(options.output_dir) / '<name>_last'} (or --resume last)")
+    return Path(options.resume)
+
+
+def check_run_folder(weights_dir: Path, name: str, resume_epoch: int | None, overwrite: bool) -> list[Path]:
+    """The files of run ``name`` that this call would overwrite, or RunExistsError when there are any and
+    ``overwrite`` is not set. A new run (``resume_epoch`` None) overwrites every file of that name; a
+    resumed one the epochs after ``resume_epoch``."""
+    existing = [p for p in run_files(weights_dir, name) if parse_checkpoint_name(p.name).which != "args"]
+    if resume_epoch is None:
+        clashing = existing
+    else:
+        clashing = [p for p in existing if isinstance(parse_checkpoint_name(p.name).which, int)
+                    and parse_checkpoint_name(p.name).which > resume_epoch]
+    if clashing and not overwrite:
+        if resume_epoch is None:
+            raise RunExistsError(
+                f"{weights_dir} already holds a run named {name} ({', '.join(p.name for p in existing)}); "
+                f"continue it with --resume {checkpoint_path(weights_dir, name, 'last')} (train.sh --resume), "
+                f"start it again with --overwrite (its files are deleted), or write elsewhere "
+                f"(--output-dir / WEIGHTS_DIR, or --prefix)")
+        later = sorted(parse_checkpoint_name(p.name).which for p in clashing)
+        raise RunExistsError(
+            f"{weights_dir} holds {name} up to epoch {later[-1]}; resuming after epoch {resume_epoch} would "
+            f"overwrite epochs {later[0]}-{later[-1]}; resume from {checkpoint_path(weights_dir, name, 'last')}, "
+            f"or pass --overwrite to drop the later epochs")
+    return clashing
+
+
+def prune_epochs(weights_dir: Path, name: str, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` ``<name>_<epoch>`` files (None: keep all); ``_best``, ``_last``
+    and other runs' files are never touched. Returns the deleted paths."""
+    if keep is None:
+        return []
+    epochs = sorted((parse_checkpoint_name(p.name).which, p) for p in run_files(weights_dir, name)
+                    if isinstance(parse_checkpoint_name(p.name).which, int))
+    doomed = [p for _, p in epochs[:max(len(epochs) - keep, 0)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def remove_stale_run_temps(weights_dir: Path, name: str) -> int:
+    """Temp files a killed save of run ``name`` left (``.tmp.<name>_last.*``); other runs' are left alone,
+    they may be in flight."""
+    from preprocessing.runner import remove_stale_temps
+
+    def owned(target: str) -> bool:
+        parsed = parse_checkpoint_name(target)
+        return parsed is not None and parsed.run == name
+
+    return remove_stale_temps(weights_dir, owned)
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -212,10 +300,15 @@ def train(options: TrainOptions) -> TrainResult:
 
 
 def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> TrainResult:
-    config = resolve(options)
+    resume_path = resume_checkpoint(options)
+    resume_data = read_checkpoint(resume_path) if resume_path is not None else None
+    config = resolve(options, resume_data)
     seed = int(options.seed)
     name = run_name(config, seed, options.prefix)
     weights_dir = Path(options.output_dir)
+    continuing = resume_data is not None and not options.from_zero
+    resume_epoch = int(resume_data["epoch"]) if continuing else None
+    replaced = check_run_folder(weights_dir, name, resume_epoch, options.overwrite)
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source)
@@ -226,7 +319,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     model = DeepFakeClassifier(config["encoder"], dropout_rate=config["dropout"],
                                drop_path_rate=config["drop_path_rate"])
     init_source = "random initialisation"
-    if not options.resume:
+    if resume_data is None:
         init_source = load_pretrained(model, config["pretrained"], config["encoder"])
     model.to(device)
     if config["channels_last"]:
@@ -250,21 +343,21 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
 
     optimizer = create_optimizer(model.parameters(), config["optimizer"])
     scheduler = create_scheduler(optimizer, config["schedule"], total_steps)
-    dtype = amp_dtype(config["amp"], device)
+    dtype = autocast_dtype(config["amp"], device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     start_epoch, best_score = 0, math.inf
-    if options.resume:
-        data = read_checkpoint(options.resume)
-        load_state_dict_strict(model, data["state_dict"], str(options.resume))
-        init_source = f"weights of {options.resume}"
-        if not options.from_zero:
-            optimizer.load_state_dict(data["optimizer"])
-            scheduler.load_state_dict(data["scheduler"])
-            scaler.load_state_dict(data["scaler"])
-            start_epoch = int(data["epoch"]) + 1
-            best_score = float(data.get("best_score", math.inf))
-            init_source = f"resumed from {options.resume} after epoch {data['epoch']}"
+    if resume_data is not None:
+        load_state_dict_strict(model, resume_data["state_dict"], str(resume_path))
+        init_source = f"weights of {resume_path}"
+        if continuing:
+            optimizer.load_state_dict(resume_data["optimizer"])
+            scheduler.load_state_dict(resume_data["scheduler"])
+            scaler.load_state_dict(resume_data["scaler"])
+            start_epoch = resume_epoch + 1
+            best_score = float(resume_data.get("best_score", math.inf))
+            init_source = f"resumed from {resume_path} after epoch {resume_epoch}"
+    del resume_data  # the optimizer state of a large model: not kept twice
 
     if ctx.distributed:
         if device.type == "cuda":
@@ -277,15 +370,23 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     val_loader = DataLoader(val_set, batch_size=config["batch_size"] * 2, shuffle=False, num_workers=workers,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
     run_info = {"data_dir": str(options.data_dir), "fold": options.fold, "seed": seed, "name": name,
-                "world_size": ctx.world_size, "device": str(device), "amp_dtype": str(dtype),
-                "init": init_source, "resume": options.resume, "from_zero": options.from_zero,
+                "world_size": ctx.world_size, "ddp": ctx.distributed,
+                "sync_batchnorm": ctx.distributed and device.type == "cuda",
+                "device": str(device), "amp_dtype": str(dtype),
+                "init": init_source, "resume": str(resume_path) if resume_path else None,
+                "from_zero": options.from_zero,
                 "full_val": options.full_val, "steps_per_epoch": steps_per_epoch}
     writer = None
     if ctx.is_main:
         weights_dir.mkdir(parents=True, exist_ok=True)
         run_log_dir.mkdir(parents=True, exist_ok=True)
+        removed_temps = remove_stale_run_temps(weights_dir, name)
+        if removed_temps:
+            log.info("%s: removed %d temp file(s) of an interrupted checkpoint save", name, removed_temps)
+        if replaced:
+            _drop_replaced(weights_dir, name, replaced, resume_epoch)
         resolved = json.dumps({"config": config, "run": run_info}, indent=2, sort_keys=True)
-        write_text_atomic(weights_dir / f"{name}_args.json", resolved)
+        write_text_atomic(checkpoint_path(weights_dir, name, "args"), resolved)
         write_text_atomic(run_log_dir / "args.json", resolved)
         from torch.utils.tensorboard import SummaryWriter
 
@@ -360,15 +461,17 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
                 best_score = score if improved else best_score
                 log.info("%s epoch %d: val %s", name, epoch,
                          ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-            path = weights_dir / f"{name}_{epoch}"
+            path = checkpoint_path(weights_dir, name, epoch)
             save_checkpoint(path, bare_model, config, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
                             best_score=best_score, metrics=metrics, run=run_info)
-            _copy_atomic(path, weights_dir / f"{name}_last")
-            checkpoints += [path, weights_dir / f"{name}_last"]
+            _copy_atomic(path, checkpoint_path(weights_dir, name, "last"))
+            checkpoints += [path, checkpoint_path(weights_dir, name, "last")]
             if improved:
-                _copy_atomic(path, weights_dir / f"{name}_best")
-                checkpoints.append(weights_dir / f"{name}_best")
+                _copy_atomic(path, checkpoint_path(weights_dir, name, "best"))
+                checkpoints.append(checkpoint_path(weights_dir, name, "best"))
+            pruned = prune_epochs(weights_dir, name, config["keep_checkpoints"])
+            checkpoints = [c for c in checkpoints if c not in pruned]
             writer.flush()
         if ctx.distributed:
             dist.barrier()
@@ -394,11 +497,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set optimizer.lr=0.001 (repeatable)")
     run.add_argument("--seed", type=int, default=111)
     run.add_argument("--prefix", default="", help="prepended to the run name")
-    run.add_argument("--output-dir", default=os.environ.get("OUTPUT_DIR", "weights"), help="checkpoint folder")
+    run.add_argument("--output-dir", default=str(default_weights_dir()),
+                     help="checkpoint folder ($WEIGHTS_DIR, else weights/ in the repository)")
     run.add_argument("--log-dir", default=os.environ.get("LOG_DIR", "logs"),
                      help="TensorBoard logs go to LOG_DIR/<name>/")
-    run.add_argument("--resume", default=None, help="checkpoint to continue (same schedule, same data order)")
+    run.add_argument("--resume", default=None, metavar="CKPT|last",
+                     help="checkpoint to continue (same schedule, same data order); 'last': this run's _last "
+                          "in --output-dir, or a new run when there is none yet")
     run.add_argument("--from-zero", action="store_true", help="with --resume: reuse the weights only")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a run of the same name in --output-dir (default: refuse)")
     run.add_argument("--stop-after", type=int, default=None,
                      help="run at most this many epochs now (the schedule still spans all epochs)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -420,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.zoo.checkpoints import CheckpointError
         from training.zoo.pretrained import PretrainedError
 
-        if isinstance(exc, (FoldsError, ConfigError, CheckpointError, PretrainedError, ValueError)):
+        if isinstance(exc, (FoldsError, ConfigError, CheckpointError, PretrainedError, RunExistsError,
+                            ValueError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -428,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"name": result.name, "best_score": result.best_score, "epochs_run": result.epochs_run,
                    "metrics": result.metrics}
         print(json.dumps(summary, default=float))
-        best = result.weights_dir / f"{result.name}_best"
+        best = checkpoint_path(result.weights_dir, result.name, "best")
         print(f"weights: {result.weights_dir.resolve()}/{result.name}_{{best,last,<epoch>}}"
               f"{'' if best.exists() else ' (no _best yet)'}; TensorBoard: tensorboard --logdir {result.log_dir}")
     return 0

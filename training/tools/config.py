@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from preprocessing.devices import PRECISION_CHOICES
+
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).
 DEFAULTS: dict[str, Any] = {
     "network": "DeepFakeClassifier",
@@ -29,10 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "padding_part": 3,
     "augment": True,
     "workers": 6,
-    "amp": "auto",  # auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), bf16, fp16, none
+    "amp": "auto",  # auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), bf16, fp16, fp32 (= none)
     "channels_last": False,
     "val_every": 1,  # epochs
     "tensorboard_images": 8,
+    "keep_checkpoints": 3,  # newest <name>_<epoch> files kept (null: all); _best and _last always stay
     "optimizer": {
         "type": "SGD",  # SGD, Adam, AdamW
         "lr": 0.01,
@@ -51,14 +54,30 @@ DEFAULTS: dict[str, Any] = {
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 SCHEDULES = ("poly", "cosine", "constant")
-AMP_MODES = ("auto", "bf16", "fp16", "none")
+AMP_MODES = PRECISION_CHOICES  # the vocabulary prediction's --precision uses too
+
+# What a value may be beyond the type of its default (bool, int, float, text, object).
+NULLABLE = {"pretrained", "grad_clip", "keep_checkpoints"}
+CHOICES: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES}
+# key -> (lowest allowed, highest, whether the highest is allowed); None: unbounded
+RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "size": (1, None, True), "batch_size": (1, None, True), "epochs": (1, None, True),
+    "batches_per_epoch": (1, None, True), "val_every": (1, None, True), "padding_part": (1, None, True),
+    "workers": (0, None, True), "keep_checkpoints": (0, None, True), "tensorboard_images": (0, None, True),
+    "label_smoothing": (0, 0.5, False), "dropout": (0, 1, False), "drop_path_rate": (0, 1, False),
+    "grad_clip": (0, None, True), "optimizer.lr": (0, None, True), "optimizer.momentum": (0, 1, True),
+    "optimizer.weight_decay": (0, None, True), "schedule.max_iter": (1, None, True),
+    "schedule.power": (0, None, True), "schedule.warmup_steps": (0, None, True), "schedule.min_lr": (0, None, True),
+}
 
 
 class ConfigError(Exception):
     """A config file or override is invalid; the message names the file, the key and the fix."""
 
 
-def _merge(base: dict, update: dict, source: str, prefix: str = "") -> dict:
+def _merge(base: dict, update: dict, source: str, prefix: str = "", origins: dict[str, str] | None = None) -> dict:
+    """``update`` over ``base`` (unknown keys are errors); ``origins`` records which source set each value."""
+    origins = {} if origins is None else origins
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if key.startswith("_"):  # "_comment" and the like
@@ -71,27 +90,56 @@ def _merge(base: dict, update: dict, source: str, prefix: str = "") -> dict:
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {full!r} must be an object like {json.dumps(base[key])}")
-            merged[key] = _merge(base[key], value, source, f"{full}.")
+            merged[key] = _merge(base[key], value, source, f"{full}.", origins)
         else:
             merged[key] = value
+            origins[full] = source
     return merged
 
 
-def validate(config: dict, source: str) -> dict:
-    def fail(message: str):
-        raise ConfigError(f"{source}: {message}")
+def _check_all(config: dict, defaults: dict, origins: dict[str, str], prefix: str = "") -> None:
+    for key, value in config.items():
+        if isinstance(defaults[key], dict):
+            _check_all(value, defaults[key], origins, f"{prefix}{key}.")
+        else:
+            _check_value(f"{prefix}{key}", value, defaults[key], origins.get(f"{prefix}{key}", "defaults"))
 
-    if config["optimizer"]["type"] not in OPTIMIZERS:
-        fail(f"optimizer.type {config['optimizer']['type']!r} is not one of {OPTIMIZERS}")
-    if config["schedule"]["type"] not in SCHEDULES:
-        fail(f"schedule.type {config['schedule']['type']!r} is not one of {SCHEDULES}")
-    if config["amp"] not in AMP_MODES:
-        fail(f"amp {config['amp']!r} is not one of {AMP_MODES}")
-    for key in ("size", "batch_size", "epochs", "batches_per_epoch"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            fail(f"{key} must be a positive integer, got {config[key]!r}")
-    if not 0 <= float(config["label_smoothing"]) < 0.5:
-        fail(f"label_smoothing must be in [0, 0.5), got {config['label_smoothing']!r}")
+
+def _check_value(key: str, value: Any, default: Any, source: str) -> None:
+    """Type (that of the key's default), allowed choices and range of one value; the message names the
+    source (file or override) and the key."""
+    def fail(expected: str):
+        raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
+
+    if value is None:
+        if key in NULLABLE or default is None:
+            return
+        fail("set (null is not allowed here)")
+    if default is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            fail("true or false")
+    elif isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail("a positive integer" if RANGES.get(key, (0,))[0] == 1 else "an integer")
+    elif isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            fail("a number")
+    elif isinstance(default, str) and not isinstance(value, str):
+        fail("text (a JSON string)")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{source}: {key} {value!r} is not one of {CHOICES[key]}")
+    if key in RANGES:
+        low, high, high_included = RANGES[key]
+        if value < low or (high is not None and (value > high or (value == high and not high_included))):
+            if high is None:
+                fail("a positive integer" if low == 1 and isinstance(default, int) else f">= {low:g}")
+            fail(f"in [{low:g}, {high:g}{']' if high_included else ')'}")
+
+
+def validate(config: dict, source: str) -> dict:
+    """Checks across keys (each value was checked on its own as it was merged)."""
     return config
 
 
@@ -101,9 +149,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     parsed as JSON, else strings)."""
     config = copy.deepcopy(DEFAULTS)
     source = "defaults"
+    origins: dict[str, str] = {}  # the values are checked once all layers are in, so a later one may fix an earlier
     if base is not None:
         source = "the checkpoint's config"
-        config = _merge(config, base, source)
+        config = _merge(config, base, source, origins=origins)
     if path is not None:
         path = Path(path)
         source = str(path)
@@ -115,7 +164,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raise ConfigError(f"config {path} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must hold a JSON object")
-        config = _merge(config, data, source)
+        config = _merge(config, data, source, origins=origins)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -127,5 +176,6 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         nested: dict = value
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
-        config = _merge(config, nested, f"override {item!r}")
+        config = _merge(config, nested, f"override {item!r}", origins=origins)
+    _check_all(config, DEFAULTS, origins)
     return validate(config, source)

@@ -9,6 +9,11 @@ Formats accepted:
   or given by the caller;
 * a bare state dict.
 
+File names: a training run ``<name>`` (``run_name``) writes ``<name>_<epoch>``, ``<name>_last``,
+``<name>_best`` and ``<name>_args.json`` into its weights folder; ``checkpoint_path`` builds those
+names and ``parse_checkpoint_name`` reads them back (the predictor's checkpoint discovery, retention
+and the overwrite check all go through them).
+
 Loading is always strict: a checkpoint that does not fit the model is an error, never a partial load
 (a non-strict load silently gives useless scores). The only keys dropped are the encoder's ImageNet
 head (``encoder.classifier.*``), which the classifier never uses.
@@ -28,6 +33,10 @@ from preprocessing.layout import atomic_path
 from training.zoo.classifiers import DEFAULT_INPUT_SIZE, ENCODERS, DeepFakeClassifier
 
 _UNUSED_PREFIXES = ("encoder.classifier.",)
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")  # accepted after a name (downloaded files)
+_CHECKPOINT_NAME = re.compile(r"^(?P<run>.+)_(?P<which>best|last|args\.json|\d+)(?P<suffix>"
+                              + "|".join(re.escape(s) for s in CHECKPOINT_SUFFIXES) + r")?$")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CheckpointError(Exception):
@@ -42,6 +51,61 @@ class LoadedModel:
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointName:
+    """What a file name in a weights folder says: the run and which file of it (``"best"``,
+    ``"last"``, ``"args"`` or an epoch number)."""
+
+    run: str
+    which: str | int
+
+
+def run_name(config: dict[str, Any], seed: int, prefix: str = "") -> str:
+    """``<prefix><network>_<encoder>_<seed>``: the name every file of a training run starts with."""
+    return f"{prefix}{config['network']}_{config['encoder']}_{seed}"
+
+
+def checkpoint_path(weights_dir: str | os.PathLike, run: str, which: str | int) -> Path:
+    """``weights_dir/<run>_<epoch>``, ``_best``, ``_last`` or ``_args.json`` (``which="args"``)."""
+    if isinstance(which, int):
+        return Path(weights_dir) / f"{run}_{which}"
+    if which not in ("best", "last", "args"):
+        raise ValueError(f"unknown checkpoint kind {which!r}; use best, last, args or an epoch number")
+    return Path(weights_dir) / (f"{run}_args.json" if which == "args" else f"{run}_{which}")
+
+
+def parse_checkpoint_name(file_name: str) -> CheckpointName | None:
+    """The inverse of ``checkpoint_path`` on a file name (``_best``/``_last`` may carry a suffix such as
+    ``.pth``); None for any other file (temp files, TensorBoard events, notes)."""
+    if file_name.startswith(".") or "tfevents" in file_name:
+        return None
+    match = _CHECKPOINT_NAME.match(file_name)
+    if not match:
+        return None
+    which = match.group("which")
+    if which == "args.json":
+        return None if match.group("suffix") else CheckpointName(match.group("run"), "args")
+    return CheckpointName(match.group("run"), int(which) if which.isdigit() else which)
+
+
+def run_files(weights_dir: str | os.PathLike, run: str) -> list[Path]:
+    """Every file of run ``run`` in ``weights_dir`` (epochs, best, last, args), sorted; never another run's."""
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        return []
+    return sorted(p for p in weights_dir.iterdir()
+                  if p.is_file() and (parsed := parse_checkpoint_name(p.name)) is not None and parsed.run == run
+                  and p.name == checkpoint_path(weights_dir, run, parsed.which).name)
+
+
+def default_weights_dir() -> Path:
+    """Where ``train.sh`` writes and ``predict_submission.sh`` reads checkpoints: ``$WEIGHTS_DIR``
+    (``$OUTPUT_DIR``, its older name for training, also works; relative to the working folder), else
+    ``weights/`` in the repository, wherever the commands are run from."""
+    chosen = os.environ.get("WEIGHTS_DIR") or os.environ.get("OUTPUT_DIR")
+    return Path(chosen).absolute() if chosen else REPO_ROOT / "weights"
 
 
 def encoder_from_file_name(path: str | os.PathLike) -> str | None:
