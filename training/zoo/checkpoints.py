@@ -179,6 +179,8 @@ def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
     saving an object by mistake), unless ``trusted_conversion``: then dataclass-like objects become
     dicts of their attributes and the rest their ``repr``.
     """
+    if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.Size)):
         return value
     if isinstance(value, dict):  # OrderedDict kept (state dicts), other dict kinds become dicts
@@ -187,8 +189,6 @@ def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
     for kind in (list, tuple, set):  # subclasses (named tuples...) become the plain kind
         if isinstance(value, kind):
             return kind(to_plain(v, trusted_conversion) for v in value)
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, os.PathLike):
