@@ -424,8 +424,8 @@ def winner_checkpoint_paths(weights_dir: str | os.PathLike | None = None) -> lis
     checks = [check_file(weights_dir / f.relative_path, f, record) for f in WINNER_CHECKPOINTS]
     bad = [c for c in checks if not c.ok]
     if bad:
-        raise WeightsError(f"{len(bad)} of the winner's 7 checkpoints are not in {weights_dir} as released "
-                           f"({bad[0].path.name} {bad[0].problem}); run `{DOWNLOAD_COMMAND} {weights_dir}`")
+        raise WeightsError(f"{len(bad)} of the winner's {len(checks)} checkpoints are not in {weights_dir} as "
+                           f"released ({bad[0].path.name} {bad[0].problem}); run `{DOWNLOAD_COMMAND} {weights_dir}`")
     return [c.path for c in checks]
 
 
