@@ -283,8 +283,8 @@ def _expected_total(response, offset: int, resumed: bool) -> int | None:
 def fetch_to_part(url: str, part: Path, size_bytes: int | None, timeout_s: float = READ_TIMEOUT_S,
                   on_size: Callable[[int], object] | None = None) -> int:
     """Download ``url`` into ``part``, continuing a partial file with a Range request when the server
-    honours it (else starting again); ``on_size`` gets the bytes on disk so far. Returns the file's size; raises WeightsError when the transfer
-    stops early (what arrived is kept in ``part`` for the next attempt)."""
+    honours it (else starting again); ``on_size`` gets the bytes on disk so far. Returns the file's
+    size; raises WeightsError when the transfer stops early (what arrived stays in ``part``)."""
     offset = part.stat().st_size if part.exists() else 0
     if size_bytes is not None and offset > size_bytes:
         offset = 0
@@ -414,19 +414,6 @@ def ensure_files(files: Iterable[ReleasedFile], weights_dir: str | os.PathLike, 
         fetched.rejected_to = fetched.rejected_to or checks[i].rejected_to
         checks[i] = fetched
     return checks
-
-
-def winner_checkpoint_paths(weights_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The seven winner checkpoints in ``weights_dir`` (default: ``default_weights_dir()``), verified;
-    raises WeightsError naming the command that fetches what is missing or wrong."""
-    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
-    record = VerifiedRecord(weights_dir)
-    checks = [check_file(weights_dir / f.relative_path, f, record) for f in WINNER_CHECKPOINTS]
-    bad = [c for c in checks if not c.ok]
-    if bad:
-        raise WeightsError(f"{len(bad)} of the winner's {len(checks)} checkpoints are not in {weights_dir} as "
-                           f"released ({bad[0].path.name} {bad[0].problem}); run `{DOWNLOAD_COMMAND} {weights_dir}`")
-    return [c.path for c in checks]
 
 
 def imagenet_weights_path(encoder: str, weights_dir: str | os.PathLike | None = None) -> Path:
