@@ -17,7 +17,7 @@
 #                 TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400 --rdzv_id dfdc"
 #   TRAIN_ARGS    extra training options, e.g. "--set optimizer.lr=0.005 --workers 4"
 #   TRAIN_DEVICE  cpu: run the NUM_GPUS torchrun processes on the CPU (DDP over gloo, for testing)
-# The checkpoint folder is not chosen here: the trainer's default (training.zoo.checkpoints.
+# The checkpoint folder is not chosen here: the trainer's default (training.zoo.weights.
 # default_weights_dir, from WEIGHTS_DIR) is the rule predict_submission.sh follows too.
 set -euo pipefail
 
@@ -55,6 +55,7 @@ seeds=("$@")
 
 repo_root=$here
 source "$here/scripts/python_env.sh"
+[[ -z ${OUTPUT_DIR:-} || -n ${WEIGHTS_DIR:-} ]] || export WEIGHTS_DIR=$OUTPUT_DIR  # its older name
 
 device=cuda
 if [[ $num_gpus -eq 0 || ${TRAIN_DEVICE:-} == cpu ]]; then

@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from training.pipelines.train_classifier import RunExistsError, TrainOptions, main, prune_epochs, train
-from training.zoo.checkpoints import (
-    CheckpointName,
-    checkpoint_path,
-    default_weights_dir,
-    parse_checkpoint_name,
-    run_files,
-)
+from training.zoo.checkpoints import CheckpointName, checkpoint_path, parse_checkpoint_name, run_files
 from training.zoo.checkpoints import run_name as build_run_name
+from training.zoo.weights import default_weights_dir
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
@@ -86,11 +81,11 @@ def test_default_weights_dir_is_one_rule_for_training_and_prediction(tmp_path, m
     train_default = build_parser().parse_args(["--data-dir", "x"]).output_dir
     predict_default = predict_folder.build_parser().parse_args(["--test-dir", "x", "--output", "o.csv"]).weights_dir
     assert Path(train_default) == Path(predict_default) == REPO / "weights"
-    monkeypatch.setenv("WEIGHTS_DIR", "elsewhere")
-    assert default_weights_dir() == tmp_path / "elsewhere"
-    assert Path(build_parser().parse_args(["--data-dir", "x"]).output_dir) == tmp_path / "elsewhere"
-    assert Path(predict_folder.build_parser().parse_args(["--video", "x", "--output", "o"]).weights_dir) == \
-        tmp_path / "elsewhere"
+    monkeypatch.setenv("WEIGHTS_DIR", "elsewhere")  # relative: to the working folder, for both
+    assert default_weights_dir().absolute() == tmp_path / "elsewhere"
+    assert Path(build_parser().parse_args(["--data-dir", "x"]).output_dir).absolute() == tmp_path / "elsewhere"
+    assert Path(predict_folder.build_parser().parse_args(["--video", "x", "--output", "o"]).weights_dir
+                ).absolute() == tmp_path / "elsewhere"
 
 
 # ---- a run never overwrites another one silently ------------------------------------------------------

@@ -45,7 +45,6 @@ from training.tools.schedulers import create_optimizer, create_scheduler
 from training.transforms.augmentations import normalize_batch, tensor_to_image
 from training.zoo.checkpoints import (
     checkpoint_path,
-    default_weights_dir,
     load_state_dict_strict,
     parse_checkpoint_name,
     read_checkpoint,
@@ -55,6 +54,7 @@ from training.zoo.checkpoints import (
 )
 from training.zoo.classifiers import DeepFakeClassifier
 from training.zoo.pretrained import load_pretrained
+from training.zoo.weights import default_weights_dir
 
 log = logging.getLogger("train_classifier")
 
