@@ -309,6 +309,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     continuing = resume_data is not None and not options.from_zero
     resume_epoch = int(resume_data["epoch"]) if continuing else None
     replaced = check_run_folder(weights_dir, name, resume_epoch, options.overwrite)
+    dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source)
@@ -343,7 +344,6 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
 
     optimizer = create_optimizer(model.parameters(), config["optimizer"])
     scheduler = create_scheduler(optimizer, config["schedule"], total_steps)
-    dtype = autocast_dtype(config["amp"], device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     start_epoch, best_score = 0, math.inf
