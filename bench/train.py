@@ -242,8 +242,8 @@ def bench_cpu_steps(encoder: str, size: int, batch: int, steps: int, threads: in
     return steps / (time.perf_counter() - start)
 
 
-def _gpu_step(model, optimizer, scaler, images, labels, dtype) -> None:
-    with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+def _train_step(model, optimizer, scaler, images, labels, dtype) -> None:
+    with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = model(images)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float().squeeze(1), labels)
     optimizer.zero_grad(set_to_none=True)
@@ -254,37 +254,46 @@ def _gpu_step(model, optimizer, scaler, images, labels, dtype) -> None:
     scaler.update()
 
 
-def _gpu_rate(encoder: str, size: int, batch: int, steps: int, dtype, channels_last: bool) -> tuple[float, float]:
+def train_rate(encoder: str, size: int, batch: int, steps: int, dtype, channels_last: bool,
+               device: str = "cuda", warmup: int = 5) -> tuple[float, float | None]:
+    """(images/s, peak GPU memory GiB or None on the CPU) of the recipe's training step (SGD nesterov,
+    grad clipping, a grad scaler with fp16) on random inputs."""
     from training.zoo.classifiers import DeepFakeClassifier
 
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    device = torch.device("cuda")
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
     model = DeepFakeClassifier(encoder, drop_path_rate=0.2).to(device).train().to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
     images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
     labels = (torch.arange(batch, device=device) % 2).float()
-    for _ in range(5):
-        _gpu_step(model, optimizer, scaler, images, labels, dtype)
-    torch.cuda.synchronize()
+    for _ in range(warmup):
+        _train_step(model, optimizer, scaler, images, labels, dtype)
+    if on_gpu:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        _gpu_step(model, optimizer, scaler, images, labels, dtype)
-    torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - start), torch.cuda.max_memory_allocated() / 2 ** 30
+        _train_step(model, optimizer, scaler, images, labels, dtype)
+    if on_gpu:
+        torch.cuda.synchronize()
+    rate = steps * batch / (time.perf_counter() - start)
+    return rate, (torch.cuda.max_memory_allocated() / 2 ** 30 if on_gpu else None)
 
 
-def bench_gpu(encoder: str, size: int, batch: int, steps: int) -> list[tuple[str, float, float]]:
+PRECISION_ROWS = (("fp32", None, False), ("fp16 autocast, NCHW", torch.float16, False),
+                  ("bf16 autocast, channels_last", torch.bfloat16, True))
+
+
+def bench_precisions(encoder: str, size: int, batch: int, steps: int, device: str = "cuda",
+                     warmup: int = 5) -> list[tuple[str, float, float | None]]:
     """images/s and peak GiB for fp32, fp16 autocast (NCHW, grad scaler), bf16 autocast + channels_last."""
     torch.backends.cudnn.benchmark = True
-    rows = []
-    for label, dtype, channels_last in [("fp32", None, False), ("fp16 autocast, NCHW", torch.float16, False),
-                                        ("bf16 autocast, channels_last", torch.bfloat16, True)]:
-        rate, memory = _gpu_rate(encoder, size, batch, steps, dtype, channels_last)
-        rows.append((label, rate, memory))
-    return rows
+    return [(label, *train_rate(encoder, size, batch, steps, dtype, channels_last, device, warmup))
+            for label, dtype, channels_last in PRECISION_ROWS]
 
 
 def main(argv=None) -> int:
@@ -303,7 +312,7 @@ def main(argv=None) -> int:
     cpu_rows = []
     for encoder, size, batch in [("tf_efficientnet_lite0", 128, 16), ("tf_efficientnet_b0_ns", 224, 8)]:
         cpu_rows.append((encoder, size, batch, bench_cpu_steps(encoder, size, batch, 5, args.cpu_threads)))
-    gpu_rows = bench_gpu("tf_efficientnet_b7_ns", 380, 12, 20) if torch.cuda.is_available() else None
+    gpu_rows = bench_precisions("tf_efficientnet_b7_ns", 380, 12, 20) if torch.cuda.is_available() else None
 
     body = [f"Command: `python bench/train.py --data-dir DATA_ROOT --write-docs docs/benchmarks.md` "
             f"(DATA_ROOT: the preprocessed default sample set, `python -m preprocessing.make_sample_dataset` + "
@@ -337,8 +346,9 @@ def main(argv=None) -> int:
             body.append(f"| {label} | {rate:.1f} | {memory:.1f} |")
         body.append(f"\nbf16 + channels_last vs fp16 NCHW: {gpu_rows[2][1] / gpu_rows[1][1]:.2f}x")
     else:
-        for label in ("fp32", "fp16 autocast, NCHW", "bf16 autocast, channels_last"):
+        for label, _, _ in PRECISION_ROWS:
             body.append(f"| {label} | not measured (no GPU here) | not measured (no GPU here) |")
+        body.append("\nOn a GPU machine `bench/gpu_check.sh` measures these rows (section GPU check below).")
     end_load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
     body += ["", f"Load average at the end: {end_load}. On a shared machine the absolute rates drop with the "
              f"load; CPU-seconds of the benchmark process are much less affected, so the data pipeline is compared on "

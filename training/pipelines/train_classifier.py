@@ -372,7 +372,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     run_info = {"data_dir": str(options.data_dir), "fold": options.fold, "seed": seed, "name": name,
                 "world_size": ctx.world_size, "ddp": ctx.distributed,
                 "sync_batchnorm": ctx.distributed and device.type == "cuda",
-                "device": str(device), "amp_dtype": str(dtype),
+                "device": str(device), "amp_dtype": str(dtype or torch.float32).replace("torch.", ""),
                 "init": init_source, "resume": str(resume_path) if resume_path else None,
                 "from_zero": options.from_zero,
                 "full_val": options.full_val, "steps_per_epoch": steps_per_epoch}
