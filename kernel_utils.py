@@ -4,6 +4,8 @@ For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them
 (detector scale by the resolution rule shared with preprocessing), every face cropped with the training margin and
 brought to the model size with the training geometry, each model run on the same face batch, the
 face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined.
+How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
+the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
 A video that cannot be read, or in which no face is found, gets 0.5 (the competition's neutral
 answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run.
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prediction.options import PredictorOptions, resolve_options
 from preprocessing.faces import (
     THRESHOLDS_INFERENCE,
     FaceDetector,
@@ -36,12 +39,14 @@ from preprocessing.faces import (
 )
 from preprocessing.video import VideoReadError, read_sampled_frames
 from training.zoo.checkpoints import CheckpointError, LoadedModel, load_model
-from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD
+from training.zoo.classifiers import normalize_batch
+
+__all__ = ["PredictorOptions", "resolve_options", "VideoPredictor", "VideoPrediction", "predict_on_video_set",
+           "predict_folder", "list_videos", "confident_strategy", "combine_models"]
 
 logger = logging.getLogger(__name__)
 
 NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
-DEFAULT_FRAMES_PER_VIDEO = 32
 # faces per classifier call: a GPU wants large batches; on the CPU small ones stay in cache and run
 # faster than a whole video's faces at once (measured with Lite0/B0 on 2 cores)
 CLASSIFIER_BATCH_GPU = 64
@@ -124,6 +129,8 @@ class VideoPrediction:
     probability: float
     frame_indices: list[int] = field(default_factory=list)  # sampled frames that decoded
     face_frame_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # per face [x1, y1, x2, y2, detector score], full-frame pixels, in face order
+    face_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), dtype=np.float32))
     face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
     model_probabilities: list[float] = field(default_factory=list)
     fallback_reason: str | None = None
@@ -176,6 +183,7 @@ class VideoFaces:
     frame_indices: list[int]
     face_frame_indices: np.ndarray
     crops: list[np.ndarray]
+    boxes: np.ndarray  # (faces, 5): [x1, y1, x2, y2, detector score]
     detect_s: float = 0.0
 
 
@@ -193,12 +201,9 @@ class DetectedVideo:
 def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Square RGB uint8 faces ``(H, W, 3)`` -> an ImageNet-normalised ``(N, 3, H, W)`` tensor."""
-    batch = torch.from_numpy(np.stack(faces)).to(device)
-    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
-    # contiguous NCHW like training's image_to_tensor (a channels-last model converts it in its first layer)
-    return ((batch - mean) / std).to(dtype).contiguous()
+    batch = torch.from_numpy(np.stack(faces)).to(device).permute(0, 3, 1, 2)
+    # contiguous NCHW like training's (a channels-last model converts it in its first layer)
+    return normalize_batch(batch).to(dtype).contiguous()
 
 
 def resolve_dtype(precision: str, device: str) -> torch.dtype:
@@ -213,12 +218,12 @@ def resolve_dtype(precision: str, device: str) -> torch.dtype:
     return names[precision]
 
 
-def decode_video(path: str | os.PathLike, frames_per_video: int) -> DecodedVideo:
+def decode_video(path: str | os.PathLike, frames_per_video: int, sampling: str = "round") -> DecodedVideo:
     """The sampled frames of a video; unreadable videos come back with ``error`` set (never raise)."""
     path = Path(path)
     start = time.perf_counter()
     try:
-        indices, frames = read_sampled_frames(path, frames_per_video)
+        indices, frames = read_sampled_frames(path, frames_per_video, sampling)
         error = None
     except VideoReadError as exc:
         indices, frames, error = [], [], f"unreadable video: {exc}"
@@ -235,35 +240,26 @@ class VideoPredictor:
 
     ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
     loaded by ``training.zoo.checkpoints.load_model``); models with different input sizes share the
-    face crops, each gets them resized to its own size.
+    face crops, each gets them resized to its own size. ``options``: how (default:
+    ``resolve_options("default")``). ``encoder``: for checkpoints that name none;
+    ``keep_face_crops``: keep the scored crops on each prediction (for reports).
     """
 
-    def __init__(self, checkpoints: Sequence[str | os.PathLike] | None = None, *,
-                 models: Sequence[LoadedModel] | None = None,
-                 device: str = "auto", precision: str = "auto",
-                 frames_per_video: int = DEFAULT_FRAMES_PER_VIDEO, strategy: str = "confident",
-                 combine: str = "mean", tta: bool = False,
-                 detector_scale: float | str = "auto", min_face_size_px: int = 20,
-                 detector_batch_size: int | None = None, classifier_batch_size: int | None = None,
-                 encoder: str | None = None, keep_face_crops: bool = False,
-                 detector_fast_pooling: bool = True, channels_last: bool = True):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
-        combine_models([0.5], combine)  # validates the name before anything heavy is loaded
-        if frames_per_video < 1:
-            raise ValueError(f"frames_per_video must be at least 1, got {frames_per_video}")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
-        self.frames_per_video = int(frames_per_video)
-        self.strategy_name = strategy
-        self.strategy = STRATEGIES[strategy]
-        self.combine = combine
-        self.tta = bool(tta)
+    def __init__(self, checkpoints: Sequence[str | os.PathLike] | None = None,
+                 options: PredictorOptions | None = None, *, models: Sequence[LoadedModel] | None = None,
+                 encoder: str | None = None, keep_face_crops: bool = False):
+        options = resolve_options() if options is None else options
+        if not isinstance(options, PredictorOptions):
+            raise TypeError(f"options must be a PredictorOptions (from resolve_options), got {type(options).__name__}")
+        if options.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {options.strategy!r}; use one of {sorted(STRATEGIES)}")
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_dtype(options.precision, self.device)
+        self.strategy = STRATEGIES[options.strategy]
         self.keep_face_crops = bool(keep_face_crops)
-        self.detector_scale = detector_scale
-        if classifier_batch_size is None:
-            classifier_batch_size = CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU
-        self.classifier_batch_size = int(classifier_batch_size)
+        self.classifier_batch_size = options.classifier_batch_size or (
+            CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
         if models is None:
             if not checkpoints:
                 raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
@@ -271,13 +267,13 @@ class VideoPredictor:
         if not models:
             raise ValueError("no model given")
         self.models = list(models)
-        self.channels_last = bool(channels_last)
         for loaded in self.models:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
-                                   if self.channels_last else torch.contiguous_format)
-        self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=min_face_size_px,
-                                     batch_size=detector_batch_size, fast_pooling=detector_fast_pooling)
+                                   if options.channels_last else torch.contiguous_format)
+        self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=options.min_face_size_px,
+                                     batch_size=options.detector_batch_size, fast_pooling=options.detector_fast_pooling,
+                                     resize=options.detector_resize, face_order=options.face_order)
 
     def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
         """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
@@ -290,24 +286,29 @@ class VideoPredictor:
 
     # -- stages (public so that a caller can time or reuse them) --
     def decode(self, path: str | os.PathLike) -> DecodedVideo:
-        return decode_video(path, self.frames_per_video)
+        return decode_video(path, self.options.frames_per_video, self.options.frame_sampling)
 
     def extract_faces(self, frame_indices: Sequence[int], frames: Sequence[np.ndarray]) -> VideoFaces:
-        """Every face MTCNN finds in the frames (batched calls), cropped with the training margin."""
+        """Every face MTCNN finds in the frames (batched calls), cropped with the training margin;
+        at most ``options.max_faces``, the first ones in frame order (a frame's faces in detector order)."""
         start = time.perf_counter()
-        boxes_per_frame = self.detector.detect(frames, scale=self.detector_scale)
+        boxes_per_frame = self.detector.detect(frames, scale=self.options.detector_scale)
+        limit = self.options.max_faces
         crops: list[np.ndarray] = []
         owners: list[int] = []
+        kept_boxes: list[np.ndarray] = []
         for frame_index, frame, boxes in zip(frame_indices, frames, boxes_per_frame):
-            if boxes is None:
-                continue
-            for box in boxes:
+            for box in boxes if boxes is not None else ():
+                if limit is not None and len(crops) >= limit:
+                    break
                 crop = crop_face(frame, box)
                 if crop.shape[0] < 2 or crop.shape[1] < 2:  # a box outside the frame: nothing to classify
                     continue
                 crops.append(crop)
                 owners.append(int(frame_index))
-        return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops,
+                kept_boxes.append(box)
+        boxes_array = np.asarray(kept_boxes, dtype=np.float32).reshape(-1, 5)
+        return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops, boxes_array,
                           time.perf_counter() - start)
 
     @torch.inference_mode()
@@ -320,12 +321,13 @@ class VideoPredictor:
         for row, loaded in enumerate(self.models):
             size = loaded.input_size
             if size not in inputs_by_size:
-                inputs_by_size[size] = [face_to_model_input(crop, size) for crop in crops]
+                inputs_by_size[size] = [face_to_model_input(crop, size, self.options.resize_rounding)
+                                        for crop in crops]
             faces = inputs_by_size[size]
             for start in range(0, len(faces), self.classifier_batch_size):
                 batch = to_model_batch(faces[start:start + self.classifier_batch_size], self.device, self.dtype)
                 probs = torch.sigmoid(loaded.model(batch).float()).squeeze(1)
-                if self.tta:
+                if self.options.tta:
                     flipped = torch.sigmoid(loaded.model(torch.flip(batch, dims=[3])).float()).squeeze(1)
                     probs = (probs + flipped) / 2
                 scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
@@ -334,7 +336,7 @@ class VideoPredictor:
     def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
         """Per model the strategy over its face scores, then the models combined."""
         per_model = [self.strategy(row) for row in face_scores]
-        return combine_models(per_model, self.combine), per_model
+        return combine_models(per_model, self.options.combine), per_model
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -374,7 +376,8 @@ class VideoPredictor:
             return self._fallback(detected.path, "error", f"prediction failed: {type(exc).__name__}: {exc}",
                                   timings, detected.frame_indices)
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
-                               face_frame_indices=detected.faces.face_frame_indices, face_scores=face_scores,
+                               face_frame_indices=detected.faces.face_frame_indices,
+                               face_boxes=detected.faces.boxes, face_scores=face_scores,
                                model_probabilities=per_model, timings_s=timings,
                                face_crops=detected.faces.crops if self.keep_face_crops else [])
 

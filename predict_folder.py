@@ -1,25 +1,29 @@
 """Folder predictor: every .mp4 in a folder -> submission CSV (``filename,label``), scored when labels exist.
 
-    python predict_folder.py --test-dir DIR --output OUT.csv [--models CKPT ...] [--weights-dir weights]
-        [--frames-per-video 32] [--strategy confident] [--combine mean] [--tta] [--device auto]
-        [--precision auto] [--detector-scale auto] [--min-face-size 20] [--prefetch 2] [--encoder NAME]
-        [--labels metadata.json] [--report DIR] [--report-videos 8]
+    python predict_folder.py --test-dir DIR --output OUT.csv [--preset default|winner] [--models CKPT ...]
+        [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
+        [--prefetch 2] [--encoder NAME] [--labels metadata.json] [--report DIR] [--report-videos 8]
 
-Without ``--models`` the checkpoints are taken from ``--weights-dir`` (what ``train.sh`` wrote there):
-the ``*_best`` file of every run, or its ``*_last`` file when the run has no best one.
+``--preset NAME`` sets every prediction option (``default``: this project's faster settings;
+``winner``: the DFDC winning submission's predictor); prediction options given on the command line
+override the preset's (``--help`` lists them). Without ``--models`` the checkpoints are taken from
+``--weights-dir``: with ``--preset winner`` the winner's seven released files (fetch them with
+``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file of every run,
+or its ``*_last`` file when the run has no best one.
 With labels (``--labels``, or a ``metadata.json`` in the folder) the log loss, AUC, accuracy and the
 fallback counts are printed and written to ``OUT.metrics.json``. ``--report DIR`` writes an HTML report
 (prediction histogram by true label, frame-score strips and face crops of the most wrong videos;
 the crops are the ones the prediction scored, kept for those videos only).
 
 Exit codes: 0 done, 2 bad input (missing or empty folder, no checkpoint, a checkpoint that does not fit,
-an unreadable labels file).
+an unreadable labels file, an unknown preset or option value).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import heapq
 import io
 import json
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_options
 from preprocessing.layout import METADATA_NAME, write_json_atomic, write_text_atomic
 
 EXIT_BAD_INPUT = 2
@@ -70,6 +75,22 @@ def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
     for kinds in runs.values():
         chosen.extend(kinds["best"] or kinds["last"])
     return sorted(chosen)
+
+
+def preset_checkpoints(preset: str, weights_dir: str | os.PathLike) -> list[Path] | None:
+    """The checkpoints a preset names, in ``weights_dir``; None when the preset names none.
+
+    Raises InputError naming every missing file and the command that fetches them."""
+    names = get_preset(preset).checkpoint_names
+    if not names:
+        return None
+    paths = [Path(weights_dir) / name for name in names]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"--preset {preset} uses {len(names)} released checkpoints and {len(missing)} are missing "
+                         f"from {weights_dir}: {', '.join(p.name for p in missing)}; fetch them with "
+                         f"./download_weights.sh (or pass --weights-dir DIR, or --models CKPT ...)")
+    return paths
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, int]:
@@ -158,6 +179,13 @@ def summarize(predictions, labels: dict[str, int] | None) -> dict:
     return summary
 
 
+def settings_record(preset: str, predictor, labels_path: Path | None) -> dict:
+    """How the results were made: the preset, every resolved option (device and precision as used)."""
+    return {"preset": preset, **predictor.options.as_dict(), "device": predictor.device,
+            "precision": str(predictor.dtype).replace("torch.", ""),
+            "labels": str(labels_path) if labels_path is not None else None}
+
+
 def _json_safe(value):
     """NaN (e.g. AUC with one class) as null, so that the file is strict JSON."""
     if isinstance(value, dict):
@@ -172,6 +200,45 @@ def _json_safe(value):
 # ---- CLI ------------------------------------------------------------------------------------------------
 
 
+def _option_parser(spec: dataclasses.Field):
+    """text -> value of one option; argparse turns a ValueError into a usage error naming the flag."""
+    parse = spec.metadata["parse"] or type(spec.default)
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = spec.name  # argparse names the type in its error message
+    return convert
+
+
+def add_option_arguments(group) -> None:
+    """One flag per PredictorOptions field; a flag not given stays absent, so only explicit flags
+    override the preset (``argparse.SUPPRESS``)."""
+    for spec in dataclasses.fields(PredictorOptions):
+        flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
+        meta = spec.metadata
+        if isinstance(spec.default, bool):
+            group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"{meta['help']} (default: {spec.default})")
+        else:
+            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=meta["choices"],
+                               metavar=meta["metavar"], default=argparse.SUPPRESS,
+                               help=f"{meta['help']} (default: {'auto/all' if spec.default is None else spec.default})")
+
+
+def options_from_args(args: argparse.Namespace) -> PredictorOptions:
+    """The preset's options with the prediction flags given on the command line on top."""
+    overrides = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(PredictorOptions)
+                 if hasattr(args, spec.name)}
+    try:
+        return resolve_options(args.preset, **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,21 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--video", help="a single .mp4 file")
     models = parser.add_argument_group("models")
     models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
-                        "and the DFDC winner's); default: the *_best (else *_last) files in --weights-dir")
+                        "and the DFDC winner's); default: the preset's checkpoints in --weights-dir (winner: "
+                        "its seven released files), else the *_best (else *_last) files there")
     models.add_argument("--weights-dir", default="weights", help="where train.sh wrote checkpoints")
     models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
                         "their file name")
-    pred = parser.add_argument_group("prediction")
-    pred.add_argument("--frames-per-video", type=int, default=32)
-    pred.add_argument("--strategy", choices=("confident", "mean", "max"), default="confident",
-                      help="aggregation of a video's face scores, per model")
-    pred.add_argument("--combine", choices=("mean", "geometric"), default="mean", help="model combination")
-    pred.add_argument("--tta", action="store_true", help="average with the horizontally flipped faces")
-    pred.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    pred.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                      help="auto: fp16 on a GPU, fp32 on the CPU")
-    pred.add_argument("--min-face-size", type=int, default=20, help="MTCNN minimum face size (detector px)")
-    pred.add_argument("--detector-scale", default="auto", help="'auto' (by resolution) or a factor")
+    pred = parser.add_argument_group("prediction", "every option defaults to the preset's value")
+    pred.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                      help="named set of prediction options (default: default; winner: the DFDC winning "
+                           "submission's predictor and its seven checkpoints)")
+    add_option_arguments(pred)
     pred.add_argument("--prefetch", type=int, default=2, help="videos decoded ahead in a reader thread")
     out = parser.add_argument_group("output")
     out.add_argument("--output", required=True, help="submission CSV (filename,label)")
@@ -207,7 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     videos = list_input_videos(args.test_dir, args.video)
-    checkpoints = [Path(p) for p in args.models] if args.models else find_checkpoints(args.weights_dir)
+    options = options_from_args(args)
+    if args.models:
+        checkpoints = [Path(p) for p in args.models]
+    else:
+        checkpoints = preset_checkpoints(args.preset, args.weights_dir)
+        if checkpoints is None:
+            checkpoints = find_checkpoints(args.weights_dir)
     if not checkpoints:
         raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file under "
                          f"{args.weights_dir}; train one with ./train.sh or pass --models CKPT")
@@ -216,12 +284,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"checkpoint {missing[0]} does not exist; check the path (or train with ./train.sh)")
     labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
     labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
-    if args.frames_per_video < 1:
-        raise InputError(f"--frames-per-video must be at least 1, got {args.frames_per_video}")
-    try:
-        scale = args.detector_scale if args.detector_scale == "auto" else float(args.detector_scale)
-    except ValueError as exc:
-        raise InputError(f"--detector-scale must be 'auto' or a number, got {args.detector_scale!r}") from exc
 
     from tqdm import tqdm
 
@@ -231,10 +293,7 @@ def run(args: argparse.Namespace) -> int:
     from training.zoo.checkpoints import CheckpointError
 
     try:
-        predictor = VideoPredictor(checkpoints, device=args.device, precision=args.precision,
-                                   frames_per_video=args.frames_per_video, strategy=args.strategy,
-                                   combine=args.combine, tta=args.tta, detector_scale=scale,
-                                   min_face_size_px=args.min_face_size, encoder=args.encoder,
+        predictor = VideoPredictor(checkpoints, options, encoder=args.encoder,
                                    keep_face_crops=bool(args.report and labels))
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise InputError(str(exc)) from exc
@@ -264,11 +323,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(predictions, labels)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
-    summary["settings"] = {"frames_per_video": args.frames_per_video, "strategy": args.strategy,
-                           "combine": args.combine, "tta": args.tta, "device": predictor.device,
-                           "precision": str(predictor.dtype).replace("torch.", ""),
-                           "detector_scale": args.detector_scale, "min_face_size": args.min_face_size,
-                           "labels": str(labels_path) if labels else None}
+    summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)
     metrics_file = metrics_path_for(output)
     write_json_atomic(metrics_file, _json_safe(summary))
 

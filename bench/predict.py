@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from bench.common import machine_description, write_section  # noqa: E402
-from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
+from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype, resolve_options  # noqa: E402
 from preprocessing.faces import resolve_device  # noqa: E402
 from preprocessing.layout import DataLayout  # noqa: E402
 from preprocessing.video import probe_video  # noqa: E402
@@ -69,11 +69,12 @@ def run_config(name: str, videos: list[Path], models: list[LoadedModel], args, *
     # the original way: facenet-pytorch's MTCNN as it ships, one frame at a time, all of a video's faces in
     # one classifier call, NCHW models; batched: the predictor's defaults (separable max pooling on the
     # CPU, detector and classifier batches sized for the device, channels-last models)
-    predictor = VideoPredictor(models=models, device=args.device, precision=args.precision,
-                               frames_per_video=args.frames_per_video, detector_scale=scale,
-                               min_face_size_px=min_face_px, detector_batch_size=None if batched else 1,
-                               classifier_batch_size=None if batched else 4096,
-                               detector_fast_pooling=batched, channels_last=batched)
+    options = resolve_options(device=args.device, precision=args.precision,
+                              frames_per_video=args.frames_per_video, detector_scale=scale,
+                              min_face_size_px=min_face_px, detector_batch_size=None if batched else 1,
+                              classifier_batch_size=None if batched else 4096,
+                              detector_fast_pooling=batched, channels_last=batched)
+    predictor = VideoPredictor(models=models, options=options)
     predictor.predict_video(videos[0])  # warm-up (first-call allocations, lazy imports)
     if predictor.device.startswith("cuda"):
         torch.cuda.synchronize()

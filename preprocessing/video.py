@@ -109,11 +109,24 @@ def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = N
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
 
 
-def evenly_spaced_indices(frame_count: int, n: int) -> list[int]:
-    """``n`` frame indices spread evenly over ``[0, frame_count)`` (fewer when the video is shorter)."""
+FRAME_SAMPLINGS = ("round", "truncate")
+
+
+def evenly_spaced_indices(frame_count: int, n: int, rounding: str = "round") -> list[int]:
+    """``n`` frame indices spread evenly over ``[0, frame_count)`` (fewer when the video is shorter).
+
+    ``rounding``: the positions ``linspace(0, frame_count - 1, n)`` rounded to the nearest frame, or
+    truncated as the DFDC winner's ``np.linspace(..., dtype=int)`` did (then about half of them are
+    one frame earlier).
+    """
+    if rounding not in FRAME_SAMPLINGS:
+        raise ValueError(f"unknown frame sampling {rounding!r}; use one of {', '.join(FRAME_SAMPLINGS)}")
     if frame_count <= 0 or n <= 0:
         return []
-    return sorted(set(np.linspace(0, frame_count - 1, n, endpoint=True).round().astype(int).tolist()))
+    positions = np.linspace(0, frame_count - 1, n, endpoint=True)
+    if rounding == "round":
+        positions = positions.round()
+    return sorted(set(positions.astype(int).tolist()))
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -128,9 +141,10 @@ def count_frames(path: str | os.PathLike) -> int:
         capture.release()
 
 
-def read_sampled_frames(path: str | os.PathLike, n: int,
+def read_sampled_frames(path: str | os.PathLike, n: int, sampling: str = "round",
                         counts: DecodeCounts | None = None) -> tuple[list[int], list[np.ndarray]]:
-    """``n`` evenly spaced RGB frames of a video, decoded in one pass.
+    """``n`` evenly spaced RGB frames of a video (``sampling``: see :func:`evenly_spaced_indices`),
+    decoded in one pass from the first to the last index.
 
     When the header's frame count is missing or overstated (fewer than half of the planned frames
     came back), the frames are counted by decoding and the sample is taken again. ``counts``, when
@@ -139,13 +153,13 @@ def read_sampled_frames(path: str | os.PathLike, n: int,
     """
     counts = counts if counts is not None else DecodeCounts()
     header_count = probe_video(path).frame_count
-    planned = evenly_spaced_indices(header_count, n) if header_count > 0 else []
+    planned = evenly_spaced_indices(header_count, n, sampling) if header_count > 0 else []
     frames = list(iter_frames(path, planned, counts=counts)) if planned else []
     if len(frames) < max(1, len(planned) // 2):
         real_count = count_frames(path)
         if real_count == 0:
             raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
-        frames = list(iter_frames(path, evenly_spaced_indices(real_count, n)))
+        frames = list(iter_frames(path, evenly_spaced_indices(real_count, n, sampling)))
         counts.header_frames, counts.decoded_frames, counts.reached_end = header_count, real_count, True
     if not frames:
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")

@@ -18,6 +18,7 @@ from kernel_utils import (
     mean_strategy,
     predict_on_video_set,
     resolve_dtype,
+    resolve_options,
     to_model_batch,
 )
 from preprocessing.layout import DataLayout
@@ -25,6 +26,8 @@ from preprocessing.video import read_sampled_frames
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
 from training.zoo.checkpoints import CheckpointError, load_model
 from training.zoo.classifiers import DEFAULT_INPUT_SIZE
+
+CPU_OPTIONS = resolve_options(device="cpu", frames_per_video=FRAMES_PER_VIDEO)
 
 # ---- the winner's `confident` rule on crafted score arrays ---------------------------------------------
 
@@ -99,8 +102,8 @@ def test_inference_uses_the_training_geometry(test_videos):
 @pytest.mark.parametrize("tta", [False, True])
 def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     video = sorted(test_videos.glob("*.mp4"))[-1]
-    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO, tta=tta,
-                               keep_face_crops=True)
+    predictor = VideoPredictor(models=[loaded_model], options=resolve_options(
+        device="cpu", frames_per_video=FRAMES_PER_VIDEO, tta=tta), keep_face_crops=True)
     pred = predictor.predict_video(video)
 
     indices, frames = read_sampled_frames(video, FRAMES_PER_VIDEO)
@@ -139,9 +142,11 @@ def test_speed_settings_keep_the_original_scores(test_videos, project_checkpoint
     # the defaults (separable max pooling, device-sized detector batches, channels-last weights) against
     # facenet-pytorch's modules as they ship, one frame per MTCNN call and contiguous weights
     video = sorted(test_videos.glob("*.mp4"))[0]
-    fast = VideoPredictor(models=[load_model(project_checkpoint)], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
-    plain = VideoPredictor(models=[load_model(project_checkpoint)], device="cpu", frames_per_video=FRAMES_PER_VIDEO,
-                           detector_fast_pooling=False, detector_batch_size=1, channels_last=False)
+    fast = VideoPredictor(models=[load_model(project_checkpoint)],
+                          options=resolve_options(device="cpu", frames_per_video=FRAMES_PER_VIDEO))
+    plain = VideoPredictor(models=[load_model(project_checkpoint)], options=resolve_options(
+        device="cpu", frames_per_video=FRAMES_PER_VIDEO, detector_fast_pooling=False, detector_batch_size=1,
+        channels_last=False))
     weight = fast.models[0].model.encoder.conv_stem.weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert plain.models[0].model.encoder.conv_stem.weight.is_contiguous()
@@ -153,8 +158,8 @@ def test_speed_settings_keep_the_original_scores(test_videos, project_checkpoint
 
 def test_ensemble_of_project_and_winner_checkpoints(test_videos, project_checkpoint, winner_checkpoint):
     video = sorted(test_videos.glob("*.mp4"))[0]
-    predictor = VideoPredictor([project_checkpoint, winner_checkpoint], device="cpu",
-                               frames_per_video=FRAMES_PER_VIDEO, combine="geometric")
+    predictor = VideoPredictor([project_checkpoint, winner_checkpoint], resolve_options(
+        device="cpu", frames_per_video=FRAMES_PER_VIDEO, combine="geometric"))
     assert [m.encoder for m in predictor.models] == ["tf_efficientnet_lite0"] * 2
     # the winner's files carry no config: the encoder comes from the name, the size from the encoder
     assert [m.input_size for m in predictor.models] == [96, DEFAULT_INPUT_SIZE["tf_efficientnet_lite0"]]
@@ -164,7 +169,7 @@ def test_ensemble_of_project_and_winner_checkpoints(test_videos, project_checkpo
     assert pred.probability == pytest.approx(combine_models(pred.model_probabilities, "geometric"), abs=1e-12)
     # the winner-format file holds the project file's weights: the same scores at the same input size
     same_weights = load_model(project_checkpoint, input_size=predictor.models[1].input_size)
-    reference = VideoPredictor(models=[same_weights], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    reference = VideoPredictor(models=[same_weights], options=CPU_OPTIONS)
     decoded = reference.decode(video)
     crops = reference.extract_faces(decoded.frame_indices, decoded.frames).crops
     np.testing.assert_allclose(pred.face_scores[1], reference.score_faces(crops)[0], rtol=0, atol=1e-7)
@@ -175,10 +180,10 @@ def test_encoder_option_only_for_checkpoints_that_name_none(tmp_path, project_ch
     bare = tmp_path / "weights.pth"  # a bare state dict: no config, no encoder in the name
     torch.save(torch.load(project_checkpoint, map_location="cpu", weights_only=False)["state_dict"], bare)
     with pytest.raises(CheckpointError, match="does not say which encoder"):
-        VideoPredictor([bare], device="cpu")
-    assert VideoPredictor([bare], device="cpu", encoder="tf_efficientnet_lite0").models[0].input_size == 224
+        VideoPredictor([bare], CPU_OPTIONS)
+    assert VideoPredictor([bare], CPU_OPTIONS, encoder="tf_efficientnet_lite0").models[0].input_size == 224
     # a checkpoint whose config names its encoder keeps it whatever --encoder says
-    kept = VideoPredictor([project_checkpoint], device="cpu", encoder="tf_efficientnet_b0_ns").models[0]
+    kept = VideoPredictor([project_checkpoint], CPU_OPTIONS, encoder="tf_efficientnet_b0_ns").models[0]
     assert (kept.encoder, kept.input_size) == ("tf_efficientnet_lite0", 96)
 
 
@@ -194,7 +199,7 @@ def test_precision_rules():
 
 
 def test_bad_videos_get_neutral_answer_and_reason(bad_inputs, loaded_model, caplog, tmp_path):
-    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    predictor = VideoPredictor(models=[loaded_model], options=CPU_OPTIONS)
     for name, kind in BAD_VIDEOS.items():
         caplog.clear()
         pred = predictor.predict_video(bad_inputs[name])
@@ -211,7 +216,7 @@ def test_bad_videos_get_neutral_answer_and_reason(bad_inputs, loaded_model, capl
 
 def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, loaded_model):
     """The reader and classifier threads change neither the order nor the answers."""
-    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    predictor = VideoPredictor(models=[loaded_model], options=CPU_OPTIONS)
     paths = [bad_inputs["faceless.mp4"], sorted(test_videos.glob("*.mp4"))[1], bad_inputs["corrupt.mp4"],
              sorted(test_videos.glob("*.mp4"))[0]]
     overlapped = list(predict_on_video_set(predictor, paths, prefetch=2))
@@ -226,7 +231,7 @@ def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, l
 @pytest.mark.real_data
 def test_real_clips_all_yield_faces(real_small, loaded_model):
     """Every real clip, the 1080x1920 portrait included, gives a face in every sampled frame."""
-    predictor = VideoPredictor(models=[loaded_model], device="cpu", frames_per_video=FRAMES_PER_VIDEO)
+    predictor = VideoPredictor(models=[loaded_model], options=CPU_OPTIONS)
     clips = sorted(DataLayout(real_small).part_dir(0).glob("*.mp4"))
     assert len(clips) == 6
     for pred in predict_on_video_set(predictor, clips):

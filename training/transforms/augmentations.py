@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from preprocessing.faces import isotropic_resize, pad_to_square
-from training.zoo.classifiers import IMAGENET_MEAN, IMAGENET_STD
+from training.zoo.classifiers import normalize_batch
 
 # (down, up) interpolation pairs the train resize draws from; inference uses the first.
 RESIZE_INTERPOLATIONS = (
@@ -113,26 +113,16 @@ def create_val_transforms(size: int) -> A.Compose:
     return A.Compose([IsotropicResize(size, down, up), PadToSquare(size)])
 
 
-def image_to_tensor(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W): the model input of one image."""
-    scaled = image.astype(np.float32) / 255.0
-    scaled = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
+    return normalize_batch(image_to_uint8_tensor(image)[None])[0]
 
 
 def image_to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> uint8 (3, H, W), what the training loader returns; ``normalize_batch``
-    makes model input of a batch on the device (a quarter of the bytes through the loader, no float
+    (``training.zoo.classifiers``, re-exported here) makes model input of a batch on the device (a quarter of the bytes through the loader, no float
     work in the workers)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
-def normalize_batch(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float32 normalised with the ImageNet statistics, on ``images``' device;
-    equal to ``image_to_tensor`` of each image."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean_t) / std_t
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:

@@ -31,6 +31,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def normalize_batch(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 RGB ``(N, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` on ``images``' device, contiguous
+    NCHW: the model input of training, validation and prediction (the winner's arithmetic, step by step)."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return ((images.float() / 255.0 - mean_t) / std_t).contiguous()
+
+
 def timm_name(encoder: str) -> str:
     """The timm model name for a project encoder name (timm names are accepted as they are)."""
     return ENCODERS.get(encoder, encoder)

@@ -1,0 +1,185 @@
+"""The predictor's options in one frozen object, and named presets resolved in one place.
+
+``resolve_options(preset, **overrides)`` is the only way a preset becomes options (like timm's
+``create_model``): the preset's values first, then the caller's overrides, then the values a preset
+derives from the others (the winner's face cap follows ``frames_per_video``). Every option is one
+field of :class:`PredictorOptions`; its ``option(...)`` line carries the default, the help text and
+the accepted values, from which ``predict_folder.py`` builds its command-line flags, so adding an
+option is one line here (plus the code that reads it).
+
+Presets:
+
+* ``default``: this project's faster settings;
+* ``winner``: the DFDC winning submission's predictor, option by option (see the README's
+  Prediction section); with the winner's checkpoint it reproduces the original's probabilities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.zoo.weights import WINNER_CHECKPOINTS
+
+DEFAULT_PRESET = "default"
+
+
+def _auto_or_float(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected 'auto' or a number, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"expected a positive factor, got {text!r}")
+    return value
+
+
+def _auto_or_int(text: str) -> int | None:
+    return None if text == "auto" else int(text)
+
+
+def _all_or_int(text: str) -> int | None:
+    return None if text == "all" else int(text)
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, parse: Callable[[str], Any] | None = None,
+           flag: str | None = None, metavar: str | None = None) -> Any:
+    """A field of :class:`PredictorOptions` with what the command line needs to offer it.
+
+    ``parse``: text -> value for the flag (default: the type of ``default``); ``flag``: the flag's name
+    when it is not ``--`` plus the field name with dashes."""
+    return field(default=default, metadata={"help": help, "choices": choices, "parse": parse, "flag": flag,
+                                            "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """How a video becomes a probability. Build one with :func:`resolve_options`."""
+
+    # -- frames --
+    frames_per_video: int = option(32, "frames sampled per video, evenly spaced")
+    frame_sampling: str = option(
+        "round", "how the evenly spaced frame positions become indices: round to the nearest frame, or "
+        "truncate (the winner's np.linspace(..., dtype=int))", choices=("round", "truncate"))
+    # -- face detection --
+    detector_scale: float | str = option(
+        "auto", "MTCNN input scale: 'auto' (2x below 300 px, 1x to 1000, 0.5x above, 0.33x above 1900) "
+        "or a factor", parse=_auto_or_float, metavar="auto|FACTOR")
+    detector_resize: str = option(
+        "cv2", "how frames are scaled for MTCNN: cv2 (area filter down, linear up, size rounded) or pil "
+        "(PIL's default filter, size truncated: the winner halved frames this way)", choices=("cv2", "pil"))
+    detector_batch_size: int | None = option(
+        None, "frames per MTCNN call ('auto': 8 on the CPU, 32 on a GPU; batches are not bit-identical "
+        "to single frames: the winner called it per frame)", parse=_auto_or_int, metavar="auto|N")
+    face_order: str = option(
+        "score", "order of a frame's faces: by detector score, or by box area largest first (MTCNN's "
+        "select_largest, the winner's)", choices=("score", "area"))
+    min_face_size_px: int = option(20, "MTCNN minimum face size (detector px)", flag="--min-face-size")
+    detector_fast_pooling: bool = option(
+        True, "MTCNN max pooling as row then column maxima on the CPU (bit-identical boxes, faster)")
+    # -- faces to model input --
+    resize_rounding: str = option(
+        "round", "isotropic resize: the shorter side's new length rounded, or truncated (the winner's)",
+        choices=("round", "truncate"))
+    max_faces: int | None = option(
+        None, "faces scored per video, the first ones in frame order ('all', or N; the winner: "
+        "4 * frames - 1)", parse=_all_or_int, metavar="all|N")
+    # -- classifier --
+    classifier_batch_size: int | None = option(
+        None, "faces per classifier call ('auto': 8 on the CPU, 64 on a GPU)", parse=_auto_or_int,
+        metavar="auto|N")
+    channels_last: bool = option(
+        True, "classifier weights in channels-last memory format (faster; scores move by about 1e-7)")
+    tta: bool = option(False, "also average the scores of the horizontally flipped faces")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", "auto: fp16 on a GPU, fp32 on the CPU",
+                            choices=("auto", "fp32", "fp16", "bf16"))
+    # -- aggregation --
+    strategy: str = option("confident", "aggregation of a video's face scores, per model",
+                           choices=("confident", "mean", "max"))
+    combine: str = option("mean", "combination of the models' video probabilities",
+                          choices=("mean", "geometric"))
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            choices = spec.metadata["choices"]
+            value = getattr(self, spec.name)
+            if choices is not None and value not in choices:
+                raise ValueError(f"option {spec.name}={value!r} is not one of {', '.join(map(str, choices))}")
+        if self.frames_per_video < 1:
+            raise ValueError(f"option frames_per_video must be at least 1, got {self.frames_per_video}")
+        for name in ("detector_batch_size", "classifier_batch_size", "max_faces"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"option {name} must be at least 1 (or 'auto'/'all'), got {value}")
+        if self.detector_scale != "auto" and (isinstance(self.detector_scale, str) or self.detector_scale <= 0):
+            raise ValueError(f"option detector_scale must be 'auto' or a positive factor, got {self.detector_scale!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(spec.name for spec in dataclasses.fields(PredictorOptions))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Option values (constants, or functions of the other resolved options) and default checkpoints."""
+
+    name: str
+    description: str
+    values: dict[str, Any] = field(default_factory=dict)
+    checkpoint_names: tuple[str, ...] = ()  # looked for in the weights folder when no model is given
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset("default", "this project's faster settings"),
+    "winner": Preset(
+        "winner", "the DFDC winning submission's predictor",
+        {
+            "frames_per_video": 32,
+            "frame_sampling": "truncate",
+            "detector_scale": 0.5,
+            "detector_resize": "pil",
+            "detector_batch_size": 1,
+            "face_order": "area",
+            "min_face_size_px": 20,
+            "resize_rounding": "truncate",
+            # the original fills a batch of 4 * frames faces and stops one short of it
+            "max_faces": lambda o: 4 * o["frames_per_video"] - 1,
+            # and scores all of a video's faces in one classifier call, NCHW
+            "classifier_batch_size": lambda o: o["max_faces"] or 4 * o["frames_per_video"] - 1,
+            "channels_last": False,
+            "tta": False,
+            "precision": "auto",
+            "strategy": "confident",
+            "combine": "mean",
+        },
+        checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
+
+
+def resolve_options(preset: str = DEFAULT_PRESET, **overrides: Any) -> PredictorOptions:
+    """The preset's options with ``overrides`` (option name -> value) on top."""
+    unknown = sorted(set(overrides) - set(OPTION_NAMES))
+    if unknown:
+        raise ValueError(f"unknown predictor option(s) {', '.join(unknown)}; known: {', '.join(OPTION_NAMES)}")
+    values = {**get_preset(preset).values}
+    values.update(overrides)
+    resolved = {spec.name: spec.default for spec in dataclasses.fields(PredictorOptions)}
+    resolved.update({k: v for k, v in values.items() if not callable(v)})
+    for name, value in values.items():  # derived values last, in the preset's order
+        if callable(value):
+            resolved[name] = value(resolved)
+    return PredictorOptions(**resolved)
