@@ -138,7 +138,7 @@ def main(argv=None) -> int:
 
     n_videos = args.originals * (1 + args.fakes)
     lines = [f"Command: `python bench/markers.py --originals {args.originals} --fakes {args.fakes} --crops "
-             f"{args.crops} --write-docs docs/benchmarks.md`. Machine: {machine_description()}.", "",
+             f"{args.crops} --repeats {args.repeats} --write-docs docs/benchmarks.md`. Machine: {machine_description()}.", "",
              f"A DATA_ROOT of {args.originals} originals with {args.fakes} fakes each ({n_videos} videos, sparse "
              f"4 MiB files), {args.crops} crops per video ({n_crops} crop files, empty: a stat costs the same), landmarks "
              f"and diffs to match, built "

@@ -387,6 +387,23 @@ def test_diffs_of_an_original_without_crops_fail_and_are_made_once_it_is_repaire
     assert snapshot(root) == snapshot(preprocessed_root)
 
 
+def test_boxes_rewritten_byte_for_byte_redo_nothing_downstream(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    shutil.rmtree(root / "progress" / "detect_original_faces")  # forces stage 1 to run again
+    summaries = preprocess(root, **RUN)
+    assert [(s.done, s.skipped) for s in summaries[:4]] == [(4, 0), (0, 4), (0, 4), (0, 4)]
+
+
+def test_folds_without_any_crop_fail_and_remove_the_old_csv(preprocessed_root, tmp_path):
+    root = tmp_path / "data"
+    for part in DataLayout(preprocessed_root).parts():
+        shutil.copytree(part, root / part.name)
+    shutil.copyfile(preprocessed_root / "folds.csv", root / "folds.csv")  # left from a run whose crops are gone
+    summary = generate_folds(root, progress=False)
+    assert (summary.done, summary.failed) == (0, 1) and "no crops under" in summary.failures[0][1]
+    assert not (root / "folds.csv").exists()
+
+
 def _nothing_items(layout, options):
     return [runner.WorkItem("empty")], []
 
