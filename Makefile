@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test lint sample-data demo bench freeze clean-demo
+.PHONY: venv test lint sample-data demo bench gpu-check freeze clean-demo
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ bench: venv
 	$(PY) bench/markers.py --write-docs docs/benchmarks.md
 	$(PY) bench/train.py --data-dir $(BENCH_DIR) --write-docs docs/benchmarks.md
 	$(PY) bench/predict.py --sample-root $(BENCH_DIR) --write-docs docs/benchmarks.md
+
+# What CI cannot run: needs one CUDA GPU (bench/gpu_check.sh --dry-run checks the script on the CPU).
+gpu-check: venv
+	bash bench/gpu_check.sh
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -51,6 +51,7 @@ seeds=("$@")
 [[ $num_gpus =~ ^[0-9]+$ ]] || { echo "NUM_GPUS must be a number (0 = CPU), got '$num_gpus'" >&2; exit 2; }
 [[ -d $data_root ]] || { echo "DATA_ROOT $data_root is not a folder" >&2; exit 2; }
 [[ -f $data_root/folds.csv ]] || { echo "$data_root/folds.csv is missing; run ./preprocess_data.sh $data_root first" >&2; exit 2; }
+[[ ! -d $config ]] || { echo "config $config is a folder; pass a JSON file such as configs/b7.json" >&2; exit 2; }
 [[ -f $config ]] || { echo "config $config does not exist; see configs/" >&2; exit 2; }
 
 repo_root=$here

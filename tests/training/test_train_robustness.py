@@ -272,3 +272,17 @@ def test_folder_as_resume_checkpoint_says_it_is_a_folder(preprocessed_root, tmp_
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"--resume {tmp_path} is a folder" in err
+
+
+def test_folder_as_config_says_it_is_a_folder(tmp_path):
+    from training.tools.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"config {tmp_path} is a folder"):
+        load_config(tmp_path)
+    run = subprocess.run([str(REPO / "train.sh"), str(tmp_path), "0", str(tmp_path)], env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2  # DATA_ROOT has no folds.csv: that is said first
+    (tmp_path / "folds.csv").write_text("video,file,label,original,frame,fold\n")
+    run = subprocess.run([str(REPO / "train.sh"), str(tmp_path), "0", str(tmp_path)], env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and f"config {tmp_path} is a folder" in run.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.devices import PRECISION_CHOICES
+from preprocessing.layout import path_problem
 
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).
 DEFAULTS: dict[str, Any] = {
@@ -156,8 +157,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config {path} does not exist; pass one of the files in configs/")
+        problem = path_problem(path, want="file")
+        if problem:
+            raise ConfigError(f"config {path} {problem}; pass one of the files in configs/")
         try:
             data = json.loads(path.read_text())
         except ValueError as exc:
