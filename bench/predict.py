@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import machine_description, write_section  # noqa: E402
+from bench.common import machine_description, max_score_change, write_section  # noqa: E402
 from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype, resolve_options  # noqa: E402
 from preprocessing.faces import resolve_device  # noqa: E402
 from preprocessing.layout import DataLayout  # noqa: E402
@@ -75,15 +75,16 @@ def run_config(name: str, videos: list[Path], models: list[LoadedModel], options
     predictor.predict_video(videos[0])  # warm-up (first-call allocations, lazy imports)
     if predictor.device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     predictions = list(predict_on_video_set(predictor, videos, prefetch=prefetch))
     if predictor.device.startswith("cuda"):
         torch.cuda.synchronize()
-    wall_s = time.perf_counter() - start
+    wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
     n = len(predictions)
     split = {stage: sum(p.timings_s.get(stage, 0.0) for p in predictions) / n
              for stage in ("decode", "detect", "classify")}
-    return {"name": name, "wall_s": wall_s, "s_per_video": wall_s / n, "videos_per_s": n / wall_s,
+    return {"name": name, "wall_s": wall_s, "s_per_video": wall_s / n, "cpu_s_per_video": cpu_s / n,
+            "videos_per_s": n / wall_s, "faces": {p.name: p.n_faces for p in predictions},
             "split_s_per_video": split, "faces_per_video": float(np.mean([p.n_faces for p in predictions])),
             "fallbacks": sum(p.fell_back for p in predictions),
             "scores": {p.name: p.probability for p in predictions}}
@@ -96,14 +97,14 @@ def markdown(results: list[dict], meta: dict) -> list[str]:
         f"{meta['frames_per_video']} frames per video, {meta['model_description']} ({meta['precision']}), "
         f"strategy `confident`. Command: `{meta['command']}`.",
         "",
-        "| run | s / video | videos / s | vs baseline | decode s | detect s | classify s | faces / video "
-        "| max abs score change vs baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | s / video | CPU s / video | videos / s | vs baseline | decode s | detect s | classify s "
+        "| faces / video | max abs score change vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        delta = max(abs(r["scores"][k] - base["scores"][k]) for k in base["scores"])
+        delta = max_score_change(r["scores"], base["scores"])
         s = r["split_s_per_video"]
-        lines.append(f"| {r['name']} | {r['s_per_video']:.2f} | {r['videos_per_s']:.3f} | "
+        lines.append(f"| {r['name']} | {r['s_per_video']:.2f} | {r['cpu_s_per_video']:.2f} | {r['videos_per_s']:.3f} | "
                      f"{base['s_per_video'] / r['s_per_video']:.2f}x | {s['decode']:.2f} | {s['detect']:.2f} | "
                      f"{s['classify']:.2f} | {r['faces_per_video']:.1f} | {delta:.2e} |")
     return lines
@@ -197,10 +198,7 @@ def main(argv=None) -> int:
             "precision": str(resolve_dtype(args.precision, args.device)).replace("torch.", ""),
             "command": "python " + " ".join(["bench/predict.py"] + (argv if argv is not None else sys.argv[1:]))}
     lines = markdown(results, meta)
-    def gap(r):
-        return max(abs(r["scores"][k] - results[0]["scores"][k]) for k in results[0]["scores"])
-
-    equal = [r for r in results[1:] if gap(r) <= SCORE_TOLERANCE]
+    equal = [r for r in results[1:] if max_score_change(r["scores"], results[0]["scores"]) <= SCORE_TOLERANCE]
     fastest_equal = min(equal, key=lambda r: r["s_per_video"]) if equal else results[0]
     lines.append("")
     lines.append(f"Rows within {SCORE_TOLERANCE:g} of the baseline's scores: "

@@ -22,8 +22,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_description, write_section  # noqa: E402
-from kernel_utils import VideoPredictor, list_videos, predict_on_video_set  # noqa: E402
+from bench.common import machine_description, max_score_change, write_section  # noqa: E402
+from bench.predict import run_config  # noqa: E402
+from kernel_utils import list_videos  # noqa: E402
 from prediction.options import resolve_options  # noqa: E402
 from preprocessing.layout import DataLayout  # noqa: E402
 from training.zoo.checkpoints import load_model  # noqa: E402
@@ -39,16 +40,6 @@ def option_switches(base: str = "winner", target: str = "default") -> list[tuple
     """(option, base value, target value) for every option where the two presets differ."""
     a, b = resolve_options(base).as_dict(), resolve_options(target).as_dict()
     return [(name, a[name], b[name]) for name in a if a[name] != b[name]]
-
-
-def run_row(name: str, options, checkpoint: Path, videos: list[Path]) -> dict:
-    predictor = VideoPredictor(models=[load_model(checkpoint, device="cpu")], options=options)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    predictions = list(predict_on_video_set(predictor, videos, prefetch=2))
-    wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"name": name, "s_per_video": wall_s / len(videos), "cpu_s_per_video": cpu_s / len(videos),
-            "scores": {p.name: p.probability for p in predictions},
-            "faces": {p.name: p.n_faces for p in predictions}}
 
 
 def main(argv=None) -> int:
@@ -67,8 +58,6 @@ def main(argv=None) -> int:
     reference = {name: r["probability"] for name, r in json.loads(reference_path.read_text()).items()}
     videos = [v for v in videos if v.name in reference]
 
-    VideoPredictor(models=[load_model(checkpoint, device="cpu")], options=resolve_options(device="cpu")) \
-        .predict_video(videos[0])  # warm-up (first-call allocations, lazy imports), outside the timings
     rows = [("winner preset", resolve_options("winner", device="cpu"))]
     for option, was, now in option_switches():
         rows.append((f"`{option}`: {was} -> {now}", resolve_options("winner", device="cpu", **{option: now})))
@@ -76,7 +65,7 @@ def main(argv=None) -> int:
     results = []
     for name, options in rows:
         print(f"running: {name}", file=sys.stderr, flush=True)
-        results.append(run_row(name, options, checkpoint, videos))
+        results.append(run_config(name, videos, [load_model(checkpoint, device="cpu")], options, prefetch=2))
         print(f"  {results[-1]['s_per_video']:.2f} s/video", file=sys.stderr, flush=True)
 
     preset = results[0]
@@ -92,8 +81,8 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|",
     ]
     for r in results:
-        vs_preset = max(abs(r["scores"][k] - preset["scores"][k]) for k in preset["scores"])
-        vs_original = max(abs(r["scores"][k] - reference[k]) for k in reference)
+        vs_preset = max_score_change(r["scores"], preset["scores"])
+        vs_original = max_score_change(r["scores"], reference)
         lines.append(f"| {r['name']} | {vs_preset:.2e} | {vs_original:.2e} | {r['s_per_video']:.2f} "
                      f"| {r['cpu_s_per_video']:.2f} |")
     lines += ["", "s / video: wall clock over the set (reader and classifier threads on); CPU s / video: the "
