@@ -38,6 +38,7 @@ bench: venv
 	test -f $(BENCH_DIR)/folds.csv || { $(PY) -m preprocessing.make_sample_dataset $(BENCH_DIR) \
 		&& ./preprocess_data.sh $(BENCH_DIR); }
 	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md
+	$(PY) bench/markers.py --write-docs docs/benchmarks.md
 	$(PY) bench/train.py --data-dir $(BENCH_DIR) --write-docs docs/benchmarks.md
 	$(PY) bench/predict.py --sample-root $(BENCH_DIR) --write-docs docs/benchmarks.md
 

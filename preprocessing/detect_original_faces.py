@@ -26,8 +26,17 @@ import numpy as np
 
 from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector, resolve_device
 from preprocessing.layout import DataLayout, LayoutProblem, write_json_atomic
-from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, scale_arg, stage_parser
-from preprocessing.video import VideoReadError, iter_frames
+from preprocessing.runner import (
+    ItemError,
+    ItemResult,
+    Stage,
+    WorkItem,
+    run_cli,
+    run_stage,
+    scale_arg,
+    stage_parser,
+)
+from preprocessing.video import DecodeCounts, VideoReadError, iter_frames
 
 STAGE_NAME = "detect_original_faces"
 DEFAULT_EVERY = 10
@@ -52,12 +61,14 @@ class NoFaceError(ItemError):
 class FrameReader:
     """``iter_frames(path, every=...)`` decoded on a background thread from the moment it is made, so
     that decoding overlaps detection (of this video's earlier frames, or of the previous video when
-    the runner prefetches). Iterate once; ``close()`` stops the thread early."""
+    the runner prefetches). Iterate once; ``close()`` stops the thread early. ``counts`` says how far
+    decoding got (complete once the iteration ended)."""
 
     _DONE = object()
 
     def __init__(self, path: Path, every: int | None):
         self.path, self.every = Path(path), every
+        self.counts = DecodeCounts()
         self._frames: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name=f"decode-{self.path.name}", daemon=True)
@@ -74,7 +85,8 @@ class FrameReader:
 
     def _read(self) -> None:
         try:
-            for pair in iter_frames(self.path, every=None if self.every in (None, 1) else self.every):
+            for pair in iter_frames(self.path, every=None if self.every in (None, 1) else self.every,
+                                    counts=self.counts):
                 if not self._put(pair):
                     return
             self._put(self._DONE)
@@ -220,17 +232,27 @@ def _prefetch(layout: DataLayout, item: WorkItem, state: _WorkerState, options: 
     state.prefetch(item.videos[0].path, _every(options))
 
 
-def _process(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> list[Path]:
+def _process(layout: DataLayout, item: WorkItem, state: _WorkerState, options: dict) -> ItemResult:
     entry = item.videos[0]
     every = _every(options)
+    reader = state.reader_for(entry.path, every)
     boxes = detect_video_boxes(entry.path, state.detector, every=every, scale=options.get("scale", DEFAULT_SCALE),
-                               reader=state.reader_for(entry.path, every))
+                               reader=reader)
     if all(b is None for b in boxes.values()):
         raise NoFaceError(f"{entry.path}: no face found in any of the {len(boxes)} frames checked; the video "
                           f"gets no boxes and so no crops (check the file, or try --scale 1 or --all-frames)")
     target = layout.boxes_path(entry.video_id)
     write_json_atomic(target, boxes_to_json(boxes))
-    return [target]
+    partial = reader.counts.partial_warning(entry.path)
+    return ItemResult([target], [partial] if partial else [])
+
+
+def _inputs(layout: DataLayout, item: WorkItem, options: dict) -> list[Path]:
+    return [item.videos[0].path]
+
+
+def _item_outputs(layout: DataLayout, item: WorkItem) -> list[Path]:
+    return [layout.boxes_path(item.key)]
 
 
 def _flat_dirs(layout: DataLayout) -> list[Path]:
@@ -238,7 +260,8 @@ def _flat_dirs(layout: DataLayout) -> list[Path]:
 
 
 STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state,
-              option_names=("every", "all_frames", "scale", "recipe"), flat_dirs=_flat_dirs, prefetch=_prefetch)
+              option_names=("every", "all_frames", "scale", "recipe"), flat_dirs=_flat_dirs, prefetch=_prefetch,
+              inputs=_inputs, item_outputs=_item_outputs, output_dirs=_flat_dirs)
 
 
 def stage_options(every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = DEFAULT_SCALE,

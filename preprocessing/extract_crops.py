@@ -1,7 +1,8 @@
 """Stage 2: face crops (PNG) of every ``--every``-th frame of each original and of each fake made
 from it, all cut with the original's boxes plus 1/3 margin -> ``crops/<video>/<frame>_<face>.png``.
 
-One work item is an original with all its fakes; each video is decoded once.
+One work item is an original with all its fakes; each video is decoded once. Redoing an item (new
+boxes, a changed video, another ``--every``) rebuilds the crop folders of all its videos.
 
     python -m preprocessing.extract_crops DATA_ROOT [--every 10]
 """
@@ -17,16 +18,8 @@ import numpy as np
 from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
 from preprocessing.faces import crop_face
 from preprocessing.layout import DataLayout, LayoutProblem, VideoEntry, atomic_path
-from preprocessing.runner import (
-    ItemError,
-    Stage,
-    WorkItem,
-    remove_stale_temps,
-    run_cli,
-    run_stage,
-    stage_parser,
-)
-from preprocessing.video import iter_frames
+from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.video import DecodeCounts, iter_frames
 
 STAGE_NAME = "extract_crops"
 # fixed so that reruns write identical bytes (3: cv2's default, a good speed/size balance)
@@ -56,11 +49,22 @@ def crop_frames(boxes: dict[int, list | None], every: int) -> dict[int, list]:
     return {frame: faces for frame, faces in sorted(boxes.items()) if faces and frame % every == 0}
 
 
-def extract_video_crops(layout: DataLayout, video: VideoEntry, frames: dict[int, list]) -> list[Path]:
-    """Cut every face of ``frames`` out of one video; returns the files written."""
-    remove_stale_temps(layout.crops_dir(video.video_id))
+def crops_of(layout: DataLayout, video_id: str) -> list[tuple[int, int]]:
+    """(frame, face) of every crop of a video, for the stages that read them; an ItemError when there
+    is none (a later stage never finishes an item with nothing to read)."""
+    crops = layout.crop_files(video_id)
+    if not crops:
+        raise ItemError(f"{layout.crops_dir(video_id)} holds no crops: run extract_crops first (or see "
+                        f"{layout.log_path(STAGE_NAME)} for why this video has none)")
+    return crops
+
+
+def extract_video_crops(layout: DataLayout, video: VideoEntry, frames: dict[int, list],
+                        counts: DecodeCounts | None = None) -> list[Path]:
+    """Cut every face of ``frames`` out of one video; returns the files written (``counts``: filled
+    in with how much of the video decoded)."""
     written: list[Path] = []
-    for index, frame in iter_frames(video.path, frames.keys()):
+    for index, frame in iter_frames(video.path, frames.keys(), counts=counts):
         for face, box in enumerate(frames[index]):
             crop = crop_face(frame, box)
             if crop.size == 0:  # a box entirely outside this frame
@@ -76,22 +80,48 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
     return group_by_original(entries), problems
 
 
-def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[Path]:
+def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> ItemResult:
     original = item.videos[0]
-    frames = crop_frames(load_boxes(layout, original.video_id), int(options.get("every", DEFAULT_EVERY)))
+    every = int(options.get("every", DEFAULT_EVERY))
+    frames = crop_frames(load_boxes(layout, original.video_id), every)
+    if not frames:
+        raise ItemError(f"{layout.boxes_path(original.video_id)} has no face on any frame that is a multiple of "
+                        f"--every {every}: nothing to crop (run detect_original_faces with the same --every)")
     written: list[Path] = []
     errors: list[str] = []
+    warnings: list[str] = []
     for video in item.videos:
+        counts = DecodeCounts()
         try:
-            written += extract_video_crops(layout, video, frames)
+            crops = extract_video_crops(layout, video, frames, counts)
+            if not crops:
+                raise ItemError(f"{video.path}: no crop could be cut: none of the frames {sorted(frames)} decodes "
+                                f"({counts.decoded_frames} of {counts.header_frames} frames do)")
+            written += crops
+            partial = counts.partial_warning(video.path)
+            if partial:
+                warnings.append(partial)
         except Exception as exc:  # one bad fake must not cost the original and the other fakes
             errors.append(str(exc) or type(exc).__name__)
     if errors:
         raise ItemError("; ".join(errors))
-    return written
+    return ItemResult(written, warnings)
 
 
-STAGE = Stage(STAGE_NAME, _list_items, _process, option_names=("every",))
+def _inputs(layout: DataLayout, item: WorkItem, options: dict) -> list[Path]:
+    return [layout.boxes_path(item.key)] + [video.path for video in item.videos]
+
+
+def _item_outputs(layout: DataLayout, item: WorkItem) -> list[Path]:
+    return [layout.crops_dir(video.video_id) for video in item.videos]
+
+
+def _output_dirs(layout: DataLayout) -> list[Path]:
+    return [layout.crops_root]
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, option_names=("every",), inputs=_inputs,
+              item_outputs=_item_outputs, output_dirs=_output_dirs)
 
 
 def extract_crops(data_root, workers: int | None = None, shard=None, progress: bool = True,

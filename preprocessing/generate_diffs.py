@@ -3,7 +3,8 @@
 For each fake crop with an original crop of the same name: ``round(255 * clip(1 - SSIM, 0, 1))`` as a
 grey uint8 PNG, where SSIM is skimage's full structural-similarity map over the RGB channels, averaged
 over the channels. One work item is an original with all its fakes (so ``--shard`` keeps an original's
-crops and its diffs on the same machine).
+crops and its diffs on the same machine). An item whose original or fake has no crops fails (it is
+never done with no diffs); it is redone once those crops change.
 
     python -m preprocessing.generate_diffs DATA_ROOT
 """
@@ -15,18 +16,10 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from preprocessing.extract_crops import group_by_original, write_png_atomic
+from preprocessing.extract_crops import crops_of, group_by_original, write_png_atomic
 from preprocessing.generate_landmarks import read_rgb
 from preprocessing.layout import DataLayout, LayoutProblem
-from preprocessing.runner import (
-    ItemError,
-    Stage,
-    WorkItem,
-    remove_stale_temps,
-    run_cli,
-    run_stage,
-    stage_parser,
-)
+from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_diffs"
 
@@ -43,14 +36,17 @@ def ssim_diff(original: np.ndarray, fake: np.ndarray) -> np.ndarray:
 
 
 def fake_diffs(layout: DataLayout, original_id: str, fake_id: str) -> list[Path]:
-    """Write the diff of every fake crop that has a matching original crop; returns the files."""
-    remove_stale_temps(layout.diffs_dir(fake_id))
-    originals = set(layout.crop_files(original_id))
+    """Write the diff of every fake crop that has a matching original crop; returns the files.
+
+    Raises ItemError when either video has no crops or no crop name is shared."""
+    originals = set(crops_of(layout, original_id))
+    pairs = [name for name in crops_of(layout, fake_id) if name in originals]
+    if not pairs:
+        raise ItemError(f"no crop of {layout.crops_dir(fake_id)} has a namesake in {layout.crops_dir(original_id)}: "
+                        f"rerun extract_crops (it cuts both with the original's boxes)")
     written: list[Path] = []
     errors: list[str] = []
-    for frame, face in layout.crop_files(fake_id):
-        if (frame, face) not in originals:
-            continue
+    for frame, face in pairs:
         try:
             diff = ssim_diff(read_rgb(layout.crop_path(original_id, frame, face)),
                              read_rgb(layout.crop_path(fake_id, frame, face)))
@@ -84,7 +80,20 @@ def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[P
     return written
 
 
-STAGE = Stage(STAGE_NAME, _list_items, _process)
+def _inputs(layout: DataLayout, item: WorkItem, options: dict) -> list[Path]:
+    return [layout.crops_dir(video.video_id) for video in item.videos]
+
+
+def _item_outputs(layout: DataLayout, item: WorkItem) -> list[Path]:
+    return [layout.diffs_dir(fake.video_id) for fake in item.videos[1:]]
+
+
+def _output_dirs(layout: DataLayout) -> list[Path]:
+    return [layout.diffs_root]
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, inputs=_inputs, item_outputs=_item_outputs,
+              output_dirs=_output_dirs)
 
 
 def generate_diffs(data_root, workers: int | None = None, shard=None, progress: bool = True):

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from preprocessing.layout import DataLayout, LayoutProblem, VideoEntry, parse_crop_name, write_text_atomic
-from preprocessing.runner import Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_folds"
 DEFAULT_N_SPLITS = 16
@@ -75,6 +75,11 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
 
 def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[Path]:
     rows = folds_rows(layout, list(item.videos), int(options.get("n_splits", DEFAULT_N_SPLITS)))
+    if not rows:
+        # an old folds.csv would list crops that are gone: training must not find one
+        layout.folds_csv.unlink(missing_ok=True)
+        raise ItemError(f"no crops under {layout.crops_root} for any video listed in the parts' metadata.json, so "
+                        f"no {layout.folds_csv}: run the stages before it (./preprocess_data.sh {layout.root})")
     write_folds_csv(layout.folds_csv, rows)
     return [layout.folds_csv]
 
@@ -84,7 +89,7 @@ def _flat_dirs(layout: DataLayout) -> list[Path]:
 
 
 # always rerun: it is cheap and must reflect the crops on disk now
-STAGE = Stage(STAGE_NAME, _list_items, _process, flat_dirs=_flat_dirs, always_run=True)
+STAGE = Stage(STAGE_NAME, _list_items, _process, flat_dirs=_flat_dirs, always_run=True, output_dirs=_flat_dirs)
 
 
 def generate_folds(data_root, progress: bool = True, n_splits: int = DEFAULT_N_SPLITS):

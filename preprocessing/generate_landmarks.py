@@ -19,18 +19,10 @@ import cv2
 import numpy as np
 
 from preprocessing.detect_original_faces import check_device, load_boxes
-from preprocessing.extract_crops import group_by_original
+from preprocessing.extract_crops import crops_of, group_by_original
 from preprocessing.faces import THRESHOLDS_LANDMARKS, FaceDetector, crop_box, shape_predictor_path
 from preprocessing.layout import DataLayout, LayoutProblem, atomic_path
-from preprocessing.runner import (
-    ItemError,
-    Stage,
-    WorkItem,
-    remove_stale_temps,
-    run_cli,
-    run_stage,
-    stage_parser,
-)
+from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_landmarks"
 _NO_CLIP = (1 << 30, 1 << 30)  # a frame size larger than any video: crop_box then only clips at 0
@@ -100,13 +92,8 @@ def _make_state(options: dict, threads: int) -> LandmarkModels:
 
 def _process(layout: DataLayout, item: WorkItem, models: LandmarkModels, options: dict) -> list[Path]:
     original_id = item.key
-    crops = layout.crop_files(original_id)
-    if not crops:
-        raise ItemError(f"{layout.crops_dir(original_id)} holds no crops: run extract_crops first (or see "
-                        f"logs/extract_crops.jsonl for why this video has none)")
+    crops = crops_of(layout, original_id)
     boxes = load_boxes(layout, original_id)
-    remove_stale_temps(layout.landmarks_dir(original_id))
-    remove_stale_temps(layout.landmarks68_dir(original_id))
     written: list[Path] = []
     errors: list[str] = []
     for frame, face in crops:
@@ -132,7 +119,20 @@ def _process(layout: DataLayout, item: WorkItem, models: LandmarkModels, options
     return written
 
 
-STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state)
+def _inputs(layout: DataLayout, item: WorkItem, options: dict) -> list[Path]:
+    return [layout.crops_dir(item.key), layout.boxes_path(item.key)]
+
+
+def _item_outputs(layout: DataLayout, item: WorkItem) -> list[Path]:
+    return [layout.landmarks_dir(item.key), layout.landmarks68_dir(item.key)]
+
+
+def _output_dirs(layout: DataLayout) -> list[Path]:
+    return [layout.landmarks_root, layout.landmarks68_root]
+
+
+STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state, inputs=_inputs, item_outputs=_item_outputs,
+              output_dirs=_output_dirs)
 
 
 def generate_landmarks(data_root, workers: int | None = None, shard=None, progress: bool = True,

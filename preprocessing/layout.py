@@ -171,20 +171,32 @@ class DataLayout:
     def crop_path(self, video_id: str, frame: int, face: int) -> Path:
         return self.crops_dir(video_id) / crop_name(frame, face)
 
+    @property
+    def landmarks_root(self) -> Path:
+        return self.root / "landmarks"
+
     def landmarks_dir(self, original_id: str) -> Path:
-        return self.root / "landmarks" / original_id
+        return self.landmarks_root / original_id
 
     def landmarks_path(self, original_id: str, frame: int, face: int) -> Path:
         return self.landmarks_dir(original_id) / f"{frame}_{face}.npy"
 
+    @property
+    def landmarks68_root(self) -> Path:
+        return self.root / "landmarks68"
+
     def landmarks68_dir(self, original_id: str) -> Path:
-        return self.root / "landmarks68" / original_id
+        return self.landmarks68_root / original_id
 
     def landmarks68_path(self, original_id: str, frame: int, face: int) -> Path:
         return self.landmarks68_dir(original_id) / f"{frame}_{face}.npy"
 
+    @property
+    def diffs_root(self) -> Path:
+        return self.root / "diffs"
+
     def diffs_dir(self, fake_id: str) -> Path:
-        return self.root / "diffs" / fake_id
+        return self.diffs_root / fake_id
 
     def diff_path(self, fake_id: str, frame: int, face: int) -> Path:
         return self.diffs_dir(fake_id) / f"{frame}_{face}_diff.png"
@@ -201,7 +213,8 @@ class DataLayout:
         return self.logs_dir / f"{stage}.jsonl"
 
     def progress_path(self, stage: str, item: str) -> Path:
-        """Marker a stage writes last for a finished item (lists its outputs, so reruns skip it)."""
+        """Marker a stage writes last for a finished item (its outputs, options and input fingerprints,
+        so reruns skip it while those still hold)."""
         return self.root / "progress" / stage / f"{item}.json"
 
     def crop_files(self, video_id: str) -> list[tuple[int, int]]:

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from preprocessing import detect_original_faces as stage1
+from preprocessing import extract_crops as stage2
+from preprocessing import generate_diffs as stage4
+from preprocessing import generate_folds as stage5
+from preprocessing import generate_landmarks as stage3
 from preprocessing.detect_original_faces import (
     DEFAULT_EVERY,
     DEFAULT_RECIPE,
@@ -25,7 +30,15 @@ from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import DEFAULT_N_SPLITS, generate_folds
 from preprocessing.generate_landmarks import generate_landmarks
 from preprocessing.layout import DataLayout
-from preprocessing.runner import StageSummary, parse_shard, print_summaries, run_cli, stage_parser
+from preprocessing.runner import (
+    StageSummary,
+    check_workers,
+    check_writable,
+    parse_shard,
+    print_summaries,
+    run_cli,
+    stage_parser,
+)
 
 
 def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
@@ -36,13 +49,19 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
     called with each as soon as its stage ends).
 
-    Raises LayoutError (before any work) when DATA_ROOT is unusable, ValueError on a bad option.
+    Raises LayoutError (before any work) when DATA_ROOT is unusable or an output folder of any stage
+    cannot be written, ValueError on a bad option.
     """
-    DataLayout(data_root).check()
+    layout = DataLayout(data_root)
+    layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     stage_options(every, all_frames, scale, device, recipe)  # bad options fail now, not after hours of work
     if int(n_splits) < 1:
         raise ValueError(f"--n-splits {n_splits}: must be >= 1")
+    if workers is not None:
+        check_workers(workers)
+    stages_run = [stage1.STAGE, stage2.STAGE, stage3.STAGE, stage4.STAGE] + ([stage5.STAGE] if shard is None else [])
+    check_writable(layout, stages_run)  # stage 4's folder failing after stage 1's hours helps nobody
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
         lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,

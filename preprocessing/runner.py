@@ -3,15 +3,23 @@
 A stage is a list of work items (one per original video, usually) and a function that turns one
 item into output files. The runner
 
+* checks before any work that it can write every output folder of the stage (else LayoutError);
 * skips items that are complete: a small marker ``progress/<stage>/<item>.json`` is written *last*,
-  after every output of the item was renamed into place, and lists those outputs and the options
-  that shaped them; an item is complete when its marker exists, was written with the same options
-  and every listed output is still on disk. Killing a run at any moment therefore loses at most the
-  items in flight, and a rerun redoes exactly those (outputs are deterministic, so the bytes match);
+  after every output of the item was renamed into place, and lists those outputs, the options that
+  shaped them and a fingerprint of every input the item read (see :func:`fingerprint`); an item is
+  complete when its marker has this format, the same options, the same input fingerprints and every
+  listed output is still on disk. So a changed input video, a changed upstream output (new boxes,
+  recut crops) or changed options redo the item, and through its new outputs every later stage's
+  item made from them. Before an item is (re)done its marker and its own output folders are removed,
+  so no file of an older run survives next to the new ones. Killing a run at any moment therefore
+  loses at most the items in flight, and a rerun redoes exactly those (outputs are deterministic,
+  so the bytes match);
 * keeps ``--shard K/N`` items (by a hash of the item id, so every machine agrees without talking);
 * runs the rest in a process pool (one model per worker process, created once) or in-process for
   ``workers=1``;
-* appends one JSON line per failed item to ``logs/<stage>.jsonl`` and counts done / skipped / failed.
+* appends one JSON line per failed item (``kind: error``) and per warning of a finished item (``kind:
+  warning``, e.g. a video that decodes only partly) to ``logs/<stage>.jsonl`` and counts done /
+  skipped / failed / warnings. An item that reports no output is never done.
 
 Only :func:`run_cli` prints; everything else returns values.
 """
@@ -23,7 +31,10 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.layout import (
+    TEMP_PREFIX,
     DataLayout,
     LayoutError,
     LayoutProblem,
@@ -44,6 +56,15 @@ from preprocessing.layout import (
 
 class ItemError(Exception):
     """An item could not be (fully) processed; the message names the files and what to do."""
+
+
+@dataclass
+class ItemResult:
+    """What ``Stage.process`` may return instead of a plain list of outputs: the outputs plus
+    warnings about an item that is nevertheless done (logged and shown, the item is not redone)."""
+
+    outputs: list[Path]
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -63,10 +84,14 @@ class Stage:
     """What a stage module hands to the runner (module-level functions, so it pickles for workers).
 
     ``list_items(layout, options) -> (items, problems)``; ``process(layout, item, state, options) ->
-    output paths``; ``make_state(options, threads) -> state`` runs once per worker process (models).
-    ``option_names`` are the options that change the outputs (recorded in the markers).
-    ``flat_dirs(layout)`` are shared folders holding one file per item (stale temp files there are
-    removed at start, for this shard's items only). ``always_run`` stages have no markers.
+    output paths`` (or an ItemResult); ``make_state(options, threads) -> state`` runs once per worker
+    process (models). ``option_names`` are the options that change the outputs (recorded in the
+    markers). ``inputs(layout, item, options)`` are the files and folders an item reads (videos,
+    upstream outputs), fingerprinted in its marker. ``item_outputs(layout, item)`` are the files and
+    folders that belong to one item alone: removed before the item is (re)done. ``output_dirs(layout)``
+    are the folders the stage writes into (checked writable before any work). ``flat_dirs(layout)``
+    are shared folders holding one file per item (stale temp files there are removed at start, for
+    this shard's items only). ``always_run`` stages have no markers.
     ``prefetch(layout, item, state, options)``, when given, is called with the item a process will
     work on next, before it starts the current one (to decode the next video in the background);
     such stages get their items in small ordered batches per worker process.
@@ -80,6 +105,9 @@ class Stage:
     flat_dirs: Callable[[DataLayout], list[Path]] | None = None
     always_run: bool = False
     prefetch: Callable[[DataLayout, WorkItem, Any, dict], None] | None = None
+    inputs: Callable[[DataLayout, WorkItem, dict], list[Path]] | None = None
+    item_outputs: Callable[[DataLayout, WorkItem], list[Path]] | None = None
+    output_dirs: Callable[[DataLayout], list[Path]] | None = None
 
 
 @dataclass
@@ -91,6 +119,7 @@ class StageSummary:
     videos_done: int = 0
     elapsed_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (item, error)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (item, warning) of items done
     log_path: Path | None = None
 
     @property
@@ -98,10 +127,12 @@ class StageSummary:
         return self.videos_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def line(self) -> str:
+        n_warnings = len(self.warnings)
+        warnings = f", {n_warnings} warning{'s' if n_warnings != 1 else ''}" if n_warnings else ""
         text = (f"{self.stage}: done {self.done}, skipped {self.skipped} (already complete), "
-                f"failed {self.failed} in {self.elapsed_s:.1f} s ({self.videos_per_s:.2f} videos/s)")
-        if self.failed and self.log_path is not None:
-            text += f"; failures are listed in {self.log_path}"
+                f"failed {self.failed}{warnings} in {self.elapsed_s:.1f} s ({self.videos_per_s:.2f} videos/s)")
+        if (self.failed or n_warnings) and self.log_path is not None:
+            text += f"; {'failures' if self.failed else 'warnings'} are listed in {self.log_path}"
         return text
 
 
@@ -144,35 +175,151 @@ def remove_stale_temps(folder: Path, owned: Callable[[str], bool] | None = None)
     return removed
 
 
+# Markers without this format number (written before markers recorded their inputs) are incomplete.
+MARKER_FORMAT = 2
+# Files up to this size (boxes JSON, small videos) are fingerprinted by their bytes, so that a rerun
+# which writes the same bytes again redoes nothing downstream; larger ones (videos) by size and mtime.
+CONTENT_HASH_MAX_BYTES = 1 << 20
+
+
+def fingerprint(path: Path) -> str | None:
+    """What an input is now, cheaply: a file up to CONTENT_HASH_MAX_BYTES by the SHA-256 of its bytes,
+    a larger file by size and mtime_ns, a folder by one SHA-1 over the sorted (name, size, mtime_ns)
+    of its files (temp files left out), so a marker holds one entry per folder however many crops
+    it has. None when the path does not exist; ``unreadable:<errno>`` when it cannot be read (the
+    item then fails on it with its own message, not the whole stage here)."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            with os.scandir(path) as entries:
+                files = sorted((entry.name, entry.stat()) for entry in entries
+                               if entry.is_file() and not entry.name.startswith(TEMP_PREFIX))
+            digest = hashlib.sha1()
+            for name, file_info in files:
+                digest.update(f"{name}\0{file_info.st_size}\0{file_info.st_mtime_ns}\n".encode())
+            return f"folder:{len(files)}:{digest.hexdigest()}"
+        if info.st_size <= CONTENT_HASH_MAX_BYTES:
+            return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        return f"file:{info.st_size}:{info.st_mtime_ns}"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+
+
+def _relative(layout: DataLayout, path: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.relative_to(layout.root))
+    except ValueError:  # an input outside DATA_ROOT (a symlinked part, say): keyed by its full path
+        return str(path.resolve())
+
+
+def input_fingerprints(layout: DataLayout, stage: Stage, item: WorkItem, options: dict) -> dict[str, str | None]:
+    """``{input path relative to DATA_ROOT: fingerprint}`` of everything ``item`` reads in ``stage``."""
+    inputs = stage.inputs(layout, item, options) if stage.inputs else [v.path for v in item.videos]
+    return {_relative(layout, path): fingerprint(Path(path)) for path in inputs}
+
+
 def _marker_options(stage: Stage, options: dict) -> dict:
     return {name: options.get(name) for name in stage.option_names}
 
 
-def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict) -> bool:
+def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict,
+                inputs: dict[str, str | None] | None = None) -> bool:
+    """The item's marker has this format, the same options, the same input fingerprints (``inputs``:
+    already computed, else computed here) and every output it lists is on disk."""
     marker = layout.progress_path(stage.name, item.key)
     try:
         record = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(record, dict) or record.get("format") != MARKER_FORMAT:
+        return False
     if record.get("options") != _marker_options(stage, options):
         return False
-    return all((layout.root / rel).is_file() for rel in record.get("outputs", []))
+    if record.get("inputs") != (inputs if inputs is not None else input_fingerprints(layout, stage, item, options)):
+        return False
+    return outputs_present(layout.root, record.get("outputs", []))
 
 
-def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path]) -> None:
+def outputs_present(root: Path, relative_paths: Sequence[str]) -> bool:
+    """Every listed file exists. A folder holding several of them is listed once (names, no stat per
+    file: most of the cost of checking a large DATA_ROOT otherwise); a lone file gets one stat, so a
+    shared folder of one file per item (boxes/) is never listed once per item."""
+    names_in: dict[str, list[str]] = {}
+    for relative in relative_paths:
+        folder, _, name = relative.rpartition(os.sep)
+        names_in.setdefault(folder, []).append(name)
+    for folder, names in names_in.items():
+        folder_path = os.path.join(root, folder)
+        if len(names) == 1:
+            if not os.path.isfile(os.path.join(folder_path, names[0])):
+                return False
+            continue
+        try:
+            with os.scandir(folder_path) as entries:
+                present = {entry.name for entry in entries if entry.is_file()}
+        except OSError:
+            return False
+        if not present.issuperset(names):
+            return False
+    return True
+
+
+def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path],
+                  inputs: dict[str, str | None]) -> None:
     relative = sorted(str(Path(p).resolve().relative_to(layout.root.resolve())) for p in outputs)
     write_json_atomic(layout.progress_path(stage.name, item.key),
-                      {"item": item.key, "options": _marker_options(stage, options), "outputs": relative})
+                      {"format": MARKER_FORMAT, "item": item.key, "options": _marker_options(stage, options),
+                       "inputs": inputs, "outputs": relative})
 
 
-def _append_log(layout: DataLayout, stage: str, item: str, error: str) -> None:
+def _clear_item(layout: DataLayout, stage: Stage, item: WorkItem) -> None:
+    """Remove the marker, then the outputs of an item about to be (re)done: what its new run writes
+    is then all there is (no crop of older boxes next to the new ones)."""
+    layout.progress_path(stage.name, item.key).unlink(missing_ok=True)
+    for path in (stage.item_outputs(layout, item) if stage.item_outputs else []):
+        path = Path(path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _append_log(layout: DataLayout, stage: str, item: str, message: str, kind: str = "error") -> None:
     # appended, never truncated: shards on several machines may share one log file
     path = layout.log_path(stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"item": item, "stage": stage, "error": error,
+    line = json.dumps({"item": item, "stage": stage, "kind": kind, kind: message,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
+
+
+# ---- writable outputs ----------------------------------------------------------------------------
+def folders_written(layout: DataLayout, stage: Stage) -> list[Path]:
+    """Every folder a stage writes into: its outputs, its markers, the logs."""
+    folders = [layout.logs_dir] + (stage.output_dirs(layout) if stage.output_dirs else [])
+    if not stage.always_run:
+        folders.append(layout.progress_path(stage.name, "x").parent)
+    return list(dict.fromkeys(folders))
+
+
+def check_writable(layout: DataLayout, stages: Sequence[Stage]) -> None:
+    """Raise LayoutError unless every folder the stages write into can be made and written to: one
+    temp file created and removed in each, before any work (else the first write fails hours in)."""
+    for stage in stages:
+        for folder in folders_written(layout, stage):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=f"{TEMP_PREFIX}write-check."):
+                    pass
+            except OSError as exc:
+                raise LayoutError(
+                    f"cannot write to {folder} ({exc.strerror or exc}); {stage.name} writes its outputs inside "
+                    f"DATA_ROOT {layout.root}: make it writable (on a read-only dataset copy or mount, link "
+                    f"its dfdc_train_part_* folders into a writable folder and pass that one)") from None
 
 
 # ---- workers -------------------------------------------------------------------------------------
@@ -241,13 +388,19 @@ def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter) 
 
 def _run_item(stage: Stage, layout: DataLayout, item: WorkItem, state: Any, options: dict):
     try:
-        outputs = stage.process(layout, item, state, options)
-        return item, [str(p) for p in outputs], None
+        if not stage.always_run:
+            _clear_item(layout, stage, item)
+        result = stage.process(layout, item, state, options)
+        result = result if isinstance(result, ItemResult) else ItemResult(list(result))
+        if not result.outputs and not stage.always_run:
+            raise ItemError(f"{stage.name} wrote no output for {item.key} and named no reason; it stays "
+                            f"to do (a bug in the stage: please report it)")
+        return item, [str(p) for p in result.outputs], None, list(result.warnings)
     except Exception as exc:  # any bad input: logged, the run goes on
         message = str(exc) or type(exc).__name__
         if not isinstance(exc, (ItemError, OSError, ValueError)):
             message = f"{type(exc).__name__}: {message}"
-        return item, None, message
+        return item, None, message, []
 
 
 def _run_items(stage: Stage, layout: DataLayout, items: Sequence[WorkItem], state: Any, options: dict):
@@ -285,9 +438,10 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable."""
     options = dict(options or {})
     shard = parse_shard(shard) if isinstance(shard, str) else shard
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = default_workers() if workers is None else check_workers(workers)
     layout = DataLayout(data_root)
     layout.check()
+    check_writable(layout, [stage])
     started = time.perf_counter()
     summary = StageSummary(stage.name, log_path=layout.log_path(stage.name))
 
@@ -309,11 +463,14 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     remove_stale_temps(layout.progress_path(stage.name, "x").parent, owned)
 
     todo: list[WorkItem] = []
+    inputs_of: dict[str, dict[str, str | None]] = {}  # fingerprinted once: checked now, recorded when done
     for item in items:
-        if not stage.always_run and is_complete(layout, stage, item, options):
-            summary.skipped += 1
-        else:
-            todo.append(item)
+        if not stage.always_run:
+            inputs_of[item.key] = input_fingerprints(layout, stage, item, options)
+            if is_complete(layout, stage, item, options, inputs_of[item.key]):
+                summary.skipped += 1
+                continue
+        todo.append(item)
 
     bar = None
     if progress:
@@ -322,10 +479,13 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
         bar = tqdm(total=sum(item.n_videos for item in todo), unit="video", desc=stage.name,
                    dynamic_ncols=True)
 
-    def finish(item: WorkItem, outputs: list[str] | None, error: str | None) -> None:
+    def finish(item: WorkItem, outputs: list[str] | None, error: str | None, warnings: list[str]) -> None:
         if error is None:
+            for warning in warnings:
+                summary.warnings.append((item.key, warning))
+                _append_log(layout, stage.name, item.key, warning, kind="warning")
             if not stage.always_run:
-                _write_marker(layout, stage, item, options, [Path(p) for p in outputs])
+                _write_marker(layout, stage, item, options, [Path(p) for p in outputs], inputs_of[item.key])
             summary.done += 1
             summary.videos_done += item.n_videos
         else:
@@ -360,8 +520,8 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
                     try:
                         results = future.result()
                     except BrokenProcessPool as exc:
-                        results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item")
-                                   for item in task]
+                        results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item",
+                                    []) for item in task]
                     for result in results:
                         finish(*result)
     finally:
@@ -374,13 +534,33 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
 
 
 # ---- command line --------------------------------------------------------------------------------
+def check_workers(workers) -> int:
+    """``--workers N`` as an int >= 1 (1: everything in this process, no worker process)."""
+    try:
+        value = int(workers)
+    except (TypeError, ValueError):
+        raise ValueError(f"--workers {workers!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise ValueError(f"--workers {workers}: must be at least 1 (1 runs every item in this process, N > 1 "
+                         f"starts N worker processes; leave it out for one per core)")
+    return value
+
+
+def workers_arg(text: str) -> int:
+    try:
+        return check_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def stage_parser(description: str, sharded: bool = True) -> argparse.ArgumentParser:
     """The options every stage shares (``sharded=False``: a single-item stage, no --workers/--shard)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("data_root", metavar="DATA_ROOT", help="folder holding the dfdc_train_part_* folders")
     if sharded:
-        parser.add_argument("--workers", type=int, default=None,
-                            help="worker processes (default: all cores); GPU stages load one model per worker")
+        parser.add_argument("--workers", type=workers_arg, default=None,
+                            help="worker processes, at least 1 (default: all cores; 1: no worker process); GPU "
+                                 "stages load one model per worker")
         parser.add_argument("--shard", default=None, metavar="K/N",
                             help="process only shard K of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -401,12 +581,14 @@ def scale_arg(text: str) -> str | float:
 
 def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -> None:
     for summary in summaries:
-        for shown, (item, error) in enumerate(summary.failures):
+        # failures (the item is not done) and warnings (it is) both say the file and what to do
+        messages = summary.failures + summary.warnings
+        for shown, (item, message) in enumerate(messages):
             if shown == max_warnings:
-                print(f"warning: {summary.stage}: ... {len(summary.failures) - shown} more in {summary.log_path}",
+                print(f"warning: {summary.stage}: ... {len(messages) - shown} more in {summary.log_path}",
                       file=sys.stderr)
                 break
-            print(f"warning: {summary.stage}: {item}: {error}", file=sys.stderr)
+            print(f"warning: {summary.stage}: {item}: {message}", file=sys.stderr)
         print(summary.line())
 
 

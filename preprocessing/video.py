@@ -27,6 +27,32 @@ class VideoInfo:
     height: int
 
 
+@dataclass
+class DecodeCounts:
+    """How far one decoding pass got, filled in by :func:`iter_frames` as it decodes.
+
+    A truncated download whose index survived lists every frame in its header but decodes only the
+    first few: ``partial`` tells it apart from a whole video (the real clips decode exactly their
+    header's count). A pass that stops at the last frame it wants never reaches the end, so it can
+    only see the frames missing before that point.
+    """
+
+    header_frames: int = 0  # as the container's header states (0: unknown)
+    decoded_frames: int = 0
+    reached_end: bool = False  # decoding went on until the stream ran out
+
+    @property
+    def partial(self) -> bool:
+        return self.reached_end and 0 < self.decoded_frames < self.header_frames
+
+    def partial_warning(self, path: str | os.PathLike) -> str | None:
+        """The message for a partly decodable video (None for a whole one)."""
+        if not self.partial:
+            return None
+        return (f"{path}: only {self.decoded_frames} of the {self.header_frames} frames in its header could be "
+                f"decoded (truncated or damaged file); only those were used: replace the file for the rest")
+
+
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
     if not os.path.isfile(path):
         raise VideoReadError(f"{path}: no such file")
@@ -47,24 +73,30 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 
 def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = None,
-                every: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                every: int | None = None, counts: DecodeCounts | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, RGB uint8 frame)`` in one pass over the video.
 
     ``frame_indices`` picks exact frames; ``every`` picks 0, every, 2*every, ...; neither: all frames.
-    Indices past the real end of the video are silently absent (headers can overstate the length).
+    Indices past the real end of the video are absent (headers can overstate the length); ``counts``,
+    when given, is filled in with the header's and the decoded frame counts (see DecodeCounts).
     Raises VideoReadError when the file cannot be opened or not a single frame decodes.
     """
     wanted = None if frame_indices is None else sorted(set(int(i) for i in frame_indices))
     last = None if wanted is None else (wanted[-1] if wanted else -1)
     wanted_set = None if wanted is None else set(wanted)
     capture = _open(path)
+    counts = counts if counts is not None else DecodeCounts()
+    counts.header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    counts.decoded_frames, counts.reached_end = 0, False
     decoded_any = False
     try:
         index = 0
         while last is None or index <= last:
             if not capture.grab():
+                counts.reached_end = True
                 break
             decoded_any = True
+            counts.decoded_frames += 1
             take = (index in wanted_set) if wanted_set is not None else (every is None or index % every == 0)
             if take:
                 ok, frame = capture.retrieve()
@@ -109,21 +141,26 @@ def count_frames(path: str | os.PathLike) -> int:
         capture.release()
 
 
-def read_sampled_frames(path: str | os.PathLike, n: int, sampling: str = "round") -> tuple[list[int], list[np.ndarray]]:
+def read_sampled_frames(path: str | os.PathLike, n: int, sampling: str = "round",
+                        counts: DecodeCounts | None = None) -> tuple[list[int], list[np.ndarray]]:
     """``n`` evenly spaced RGB frames of a video (``sampling``: see :func:`evenly_spaced_indices`),
     decoded in one pass from the first to the last index.
 
     When the header's frame count is missing or overstated (fewer than half of the planned frames
-    came back), the frames are counted by decoding and the sample is taken again.
+    came back), the frames are counted by decoding and the sample is taken again. ``counts``, when
+    given, ends up with the header's count and, for a video that decodes only partly, the frames
+    that decode (``counts.partial``).
     """
+    counts = counts if counts is not None else DecodeCounts()
     header_count = probe_video(path).frame_count
     planned = evenly_spaced_indices(header_count, n, sampling) if header_count > 0 else []
-    frames = list(iter_frames(path, planned)) if planned else []
+    frames = list(iter_frames(path, planned, counts=counts)) if planned else []
     if len(frames) < max(1, len(planned) // 2):
         real_count = count_frames(path)
         if real_count == 0:
             raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
         frames = list(iter_frames(path, evenly_spaced_indices(real_count, n, sampling)))
+        counts.header_frames, counts.decoded_frames, counts.reached_end = header_count, real_count, True
     if not frames:
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
     return [i for i, _ in frames], [f for _, f in frames]

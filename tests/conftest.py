@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,56 @@ def real_small() -> Path:
     if not (REAL_SMALL / "dfdc_train_part_0" / "metadata.json").is_file():
         pytest.skip(f"real clips not present at {REAL_SMALL}")
     return REAL_SMALL
+
+
+# ---- damaged and read-only inputs, made for real ---------------------------------------------------
+def write_truncated_video(frames, path: Path, keep_frames: int, fps: int = 10) -> Path:
+    """An H.264 MP4 of ``frames`` cut right after the data of the first ``keep_frames`` of them.
+
+    The index (moov) is written before the frame data (``movflags=faststart``), so the cut file still
+    lists every frame in its header while only the first ``keep_frames`` decode: a download cut short.
+    No B-frames, so the first frames in the file are the first frames of the video.
+    """
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps, options={"x264-params": "bframes=0"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        ends = [packet.pos + packet.size for packet in container.demux(video=0) if packet.size]
+    assert len(ends) == len(frames) and 0 < keep_frames < len(frames)
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index comes first and survives the cut
+    path.write_bytes(data[:ends[keep_frames - 1]])
+    return path
+
+
+@contextmanager
+def read_only_folder(folder: Path):
+    """``folder`` made read-only for this process, root included (root ignores permission bits, so it
+    gets the immutable attribute); skips the test when neither works on this file system."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    else:
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"running as root and `chattr +i` fails here ({made.stderr.decode().strip()})")
+        undo = ["chattr", "-i", str(folder)]
+    try:
+        try:
+            (folder / "write-probe").touch()
+        except OSError:
+            pass
+        else:
+            (folder / "write-probe").unlink()
+            pytest.skip(f"{folder} stays writable for this process")
+        yield folder
+    finally:
+        subprocess.run(undo, check=True)

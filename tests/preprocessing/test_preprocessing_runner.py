@@ -24,18 +24,23 @@ from preprocessing.generate_landmarks import generate_landmarks
 from preprocessing.layout import TEMP_PREFIX, DataLayout
 from preprocessing.pipeline import preprocess
 from preprocessing.runner import parse_shard, shard_of
-from tests.conftest import REPO_ROOT, copy_tree
+from tests.conftest import REPO_ROOT, copy_tree, read_only_folder, write_truncated_video
 
 OUTPUT_DIRS = ("boxes", "crops", "landmarks", "landmarks68", "diffs", "progress")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every output file (relative path -> bytes), temp files included."""
+    """Every output file (relative path -> bytes), temp files included. Markers count without the
+    fingerprints of their inputs (those hold file times, which differ between two runs)."""
     files = {}
     for name in OUTPUT_DIRS:
         for path in (root / name).rglob("*"):
             if path.is_file():
                 files[str(path.relative_to(root))] = path.read_bytes()
+                if name == "progress" and not path.name.startswith(TEMP_PREFIX):
+                    record = json.loads(path.read_bytes())
+                    record["inputs"] = sorted(record.get("inputs", {}))
+                    files[str(path.relative_to(root))] = json.dumps(record, sort_keys=True).encode()
     if (root / "folds.csv").exists():
         files["folds.csv"] = (root / "folds.csv").read_bytes()
     return files
@@ -47,7 +52,14 @@ def temp_files(root: Path) -> list[Path]:
 
 def logged_items(root: Path, stage: str) -> set[str]:
     path = DataLayout(root).log_path(stage)
-    return {json.loads(line)["item"] for line in path.read_text().splitlines()} if path.exists() else set()
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {line["item"] for line in lines if line["kind"] == "error"}
+
+
+def logged_warnings(root: Path, stage: str) -> dict[str, str]:
+    path = DataLayout(root).log_path(stage)
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {line["item"]: line["warning"] for line in lines if line["kind"] == "warning"}
 
 
 def test_shard_argument_is_checked():
@@ -265,3 +277,232 @@ def test_unusable_data_root_or_option_exits_with_code_2(sample_root, tmp_path, c
     script = subprocess.run([str(REPO_ROOT / "preprocess_data.sh"), str(tmp_path / "missing")],
                             capture_output=True, text=True)
     assert script.returncode == 2 and "does not exist" in script.stderr
+
+
+# ---- markers that record inputs: a changed input redoes the item, transitively -----------------------
+RUN = dict(workers=1, progress=False)
+STAGES_1_TO_4 = ("detect_original_faces", "extract_crops", "generate_landmarks", "generate_diffs")
+
+
+def _originals_and_fakes(root: Path) -> tuple[list[str], dict[str, list[str]]]:
+    entries, _ = DataLayout(root).scan()
+    originals = [e.video_id for e in entries if not e.is_fake]
+    return originals, {o: [e.video_id for e in entries if e.original_id == o] for o in originals}
+
+
+def test_new_boxes_redo_the_crops_landmarks_and_diffs_made_from_them(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    layout = DataLayout(root)
+    before = snapshot(root)
+    originals, fakes = _originals_and_fakes(root)
+    s1 = detect_original_faces(root, scale=1.0, **RUN)  # another detector input: other boxes
+    assert (s1.done, s1.skipped) == (4, 0)
+    changed = [o for o in originals if snapshot(root)[f"boxes/{o}.json"] != before[f"boxes/{o}.json"]]
+    assert changed
+    later = [extract_crops(root, **RUN), generate_landmarks(root, **RUN), generate_diffs(root, **RUN)]
+    for summary in later:
+        assert (summary.done, summary.skipped, summary.failed) == (len(changed), 4 - len(changed), 0)
+    after = snapshot(root)
+    for original in changed:
+        boxes = json.loads(layout.boxes_path(original).read_text())
+        for video in (original, *fakes[original]):
+            for frame, face in layout.crop_files(video):  # cut with the new boxes: box + 1/3 on each side
+                x1, y1, x2, y2 = boxes[str(frame)][face][:4]
+                height, width = cv2.imread(str(layout.crop_path(video, frame, face))).shape[:2]
+                assert abs(width - (x2 - x1) * 5 / 3) <= 3 and abs(height - (y2 - y1) * 5 / 3) <= 3
+        for name in (f"landmarks68/{original}/0_0.npy", f"diffs/{fakes[original][0]}/0_0_diff.png"):
+            assert after[name] != before[name]  # made again, from the new crops
+    # with the new boxes in place, everything is complete again
+    again = preprocess(root, scale=1.0, **RUN)
+    assert [s.done for s in again[:4]] == [0, 0, 0, 0] and [s.skipped for s in again[:4]] == [4, 4, 4, 4]
+
+
+@pytest.mark.slow
+def test_a_redone_item_keeps_no_file_of_its_old_run(sample_root, preprocessed_root, tmp_path):
+    root = copy_tree(sample_root, tmp_path / "data")
+    preprocess(root, every=5, **RUN)  # crops, landmarks and diffs of frames 0, 5, 10 and 15
+    layout = DataLayout(root)
+    originals, fakes = _originals_and_fakes(root)
+    assert {frame for frame, _ in layout.crop_files(originals[0])} == {0, 5, 10, 15}
+    summaries = preprocess(root, every=10, **RUN)
+    assert [s.done for s in summaries] == [4, 4, 4, 4, 1] and not any(s.failed for s in summaries)
+    # exactly what a run with --every 10 alone writes: no crop, landmark or diff of frames 5 and 15
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
+def test_a_changed_input_video_redoes_its_item(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    layout = DataLayout(root)
+    originals, fakes = _originals_and_fakes(root)
+    original = originals[0]
+    fake, other_fake = fakes[original]
+    entries = {e.video_id: e for e in layout.scan()[0]}
+    # the fake's file is replaced by another fake of the same original (a re-downloaded part, say)
+    shutil.copyfile(entries[other_fake].path, entries[fake].path)
+    summaries = preprocess(root, **RUN)
+    assert [(s.done, s.skipped) for s in summaries[:4]] == [(0, 4), (1, 3), (1, 3), (1, 3)]
+    for frame, face in layout.crop_files(other_fake):
+        assert (layout.crop_path(fake, frame, face).read_bytes()
+                == layout.crop_path(other_fake, frame, face).read_bytes())
+    diffs = {fake_id: [p.read_bytes() for p in sorted(layout.diffs_dir(fake_id).glob("*.png"))]
+             for fake_id in (fake, other_fake)}
+    assert diffs[fake] and diffs[fake] == diffs[other_fake]
+
+
+def test_markers_written_before_inputs_were_recorded_count_as_incomplete(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    for marker in (root / "progress").rglob("*.json"):  # the format of earlier versions
+        record = json.loads(marker.read_text())
+        marker.write_text(json.dumps({"item": record["item"], "options": record["options"],
+                                      "outputs": record["outputs"]}))
+    summaries = preprocess(root, **RUN)
+    assert [(s.done, s.skipped) for s in summaries[:4]] == [(4, 0)] * 4
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
+# ---- an item with missing inputs fails, it is never done ----------------------------------------------
+def test_diffs_of_an_original_without_crops_fail_and_are_made_once_it_is_repaired(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    layout = DataLayout(root)
+    originals, fakes = _originals_and_fakes(root)
+    original = originals[0]
+    for name in ("diffs", "progress/generate_diffs"):  # as if stage 4 had not run yet
+        shutil.rmtree(root / name)
+    shutil.rmtree(layout.crops_dir(original))  # and the original's crops are missing
+    summary = generate_diffs(root, **RUN)
+    assert (summary.done, summary.failed) == (3, 1)
+    assert str(layout.crops_dir(original)) in dict(summary.failures)[original]
+    assert logged_items(root, "generate_diffs") == {original}
+    assert not layout.progress_path("generate_diffs", original).exists()
+    # a fake's crops missing: that item fails too, naming the fake's folder
+    other = originals[1]
+    shutil.rmtree(layout.crops_dir(fakes[other][1]))
+    summary = generate_diffs(root, **RUN)
+    assert (summary.done, summary.skipped, summary.failed) == (0, 2, 2)
+    assert str(layout.crops_dir(fakes[other][1])) in dict(summary.failures)[other]
+    # repaired (stage 2 redoes the items whose crops are gone): the diffs are made
+    assert extract_crops(root, **RUN).done == 2
+    summary = generate_diffs(root, **RUN)
+    assert (summary.done, summary.skipped, summary.failed) == (2, 2, 0)
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
+def test_boxes_rewritten_byte_for_byte_redo_nothing_downstream(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    shutil.rmtree(root / "progress" / "detect_original_faces")  # forces stage 1 to run again
+    summaries = preprocess(root, **RUN)
+    assert [(s.done, s.skipped) for s in summaries[:4]] == [(4, 0), (0, 4), (0, 4), (0, 4)]
+
+
+def test_folds_without_any_crop_fail_and_remove_the_old_csv(preprocessed_root, tmp_path):
+    root = tmp_path / "data"
+    for part in DataLayout(preprocessed_root).parts():
+        shutil.copytree(part, root / part.name)
+    shutil.copyfile(preprocessed_root / "folds.csv", root / "folds.csv")  # left from a run whose crops are gone
+    summary = generate_folds(root, progress=False)
+    assert (summary.done, summary.failed) == (0, 1) and "no crops under" in summary.failures[0][1]
+    assert not (root / "folds.csv").exists()
+
+
+def _nothing_items(layout, options):
+    return [runner.WorkItem("empty")], []
+
+
+def _nothing_process(layout, item, state, options):
+    return []
+
+
+def test_an_item_that_writes_nothing_is_never_done(tmp_path):
+    root = tmp_path / "data"
+    (root / "dfdc_train_part_0").mkdir(parents=True)
+    stage = runner.Stage("writes_nothing", _nothing_items, _nothing_process)
+    summary = runner.run_stage(stage, root, {}, workers=1, progress=False)
+    assert (summary.done, summary.failed) == (0, 1)
+    assert "no output" in summary.failures[0][1]
+    assert not DataLayout(root).progress_path("writes_nothing", "empty").exists()
+
+
+# ---- a video that decodes only partly: a warning with the frame counts, the item done ----------------
+def test_a_partly_decodable_video_is_a_warning_and_its_item_is_done(sample_root, tmp_path, capsys):
+    from preprocessing import detect_original_faces as stage1
+    from preprocessing import extract_crops as stage2
+    from preprocessing.video import iter_frames
+
+    root = copy_tree(sample_root, tmp_path / "data")
+    originals, fakes = _originals_and_fakes(root)
+    entries = {e.video_id: e for e in DataLayout(root).scan()[0]}
+    cut_original, cut_fake = originals[0], fakes[originals[1]][0]
+    for video in (cut_original, cut_fake):  # 20 frames in the header, 6 that decode
+        frames = [frame for _, frame in iter_frames(entries[video].path)]
+        assert len(frames) == 20
+        write_truncated_video(frames, entries[video].path, keep_frames=6)
+
+    assert stage1.main([str(root), "--workers", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: detect_original_faces: {cut_original}: {entries[cut_original].path}" in err
+    assert "6 of the 20 frames" in logged_warnings(root, "detect_original_faces")[cut_original]
+    assert logged_items(root, "detect_original_faces") == set()
+    layout = DataLayout(root)
+    assert layout.progress_path("detect_original_faces", cut_original).exists()
+    assert sorted(json.loads(layout.boxes_path(cut_original).read_text())) == ["0"]  # frame 10 is gone
+
+    assert stage2.main([str(root), "--workers", "1", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "done 4, skipped 0 (already complete), failed 0" in out and "1 warning" in out
+    warning = logged_warnings(root, "extract_crops")[originals[1]]
+    assert str(entries[cut_fake].path) in warning and "6 of the 20 frames" in warning
+    assert f"warning: extract_crops: {originals[1]}: {entries[cut_fake].path}" in err
+    assert layout.crop_files(cut_fake) == [(0, 0)] and layout.crop_files(originals[1]) == [(0, 0), (10, 0)]
+    assert layout.progress_path("extract_crops", originals[1]).exists()
+
+
+# ---- an unwritable DATA_ROOT: exit code 2 before any work ----------------------------------------------
+def test_a_read_only_data_root_stops_every_stage_before_any_work(sample_root, tmp_path, capsys):
+    from preprocessing import extract_crops as stage2
+    from preprocessing import generate_folds as stage5
+
+    root = copy_tree(sample_root, tmp_path / "data")
+    with read_only_folder(root):
+        for main in (pipeline.main, stage2.main, stage5.main):
+            assert main([str(root), "--no-progress"]) == 2
+            err = capsys.readouterr().err
+            assert f"error: cannot write to {root}" in err and "Traceback" not in err
+    assert sorted(p.name for p in root.iterdir()) == ["dfdc_train_part_0", "dfdc_train_part_1", "test_videos"]
+
+
+def test_an_output_folder_that_cannot_be_made_stops_the_pipeline_before_any_work(sample_root, tmp_path, capsys):
+    root = copy_tree(sample_root, tmp_path / "data")
+    (root / "diffs").write_text("a file where stage 4's folder belongs")
+    assert pipeline.main([str(root), "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write to {root / 'diffs'}" in err
+    assert not list(root.glob("boxes/*")) and not list(root.glob("logs/*"))  # stage 1 never ran
+
+
+def test_workers_must_be_at_least_one_and_every_stage_takes_no_progress(tmp_path, capsys):
+    from preprocessing import (
+        detect_original_faces as stage1,
+    )
+    from preprocessing import (
+        extract_crops as stage2,
+    )
+    from preprocessing import (
+        generate_diffs as stage4,
+    )
+    from preprocessing import (
+        generate_folds as stage5,
+    )
+    from preprocessing import (
+        generate_landmarks as stage3,
+    )
+
+    for main in (pipeline.main, stage1.main, stage2.main, stage3.main, stage4.main):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path), "--workers", "0"])
+        assert exit_info.value.code == 2
+        assert "--workers 0: must be at least 1" in capsys.readouterr().err
+    for main in (pipeline.main, stage1.main, stage2.main, stage3.main, stage4.main, stage5.main):
+        assert main([str(tmp_path / "missing"), "--no-progress"]) == 2  # parsed; stops at the missing root
+        assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--workers 0"):
+        runner.run_stage(PROBE_STAGE, tmp_path, {}, workers=0, progress=False)

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from preprocessing.video import (
+    DecodeCounts,
     VideoReadError,
     evenly_spaced_indices,
     iter_frames,
     probe_video,
     read_sampled_frames,
 )
+from tests.conftest import write_truncated_video
 
 N_FRAMES = 30
 
@@ -90,3 +92,33 @@ def test_bad_files_raise_clear_errors(tmp_path, numbered_video):
     for path in (truncated, text, tmp_path / "missing.mp4"):
         with pytest.raises(VideoReadError, match=path.name):
             read_sampled_frames(path, 4)
+
+
+def test_a_partly_decodable_video_reports_header_and_decoded_frame_counts(tmp_path, numbered_video):
+    path = write_truncated_video([_frame(i) for i in range(25)], tmp_path / "cut.mp4", keep_frames=6)
+    # both decoders in use see what the tests below assume: a header of 25 frames, 6 that decode
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 25
+        assert [_decoded_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)] == list(range(6))
+    assert probe_video(path).frame_count == 25
+
+    counts = DecodeCounts()
+    assert [i for i, _ in iter_frames(path, every=2, counts=counts)] == [0, 2, 4]
+    assert (counts.header_frames, counts.decoded_frames, counts.partial) == (25, 6, True)
+    assert "6 of the 25 frames" in counts.partial_warning(path) and str(path) in counts.partial_warning(path)
+    counts = DecodeCounts()  # exact frames, some past the end of what decodes
+    assert [i for i, _ in iter_frames(path, [3, 10, 20], counts=counts)] == [3]
+    assert (counts.decoded_frames, counts.partial) == (6, True)
+    counts = DecodeCounts()  # the sampling prediction uses: resampled over the frames that decode
+    indices, frames = read_sampled_frames(path, 4, counts=counts)
+    assert indices == [0, 2, 3, 5] and [_decoded_index(f) for f in frames] == indices
+    assert (counts.header_frames, counts.decoded_frames, counts.partial) == (25, 6, True)
+
+    # a whole video is never partial, also when decoding stops at the last frame wanted
+    for frames_wanted in (dict(every=10), dict(frame_indices=[3]), dict()):
+        counts = DecodeCounts()
+        list(iter_frames(numbered_video, counts=counts, **frames_wanted))
+        assert counts.header_frames == N_FRAMES and not counts.partial and counts.partial_warning(path) is None
+    counts = DecodeCounts()
+    read_sampled_frames(numbered_video, 4, counts=counts)
+    assert (counts.decoded_frames, counts.partial) == (N_FRAMES, False)

@@ -12,20 +12,33 @@ Formats accepted:
 Loading is always strict: a checkpoint that does not fit the model is an error, never a partial load
 (a non-strict load silently gives useless scores). The only keys dropped are the encoder's ImageNet
 head (``encoder.classifier.*``), which the classifier never uses.
+
+Files are read with ``torch.load(weights_only=True)``: tensors and plain Python values only, plus NumPy
+number scalars (the winner's training script stored its best validation loss, ``bce_best``, as the
+NumPy float scikit-learn's ``log_loss`` returns). Nothing in a file can run code when it is read. A file
+that needs more is refused with a message; if its source is trusted, ``python -m
+training.zoo.checkpoints convert-trusted SRC DST`` writes a copy that loads (``save_checkpoint`` only
+writes such files).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import pickle
 import re
+import sys
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from preprocessing.layout import atomic_path
 from training.zoo.classifiers import DEFAULT_INPUT_SIZE, ENCODERS, DeepFakeClassifier
+from training.zoo.weights import DOWNLOAD_COMMAND, released_file
 
 _UNUSED_PREFIXES = ("encoder.classifier.",)
 
@@ -53,16 +66,53 @@ def encoder_from_file_name(path: str | os.PathLike) -> str | None:
     return None
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def _numpy_scalar_globals() -> list:
+    """What unpickling a NumPy number scalar needs, under NumPy 2's and NumPy 1's module names."""
+    from numpy._core import multiarray
+
+    dtype_classes = [getattr(np.dtypes, f"{kind}DType") for kind in
+                     ("Float16", "Float32", "Float64", "Int8", "Int16", "Int32", "Int64",
+                      "UInt8", "UInt16", "UInt32", "UInt64", "Bool")]
+    return [multiarray.scalar, (multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtype_classes]
+
+
+def _refusal(path: Path, exc: pickle.UnpicklingError) -> str:
+    reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
+    reason = reason.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
+    return (f"checkpoint {path} was not loaded: it holds Python objects beyond tensors and plain values "
+            f"({reason or 'see torch.load'}), and rebuilding them would run code from the file. If you trust "
+            f"where it came from, convert it once: python -m training.zoo.checkpoints convert-trusted {path} "
+            f"{path}.plain (then use {path}.plain)")
+
+
+def load_weights_only(path: str | os.PathLike) -> Any:
+    """``torch.load`` of a file in this project's terms (see the module docstring): weights_only, on the CPU."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with ./train.sh or pass the path "
-                              f"of a downloaded checkpoint")
+                              f"of a downloaded checkpoint ({DOWNLOAD_COMMAND} fetches the winner's)")
+    released = released_file(path.name)
+    if released and released.size_bytes is not None and path.stat().st_size != released.size_bytes:
+        raise CheckpointError(f"checkpoint {path} is {path.stat().st_size} bytes, the released file is "
+                              f"{released.size_bytes}: incomplete or another file; run "
+                              f"{DOWNLOAD_COMMAND} {path.parent} to fetch and verify it")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # a well-formed pickle asking for a class or function
+            raise CheckpointError(_refusal(path, exc)) from exc
+        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), str(exc))
+        raise CheckpointError(f"checkpoint {path} cannot be read (UnpicklingError: {detail}); the file is "
+                              f"damaged or not a PyTorch checkpoint") from exc
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
                               f"the file is damaged or not a PyTorch checkpoint") from exc
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    data = load_weights_only(path)
     if isinstance(data, dict) and "state_dict" in data:
         return data
     if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -122,10 +172,77 @@ def load_model(path: str | os.PathLike, encoder: str | None = None, device: str 
     return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"))
 
 
+def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
+    """``value`` in types ``torch.load(weights_only=True)`` reads: tensors, containers, str/int/float/bool/None.
+
+    NumPy values become Python numbers or tensors, paths strings. Anything else is a TypeError (a caller
+    saving an object by mistake), unless ``trusted_conversion``: then dataclass-like objects become
+    dicts of their attributes and the rest their ``repr``.
+    """
+    if isinstance(value, np.generic):  # before the Python types: np.float64 is a float subclass
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.Size)):
+        return value
+    if isinstance(value, dict):  # OrderedDict kept (state dicts), other dict kinds become dicts
+        kind = OrderedDict if isinstance(value, OrderedDict) else dict
+        return kind((to_plain(k, trusted_conversion), to_plain(v, trusted_conversion)) for k, v in value.items())
+    for kind in (list, tuple, set):  # subclasses (named tuples...) become the plain kind
+        if isinstance(value, kind):
+            return kind(to_plain(v, trusted_conversion) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if not trusted_conversion:
+        raise TypeError(f"{type(value).__name__} cannot go into a checkpoint that loads with weights_only; "
+                        f"store it as plain values")
+    if hasattr(value, "__dict__"):
+        return to_plain(dict(vars(value)), trusted_conversion)
+    return repr(value)
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: dict[str, Any],
                     **extra: Any) -> None:
-    """Atomically write this project's checkpoint format (weights without the DDP prefix)."""
+    """Atomically write this project's checkpoint format (weights without the DDP prefix), in plain
+    types only, so that ``read_checkpoint`` loads it with weights_only."""
     target = model.module if hasattr(model, "module") else model
-    payload = {"state_dict": target.state_dict(), "config": config, **extra}
+    payload = to_plain({"state_dict": target.state_dict(), "config": config, **extra})
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def convert_trusted(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Rewrite a checkpoint whose source the user trusts into one that loads with weights_only.
+
+    The one place that unpickles a file fully, and only on the user's explicit command.
+    """
+    data = torch.load(source, map_location="cpu", weights_only=False)
+    with atomic_path(destination) as tmp:
+        torch.save(to_plain(data, trusted_conversion=True), tmp)
+    load_weights_only(destination)  # the copy must now load the safe way
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.zoo.checkpoints")
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser("convert-trusted", help="copy a checkpoint you trust into plain types "
+                                  "(it is fully unpickled once: only for files from a trusted source)")
+    convert.add_argument("source")
+    convert.add_argument("destination")
+    args = parser.parse_args(argv)
+    if Path(args.destination).exists():
+        print(f"error: {args.destination} exists; give a new file name", file=sys.stderr)
+        return 2
+    try:
+        convert_trusted(args.source, args.destination)
+    except (OSError, CheckpointError, pickle.UnpicklingError, RuntimeError) as exc:
+        print(f"error: {args.source} could not be converted ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    print(f"wrote {args.destination}: loads with weights_only")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

