@@ -32,6 +32,11 @@ def machine_description() -> str:
             f"torch {torch.__version__}, {platform.system()} {platform.release()}")
 
 
+def max_score_change(scores: dict[str, float], reference: dict[str, float]) -> float:
+    """The largest |score - reference| over the videos of ``reference``."""
+    return max(abs(scores[name] - value) for name, value in reference.items())
+
+
 def write_section(docs: Path, section: str, body: list[str]) -> None:
     """Replace the body of ``section`` (a '## ...' heading) in ``docs``; other sections are untouched."""
     text = docs.read_text() if docs.exists() else DOCS_HEADER

@@ -1,12 +1,14 @@
 """Preprocessing benchmark: stage 1 (default) against the original recipe's way, then stages 2-5.
 
-Stage 1 default: MTCNN only on the frames stage 2 crops (every 10th) at the recipe's 0.5x, decoding
-on a reader thread (the next video decoded while this one is detected), on the CPU the separable max
-pooling and 8 frames per MTCNN call; one process, and one per core; also the resolution rule
-(--scale auto). Baseline (the original recipe): decode every frame, facenet-pytorch's MTCNN as it
-ships on every frame at 0.5x in batches of 32, one process.
+Stage 1 default (``--recipe original``): MTCNN only on the frames stage 2 crops (every 10th), halved
+with PIL as the recipe did, faces largest first, decoding on a reader thread (the next video decoded
+while this one is detected), on the CPU the separable max pooling and 8 frames per MTCNN call; one
+process, and one per core; also ``--recipe fast`` (OpenCV's area filter) and the resolution rule
+(--scale auto). Baseline (the original recipe): decode every frame, halve it with PIL, facenet-pytorch's
+MTCNN as it ships (largest face first) on every frame in batches of 32, one process.
 Both run on the same videos in the same run; boxes of the frames both detect are matched (greedy by
-IoU) and their IoU reported.
+IoU) and their IoU reported, and the share of frames whose integer boxes (what the crops are cut
+with) are the baseline's.
 
     python bench/preprocess.py                       # sample set (generated) + ../shared/data/real_small
     python bench/preprocess.py --sample-root DIR --real-root DIR --write-docs docs/benchmarks.md
@@ -26,7 +28,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
-from preprocessing.detect_original_faces import DEFAULT_SCALE, _detector, detect_original_faces, load_boxes  # noqa: E402
+from preprocessing.detect_original_faces import (  # noqa: E402
+    DEFAULT_RECIPE,
+    DEFAULT_SCALE,
+    _detector,
+    detect_original_faces,
+    load_boxes,
+)
 from preprocessing.extract_crops import extract_crops  # noqa: E402
 from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector  # noqa: E402
 from preprocessing.generate_diffs import generate_diffs  # noqa: E402
@@ -61,9 +69,10 @@ def match_boxes(ours, theirs) -> tuple[list[float], int]:
 
 
 def baseline_stage1(videos: list[Path], device: str) -> tuple[dict[str, dict], float, int]:
-    """The original recipe: every frame decoded, facenet-pytorch's MTCNN as it ships on every frame at 0.5x,
-    batches of 32, one process."""
-    detector = FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=32, fast_pooling=False)
+    """The original recipe: every frame decoded and halved with PIL, facenet-pytorch's MTCNN as it ships
+    (largest face first) on every frame, batches of 32, one process."""
+    detector = FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=32, fast_pooling=False, resize="pil",
+                            face_order="area")
     started = time.perf_counter()
     results, n_frames = {}, 0
     for path in videos:
@@ -98,38 +107,48 @@ def bench_dataset(name: str, source: Path, device: str, workers: int) -> list[st
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
         rows = []
         roots = {}
-        _detector(device)  # load the in-process model once, outside the timings (as the baseline's)
-        # each run on a fresh output folder: default stage 1 with one process and with all cores, and
-        # the default frames with the resolution rule (--scale auto)
-        for n_workers, scale in sorted({(1, DEFAULT_SCALE), (workers, DEFAULT_SCALE)}) + [(1, "auto")]:
-            root = linked_root(source, Path(tmp) / f"stage1_w{n_workers}_{scale}")
-            summary = detect_original_faces(root, workers=n_workers, progress=False, device=device, scale=scale)
+        _detector(device, DEFAULT_RECIPE)  # load the in-process models once, outside the timings (as the baseline's)
+        _detector(device, "fast")
+        # each run on a fresh output folder: default stage 1 with one process and with all cores, the fast
+        # recipe, and the default frames with the resolution rule (--scale auto)
+        runs = sorted({(1, DEFAULT_SCALE, DEFAULT_RECIPE), (workers, DEFAULT_SCALE, DEFAULT_RECIPE)}) \
+            + [(1, DEFAULT_SCALE, "fast"), (1, "auto", DEFAULT_RECIPE)]
+        for n_workers, scale, recipe in runs:
+            root = linked_root(source, Path(tmp) / f"stage1_w{n_workers}_{scale}_{recipe}")
+            summary = detect_original_faces(root, workers=n_workers, progress=False, device=device, scale=scale,
+                                            recipe=recipe)
             n_frames = sum(len(load_boxes(DataLayout(root), e.video_id)) for e in reals)
-            label = "every 10th frame, scale auto" if scale == "auto" else f"default (every 10th frame, scale {scale})"
+            label = f"--recipe {recipe}, every 10th frame, scale {scale}"
+            if (scale, recipe) == (DEFAULT_SCALE, DEFAULT_RECIPE):
+                label = "default: " + label
             processes = "1 process" if n_workers == 1 else f"{n_workers} processes"
             rows.append((f"{label}, {processes}, {device}", len(reals) / summary.elapsed_s,
                          n_frames / summary.elapsed_s, summary.elapsed_s, summary.failed))
-            roots[(n_workers, scale)] = root
-        default_root = roots[(workers, DEFAULT_SCALE)]
+            roots[(n_workers, scale, recipe)] = root
+        default_root = roots[(workers, DEFAULT_SCALE, DEFAULT_RECIPE)]
         baseline, baseline_s, baseline_frames = baseline_stage1([e.path for e in reals], device)
-        rows.append((f"baseline (every frame, 0.5x, batch 32), 1 process, {device}", len(reals) / baseline_s,
+        rows.append((f"baseline (every frame, PIL 0.5x, batch 32), 1 process, {device}", len(reals) / baseline_s,
                      baseline_frames / baseline_s, baseline_s, 0))
 
         def compare(root: Path) -> str:
-            ious, unmatched, common = [], 0, 0
+            ious, unmatched, common, same_int = [], 0, 0, 0
             for entry in reals:
                 ours = load_boxes(DataLayout(root), entry.video_id)
                 theirs = baseline[entry.video_id]
                 for frame, boxes in ours.items():
                     if frame in theirs:
                         common += 1
+                        same_int += ([[int(v) for v in b[:4]] for b in boxes or []]
+                                     == [[int(v) for v in b[:4]] for b in ([] if theirs[frame] is None
+                                                                           else theirs[frame].tolist())])
                         got, miss = match_boxes(boxes or [], [] if theirs[frame] is None else theirs[frame].tolist())
                         ious += got
                         unmatched += miss
             values = np.array(ious) if ious else np.zeros(1)
             return (f"{common} common frames, {len(ious)} boxes matched, {unmatched} unmatched; IoU min "
                     f"{values.min():.3f}, median {np.median(values):.3f}, "
-                    f"{100 * np.mean(values >= 0.95):.0f}% of matched boxes >= 0.95")
+                    f"{100 * np.mean(values >= 0.95):.0f}% of matched boxes >= 0.95; integer boxes (the crops) "
+                    f"identical on {same_int} of {common} frames")
 
         lines.append(f"### {name}: {len(reals)} real videos ({len(entries)} listed), stage 1")
         lines.append("")
@@ -143,10 +162,12 @@ def bench_dataset(name: str, source: Path, device: str, workers: int) -> list[st
                      f"the same boxes; the one-process row is the per-process rate that a long run settles to, "
                      f"the all-cores row includes starting the worker processes.")
         lines.append("")
-        lines.append(f"- Same boxes, same input scale (default, every 10th frame at {DEFAULT_SCALE}x, vs baseline): "
+        lines.append(f"- Default (--recipe original, every 10th frame at {DEFAULT_SCALE}x) vs baseline: "
                      f"{compare(default_root)}.")
-        lines.append(f"- Scale auto vs baseline 0.5x (different detector input, so boxes move a little): "
-                     f"{compare(roots[(1, 'auto')])}.")
+        lines.append(f"- --recipe fast (OpenCV's area filter, faces by score) vs baseline: "
+                     f"{compare(roots[(1, DEFAULT_SCALE, 'fast')])}.")
+        lines.append(f"- Scale auto vs baseline 0.5x (different detector input, so boxes move): "
+                     f"{compare(roots[(1, 'auto', DEFAULT_RECIPE)])}.")
         lines.append("")
 
         lines.append(f"| {name}: stages 2-5 ({workers} processes, {device}) | videos | videos/s | time (s) | failed |")

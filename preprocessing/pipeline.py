@@ -19,6 +19,7 @@ from preprocessing import generate_folds as stage5
 from preprocessing import generate_landmarks as stage3
 from preprocessing.detect_original_faces import (
     DEFAULT_EVERY,
+    DEFAULT_RECIPE,
     DEFAULT_SCALE,
     add_detection_arguments,
     detect_original_faces,
@@ -43,7 +44,8 @@ from preprocessing.runner import (
 def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
                all_frames: bool = False, scale: float | str = DEFAULT_SCALE, device: str = "auto",
                n_splits: int = DEFAULT_N_SPLITS, shard=None,
-               on_stage_done: Callable[[StageSummary], None] | None = None) -> list[StageSummary]:
+               on_stage_done: Callable[[StageSummary], None] | None = None,
+               recipe: str = DEFAULT_RECIPE) -> list[StageSummary]:
     """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
     called with each as soon as its stage ends).
 
@@ -53,7 +55,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     layout = DataLayout(data_root)
     layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
-    stage_options(every, all_frames, scale, device)  # bad options fail now, not after hours of work
+    stage_options(every, all_frames, scale, device, recipe)  # bad options fail now, not after hours of work
     if int(n_splits) < 1:
         raise ValueError(f"--n-splits {n_splits}: must be >= 1")
     if workers is not None:
@@ -63,7 +65,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
         lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,
-                                      **common),
+                                      recipe=recipe, **common),
         lambda: extract_crops(data_root, every=every, **common),
         lambda: generate_landmarks(data_root, device=device, **common),
         lambda: generate_diffs(data_root, **common),
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
 
     def run():
         preprocess(args.data_root, args.workers, not args.no_progress, args.every, args.all_frames, args.scale,
-                   args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]))
+                   args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]),
+                   recipe=args.recipe)
         if args.shard is not None:
             print(f"shard {args.shard} finished; when every shard is done, run `./preprocess_data.sh "
                   f"{args.data_root}` once without --shard to write folds.csv")

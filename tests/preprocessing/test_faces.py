@@ -13,6 +13,7 @@ from preprocessing.faces import (
     face_to_model_input,
     isotropic_resize,
     pad_to_square,
+    resize_for_detector,
 )
 from preprocessing.video import read_sampled_frames
 
@@ -50,6 +51,84 @@ def test_isotropic_resize_and_padding_keep_aspect_and_centre():
     assert square[:10].max() == 0 and square[30:].max() == 0 and square[10:30].min() == 200
     model_input = face_to_model_input(image, 64)
     assert model_input.shape == (64, 64, 3) and model_input[32, 32, 0] == 200 and model_input[0, 32, 0] == 0
+
+
+def _winner_crop(frame, half_box):
+    """The DFDC winner's crop of a half-resolution box, as its predictor and preprocessing wrote it."""
+    xmin, ymin, xmax, ymax = [int(b * 2) for b in half_box]
+    p_h, p_w = (ymax - ymin) // 3, (xmax - xmin) // 3
+    return frame[max(ymin - p_h, 0):ymax + p_h, max(xmin - p_w, 0):xmax + p_w]
+
+
+def test_crop_is_the_winners_integer_arithmetic():
+    frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        x1, y1 = rng.uniform(-30, 900), rng.uniform(-30, 500)
+        half_box = np.array([x1, y1, x1 + rng.uniform(5, 400), y1 + rng.uniform(5, 400)], dtype=np.float32)
+        full_box = half_box / np.float32(0.5)  # what FaceDetector returns at scale 0.5
+        np.testing.assert_array_equal(crop_face(frame, full_box), _winner_crop(frame, half_box))
+    # every box size: int(w * (1 / 3)) is w // 3
+    assert all(int(w * (1 / 3)) == w // 3 for w in range(20000))
+
+
+def test_truncated_isotropic_resize_is_the_winners():
+    import cv2
+
+    def winner(img, size):  # the winner's arithmetic: the longer side (height when equal) = size
+        h, w = img.shape[:2]
+        if max(w, h) == size:
+            return img
+        if w > h:
+            scale = size / w
+            h, w = h * scale, size
+        else:
+            scale = size / h
+            w, h = w * scale, size
+        return cv2.resize(img, (int(w), int(h)), interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+
+    rng = np.random.default_rng(0)
+    differs = 0
+    for h in range(40, 420, 9):
+        for w in (h - 1, h, h + 1, int(h * 0.75), int(h * 1.3)):
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            np.testing.assert_array_equal(isotropic_resize(image, 224, rounding="truncate"), winner(image, 224))
+            differs += isotropic_resize(image, 224).shape != winner(image, 224).shape
+    assert differs > 10  # the default (rounded) geometry is a different one
+    with pytest.raises(ValueError, match="truncate"):
+        isotropic_resize(np.zeros((10, 20, 3), np.uint8), 30, rounding="floor")
+
+
+def test_pil_detector_input_is_the_winners_halving():
+    from PIL import Image
+
+    frame = np.random.default_rng(0).integers(0, 256, (541, 961, 3), dtype=np.uint8)
+    winner = Image.fromarray(frame)
+    winner = np.asarray(winner.resize([s // 2 for s in winner.size]))
+    halved = resize_for_detector(frame, 0.5, "pil")
+    assert halved.shape == (270, 480, 3)
+    np.testing.assert_array_equal(halved, winner)
+    assert not np.array_equal(resize_for_detector(frame, 0.5, "cv2"), winner)
+    assert resize_for_detector(frame, 1.0, "pil") is frame
+
+
+@pytest.mark.real_data
+def test_face_order_by_area_or_score(real_small):
+    # brtujopkby has two people: frames with two faces
+    _, frames = read_sampled_frames(real_small / "dfdc_train_part_0" / "brtujopkby.mp4", 8)
+    by_area = FaceDetector((0.7, 0.8, 0.8), device="cpu", face_order="area").detect(frames, scale=0.5)
+    by_score = FaceDetector((0.7, 0.8, 0.8), device="cpu").detect(frames, scale=0.5)
+    several = 0
+    for area_boxes, score_boxes in zip(by_area, by_score):
+        if area_boxes is None or len(area_boxes) < 2:
+            continue
+        several += 1
+        areas = (area_boxes[:, 2] - area_boxes[:, 0]) * (area_boxes[:, 3] - area_boxes[:, 1])
+        assert (np.diff(areas) <= 0).all() and (np.diff(score_boxes[:, 4]) <= 0).all()
+        assert sorted(map(tuple, area_boxes.tolist())) == sorted(map(tuple, score_boxes.tolist()))
+    assert several > 0
+    with pytest.raises(ValueError, match="area"):
+        FaceDetector(device="cpu", face_order="size")
 
 
 @pytest.mark.real_data

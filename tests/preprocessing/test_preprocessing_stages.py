@@ -233,3 +233,78 @@ def test_real_pairs_give_face_diffs_and_the_orphan_fake_is_logged(real_small, tm
         ratios = [_face_energy_ratio(cv2.imread(str(layout.diff_path(fake, frame, face)), cv2.IMREAD_UNCHANGED),
                                      box_in_crop(boxes[frame][face])) for frame, face in names]
         assert np.median(ratios) >= 3, (fake, ratios)
+
+
+def _original_recipe_crops(video) -> dict[tuple[int, int], np.ndarray]:
+    """The original recipe's stages 1 and 2, step by step: every frame halved with PIL, facenet-pytorch's
+    MTCNN (0.85/0.95/0.95, its default largest-first order) in batches of 32, the half-resolution boxes
+    through JSON, then every 10th frame cut with ``int(b * 2)`` and the ``// 3`` margins. BGR crops."""
+    from facenet_pytorch import MTCNN
+    from PIL import Image
+
+    mtcnn = MTCNN(margin=0, thresholds=[0.85, 0.95, 0.95], device="cpu")
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    halves = []
+    for frame in frames:
+        image = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        halves.append(image.resize(size=[s // 2 for s in image.size]))
+    boxes = {}
+    for start in range(0, len(halves), 32):
+        found, *_ = mtcnn.detect(halves[start:start + 32], landmarks=False)
+        boxes.update({start + i: (b.tolist() if b is not None else None) for i, b in enumerate(found)})
+    boxes = json.loads(json.dumps({str(k): v for k, v in boxes.items()}))
+    crops = {}
+    for index in range(0, len(frames), 10):
+        for face, bbox in enumerate(boxes[str(index)] or []):
+            xmin, ymin, xmax, ymax = [int(b * 2) for b in bbox]
+            p_h, p_w = (ymax - ymin) // 3, (xmax - xmin) // 3
+            crops[index, face] = frames[index][max(ymin - p_h, 0):ymax + p_h, max(xmin - p_w, 0):xmax + p_w]
+    return crops
+
+
+@pytest.mark.real_data
+def test_original_recipe_gives_the_original_crops(real_small, tmp_path):
+    """Stage 1 + 2 with --recipe original (the default) cut the original recipe's crops, pixel for
+    pixel, from a 41-frame real 1280x720 clip; --recipe fast cuts some differently."""
+    import av
+
+    from preprocessing.detect_original_faces import detect_original_faces
+
+    source_part = tmp_path / "source" / "dfdc_train_part_0"
+    source_part.mkdir(parents=True)
+    clip = source_part / "real634.mp4"
+    with av.open(str(real_small / "dfdc_train_part_0" / "634.mp4")) as source, av.open(str(clip), "w") as target:
+        stream = target.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == 41:
+                break
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+                target.mux(packet)
+        for packet in stream.encode():
+            target.mux(packet)
+    (source_part / "metadata.json").write_text(json.dumps({clip.name: {"label": "REAL", "split": "train"}}))
+    expected = _original_recipe_crops(clip)
+    assert len(expected) >= 5
+
+    crops = {}
+    for recipe in ("original", "fast"):
+        layout = DataLayout(shutil.copytree(tmp_path / "source", tmp_path / recipe))
+        assert detect_original_faces(layout.root, workers=1, progress=False, recipe=recipe).done == 1
+        extract_crops(layout.root, workers=1, progress=False)
+        crops[recipe] = {key: cv2.imread(str(layout.crop_path("real634", *key))) for key in layout.crop_files("real634")}
+    assert sorted(crops["original"]) == sorted(expected)
+    for key, crop in expected.items():
+        np.testing.assert_array_equal(crops["original"][key], crop, err_msg=str(key))
+    assert any(key not in crops["fast"] or not np.array_equal(crops["fast"][key], crop)
+               for key, crop in expected.items())
+    # the recipe is part of stage 1's record: switching it redoes the stage
+    assert detect_original_faces(layout.root, workers=1, progress=False, recipe="original").done == 1
+    assert detect_original_faces(layout.root, workers=1, progress=False, recipe="original").skipped == 1

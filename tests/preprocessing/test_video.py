@@ -72,6 +72,18 @@ def test_evenly_spaced_sampling(numbered_video):
     assert [_decoded_index(f) for f in frames] == indices
 
 
+def test_truncated_sampling_is_the_winners(numbered_video):
+    # the DFDC winner's predictor: np.linspace(0, count - 1, n, endpoint=True, dtype=int)
+    for count in range(1, 400, 7):
+        winner = sorted(set(np.linspace(0, count - 1, 32, endpoint=True, dtype=int).tolist()))
+        assert evenly_spaced_indices(count, 32, "truncate") == winner, count
+    assert evenly_spaced_indices(300, 32, "truncate")[:3] == [0, 9, 19]  # 9.65 -> 9, rounded: 10
+    indices, frames = read_sampled_frames(numbered_video, 4, "truncate")
+    assert indices == [0, 9, 19, 29] and [_decoded_index(f) for f in frames] == indices
+    with pytest.raises(ValueError, match="truncate"):
+        evenly_spaced_indices(300, 32, "floor")
+
+
 def test_bad_files_raise_clear_errors(tmp_path, numbered_video):
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(numbered_video.read_bytes()[:200])

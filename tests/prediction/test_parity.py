@@ -1,0 +1,74 @@
+"""The winner preset against the DFDC winner's own predictor (../shared/parity): same frames, boxes,
+face scores and probabilities on the six real_small clips, with the parity checkpoint on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kernel_utils import VideoPredictor, predict_on_video_set, resolve_options
+from preprocessing.layout import DataLayout
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PARITY_DIR = REPO_ROOT.parent / "shared" / "parity"
+CHECKPOINT = PARITY_DIR / "final_111_DeepFakeClassifier_tf_efficientnet_lite0_0_0"
+REFERENCE = PARITY_DIR / "winner_predictions_real_small.json"
+
+# the issue's goal is 1e-3 per video; measured here: 5e-7 (probabilities), 4e-6 (face scores, the
+# reference keeps 7 digits), 5e-5 px (boxes, the reference keeps 4 decimals)
+PROBABILITY_TOLERANCE = 1e-4
+FACE_SCORE_TOLERANCE = 1e-4
+BOX_TOLERANCE_PX = 1e-2
+DETECTOR_PROB_TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    if not CHECKPOINT.is_file() or not REFERENCE.is_file():
+        pytest.skip(f"the winner's reference answers are not present at {PARITY_DIR}")
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.fixture(scope="module")
+def winner_predictions(reference, real_small) -> dict:
+    clips = [DataLayout(real_small).part_dir(0) / name for name in sorted(reference)]
+    missing = [c for c in clips if not c.is_file()]
+    if missing:
+        pytest.skip(f"clips of the reference missing: {missing}")
+    predictor = VideoPredictor([CHECKPOINT], resolve_options("winner", device="cpu", precision="fp32"))
+    assert [(m.encoder, m.input_size) for m in predictor.models] == [("tf_efficientnet_lite0", 224)]
+    return {p.name: p for p in predict_on_video_set(predictor, clips)}
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_winner_preset_reproduces_the_original_predictor(reference, winner_predictions):
+    assert set(winner_predictions) == set(reference) and len(reference) == 6
+    for name, expected in reference.items():
+        pred = winner_predictions[name]
+        assert pred.fallback_reason is None, (name, pred.fallback_reason)
+        assert pred.frame_indices == expected["frame_indices"], name
+        faces = expected["faces"]
+        assert pred.face_frame_indices.tolist() == [f["frame"] for f in faces], name
+        np.testing.assert_allclose(pred.face_boxes[:, :4], [f["box"] for f in faces], rtol=0, atol=BOX_TOLERANCE_PX,
+                                   err_msg=name)
+        np.testing.assert_allclose(pred.face_boxes[:, 4], [f["detector_prob"] for f in faces], rtol=0,
+                                   atol=DETECTOR_PROB_TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(pred.face_scores[0], [f["score"] for f in faces], rtol=0,
+                                   atol=FACE_SCORE_TOLERANCE, err_msg=name)
+        assert abs(pred.probability - expected["probability"]) <= PROBABILITY_TOLERANCE, name
+
+
+@pytest.mark.real_data
+def test_the_default_frame_sampling_does_not_match_the_original(reference, real_small):
+    """The reference is sensitive to what the preset changes: the default preset's frames differ on
+    every clip (rounded, not truncated), so the comparison above could not pass by accident."""
+    from preprocessing.video import evenly_spaced_indices, probe_video
+
+    for name, expected in reference.items():
+        count = probe_video(DataLayout(real_small).part_dir(0) / name).frame_count
+        assert evenly_spaced_indices(count, 32, "truncate") == expected["frame_indices"], name
+        assert evenly_spaced_indices(count, 32, "round") != expected["frame_indices"], name
