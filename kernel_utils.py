@@ -42,7 +42,7 @@ from preprocessing.faces import (
     face_to_model_input,
     resolve_device,
 )
-from preprocessing.video import VideoReadError, read_sampled_frames
+from preprocessing.video import DecodeCounts, VideoReadError, read_sampled_frames
 from training.zoo.checkpoints import CheckpointError, LoadedModel, load_model
 from training.zoo.classifiers import normalize_batch
 
@@ -140,6 +140,7 @@ class VideoPrediction:
     model_probabilities: list[float] = field(default_factory=list)
     fallback_reason: str | None = None
     fallback_kind: str | None = None  # "unreadable", "no_face", or "error" (a bug, only with keep_going)
+    decode_warning: str | None = None  # set when the video decoded only partly (the frames that did were used)
     timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
     # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
@@ -179,6 +180,7 @@ class DecodedVideo:
     frames: list[np.ndarray]
     error: str | None = None
     decode_s: float = 0.0
+    warning: str | None = None  # a partly decodable video: how many of its header's frames decoded
 
 
 @dataclass
@@ -201,6 +203,7 @@ class DetectedVideo:
     faces: VideoFaces | None
     timings_s: dict[str, float]
     fallback: VideoPrediction | None = None
+    decode_warning: str | None = None
 
 
 def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
@@ -219,14 +222,18 @@ def decode_video(path: str | os.PathLike, frames_per_video: int, sampling: str =
     """The sampled frames of a video; unreadable videos come back with ``error`` set (never raise)."""
     path = Path(path)
     start = time.perf_counter()
+    counts = DecodeCounts()
     try:
-        indices, frames = read_sampled_frames(path, frames_per_video, sampling)
+        indices, frames = read_sampled_frames(path, frames_per_video, sampling, counts=counts)
         error = None
     except VideoReadError as exc:
         indices, frames, error = [], [], f"unreadable video: {exc}"
     except (cv2.error, OSError) as exc:  # what OpenCV and the file system raise on a damaged or vanished file
         indices, frames, error = [], [], f"unreadable video: {path}: {type(exc).__name__}: {exc}"
-    return DecodedVideo(path, indices, frames, error, time.perf_counter() - start)
+    warning = counts.partial_warning(path) if error is None else None
+    if warning:
+        logger.warning("%s", warning)
+    return DecodedVideo(path, indices, frames, error, time.perf_counter() - start, warning)
 
 
 # ---- the one-video predictor ----------------------------------------------------------------------------
@@ -349,8 +356,9 @@ class VideoPredictor:
         if not faces.crops:
             return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
                                  self._fallback(decoded.path, "no_face", f"no face found in {len(decoded.frames)} "
-                                                f"sampled frames", timings, decoded.frame_indices))
-        return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings)
+                                                f"sampled frames", timings, decoded.frame_indices,
+                                                decoded.warning))
+        return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings, decode_warning=decoded.warning)
 
     def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
         """Second half: every model on the faces, then the strategy and the model combination."""
@@ -365,6 +373,7 @@ class VideoPredictor:
                                face_frame_indices=detected.faces.face_frame_indices,
                                face_boxes=detected.faces.boxes, face_scores=face_scores,
                                model_probabilities=per_model, timings_s=timings,
+                               decode_warning=detected.decode_warning,
                                face_crops=detected.faces.crops if self.keep_face_crops else [])
 
     def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
@@ -382,11 +391,11 @@ class VideoPredictor:
         return self._fallback(Path(path), "error", f"prediction failed: {type(exc).__name__}: {exc}", {})
 
     def _fallback(self, path: Path, kind: str, reason: str, timings: dict[str, float],
-                  frame_indices: Sequence[int] = ()) -> VideoPrediction:
+                  frame_indices: Sequence[int] = (), decode_warning: str | None = None) -> VideoPrediction:
         logger.warning("%s: %s; predicting %.1f", path, reason, NEUTRAL_PROBABILITY)
         return VideoPrediction(path, NEUTRAL_PROBABILITY, list(frame_indices),
                                face_scores=np.zeros((len(self.models), 0)), fallback_reason=reason,
-                               fallback_kind=kind, timings_s=timings)
+                               fallback_kind=kind, timings_s=timings, decode_warning=decode_warning)
 
 
 # ---- many videos ----------------------------------------------------------------------------------------

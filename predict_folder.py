@@ -205,6 +205,7 @@ def summarize(predictions, labels: dict[str, int] | None) -> dict:
         "n_videos": len(predictions),
         "fallbacks": {"total": sum(kinds.values()), **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "error")}},
         "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
+        "partly_decoded_videos": {p.name: p.decode_warning for p in predictions if p.decode_warning},
     }
     if labels:
         labelled = [p for p in predictions if p.name in labels]
@@ -414,6 +415,11 @@ def run(args: argparse.Namespace) -> int:
     fb = summary["fallbacks"]
     print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
           f"error {fb['error']})")
+    if summary["partly_decoded_videos"]:
+        partial = sorted(summary["partly_decoded_videos"])
+        print(f"partly decoded (scored on the frames that decode): {len(partial)} video(s): "
+              f"{', '.join(partial[:5])}{' ...' if len(partial) > 5 else ''} (warnings above, list in {metrics_file})",
+              file=sys.stderr)
     if labels:
         print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
               f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")

@@ -321,3 +321,27 @@ def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, p
     metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
     assert metrics["fallbacks"]["error"] == 1 and "TypeError" in metrics["fallback_videos"][failed]
     assert "1 video failed with an error" in captured.out + captured.err
+
+
+def test_a_partly_decodable_video_is_scored_with_a_warning(tmp_path, project_checkpoint, test_videos, capsys,
+                                                           caplog):
+    from preprocessing.video import iter_frames
+    from tests.conftest import write_truncated_video
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    source = sorted(test_videos.glob("*.mp4"))[0]
+    frames = [frame for _, frame in iter_frames(source)]
+    write_truncated_video(frames, folder / "cut.mp4", keep_frames=6)
+    shutil.copy(source, folder / "whole.mp4")
+    output = tmp_path / "out.csv"
+    rc = predict_folder.main(["--test-dir", str(folder), "--models", str(project_checkpoint), "--output", str(output),
+                              "--frames-per-video", "4", "--no-progress"])
+    assert rc == 0
+    assert "partly decoded (scored on the frames that decode): 1 video(s): cut.mp4" in capsys.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if f"cut.mp4: only 6 of the {len(frames)} frames" in w] and len(warnings) == 1
+    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    assert list(metrics["partly_decoded_videos"]) == ["cut.mp4"]
+    assert metrics["fallbacks"]["total"] == 0  # scored on the frames that decode, not 0.5
+    assert dict(_read_csv(output))["cut.mp4"] != 0.5
