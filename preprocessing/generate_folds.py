@@ -1,47 +1,106 @@
 """Stage 5: ``folds.csv`` (video,file,label,original,frame,fold), one row per crop on disk.
 
-Folds follow the data parts: fold = part number mod ``--n-splits`` (default 16), where an original's
-part decides the fold of the original and all its fakes, so no original/fake pair is ever split
-(checked before writing). With a single part the fold comes from a hash of the original's id instead.
+The unit of a fold is an identity group: an original, its fakes, and every original whose id appears
+in the name of one of those fakes (FF++ names a fake ``TTT_SSS_M``: target ``TTT`` with the face of
+``SSS``; ``033_097_DF`` joins ``033`` and ``097``, and so ``097_033_*`` too), so that no face is in
+training and validation at once. With several data parts a group's fold is its lowest part number mod
+``--n-splits`` (default 16, the DFDC recipe's). With one part (any collection that is not DFDC) the
+groups are dealt out so that every fold gets some and the folds hold about as many videos each:
+largest group first, each to the fold with the fewest videos so far, ties by a hash of the group's id
+(default 5 folds there). Both are checked before writing: a group is never split.
 Fakes whose original is missing are left out, each with one warning (and a line in the log).
 
-    python -m preprocessing.generate_folds DATA_ROOT [--n-splits 16]
+    python -m preprocessing.generate_folds DATA_ROOT [--n-splits N]
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
+import logging
 import re
 from pathlib import Path
 
-from preprocessing.layout import DataLayout, LayoutProblem, VideoEntry, parse_crop_name, write_text_atomic
+from preprocessing.layout import (
+    FOLDS_COLUMNS,
+    DataLayout,
+    LayoutProblem,
+    VideoEntry,
+    parse_crop_name,
+    part_number,
+    stable_id_hash,
+    write_text_atomic,
+)
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_folds"
-DEFAULT_N_SPLITS = 16
-COLUMNS = ("video", "file", "label", "original", "frame", "fold")
+DEFAULT_N_SPLITS = 16  # several data parts (DFDC): fold = part number mod 16
+SINGLE_PART_N_SPLITS = 5  # one part: identity groups dealt into 5 folds (20 % held out per fold)
+COLUMNS = FOLDS_COLUMNS
+_NAME_TOKENS = re.compile(r"[_\-.]+")
+
+log = logging.getLogger(__name__)
 
 
-def _part_number(part: str, position: int) -> int:
-    match = re.search(r"(\d+)$", part)
-    return int(match.group(1)) if match else position
+def default_n_splits(n_parts: int) -> int:
+    return DEFAULT_N_SPLITS if n_parts > 1 else SINGLE_PART_N_SPLITS
+
+
+def identity_groups(entries: list[VideoEntry]) -> dict[str, str]:
+    """Original id -> the id of its identity group (the group's smallest original id).
+
+    An original and its fakes form a group; an original whose id is a token of a fake's name (split on
+    ``_``, ``-`` and ``.``) joins that fake's group: FF++'s ``033_097_DF`` ties ``033`` to ``097``.
+    """
+    originals = sorted(e.video_id for e in entries if not e.is_fake)
+    parent = {o: o for o in originals}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for entry in entries:
+        if not entry.is_fake or entry.source_id not in parent:
+            continue
+        for token in _NAME_TOKENS.split(entry.video_id):
+            if token in parent and token != entry.source_id:
+                a, b = find(token), find(entry.source_id)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {o: find(o) for o in originals}
 
 
 def assign_folds(entries: list[VideoEntry], parts: list[str], n_splits: int) -> dict[str, int]:
-    """Fold of every original id."""
-    originals = [e for e in entries if not e.is_fake]
+    """Fold of every original id (its fakes take the same fold)."""
+    groups = identity_groups(entries)
+    originals = {e.video_id: e for e in entries if not e.is_fake}
+    members: dict[str, list[str]] = {}
+    for original, group in groups.items():
+        members.setdefault(group, []).append(original)
     if len(parts) > 1:
-        numbers = {part: _part_number(part, i) for i, part in enumerate(parts)}
-        return {e.video_id: numbers[e.part] % n_splits for e in originals}
-    return {e.video_id: int(hashlib.sha1(e.video_id.encode("utf-8")).hexdigest()[:12], 16) % n_splits
-            for e in originals}
+        numbers = {part: part_number(part, i) for i, part in enumerate(parts)}
+        group_fold = {g: min(numbers[originals[o].part] for o in ids) % n_splits for g, ids in members.items()}
+    else:
+        videos = {g: 0 for g in members}
+        for entry in entries:
+            if entry.source_id in groups:
+                videos[groups[entry.source_id]] += 1
+        load = [0] * n_splits
+        group_fold = {}
+        for group in sorted(members, key=lambda g: (-videos[g], stable_id_hash(g), g)):
+            fold = min(range(n_splits), key=lambda f: (load[f], f))
+            group_fold[group] = fold
+            load[fold] += videos[group]
+    return {original: group_fold[group] for original, group in groups.items()}
 
 
-def folds_rows(layout: DataLayout, entries: list[VideoEntry], n_splits: int = DEFAULT_N_SPLITS) -> list[tuple]:
+def folds_rows(layout: DataLayout, entries: list[VideoEntry], n_splits: int | None = None) -> list[tuple]:
     """The rows of folds.csv for the crops on disk (fakes without their original are left out)."""
-    folds = assign_folds(entries, [p.name for p in layout.parts()], n_splits)
+    parts = [p.name for p in layout.parts()]
+    n_splits = default_n_splits(len(parts)) if n_splits is None else int(n_splits)
+    folds = assign_folds(entries, parts, n_splits)
     rows = []
     for entry in entries:
         original = entry.source_id
@@ -51,12 +110,17 @@ def folds_rows(layout: DataLayout, entries: list[VideoEntry], n_splits: int = DE
         for frame, face in layout.crop_files(entry.video_id):
             rows.append((entry.video_id, f"{frame}_{face}.png", label, original, frame, folds[original]))
     rows.sort(key=lambda r: (r[0], parse_crop_name(r[1])))
-    pair_folds: dict[str, set[int]] = {}
+    groups = identity_groups(entries)
+    group_folds: dict[str, set[int]] = {}
     for row in rows:
-        pair_folds.setdefault(row[3], set()).add(row[5])
-    split = {original: sorted(f) for original, f in pair_folds.items() if len(f) > 1}
+        group_folds.setdefault(groups[row[3]], set()).add(row[5])
+    split = {group: sorted(f) for group, f in group_folds.items() if len(f) > 1}
     if split:
-        raise AssertionError(f"originals split across folds (a bug, please report it): {split}")
+        raise AssertionError(f"identity groups split across folds (a bug, please report it): {split}")
+    empty = sorted(set(range(n_splits)) - {row[5] for row in rows})
+    if empty:
+        log.warning("folds %s of %d have no crop (%d identity groups with crops): train with another --fold or "
+                    "make fewer folds (--n-splits)", empty, n_splits, len(group_folds))
     return rows
 
 
@@ -74,7 +138,7 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
 
 
 def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[Path]:
-    rows = folds_rows(layout, list(item.videos), int(options.get("n_splits", DEFAULT_N_SPLITS)))
+    rows = folds_rows(layout, list(item.videos), options.get("n_splits"))
     if not rows:
         # an old folds.csv would list crops that are gone: training must not find one
         layout.folds_csv.unlink(missing_ok=True)
@@ -92,17 +156,26 @@ def _flat_dirs(layout: DataLayout) -> list[Path]:
 STAGE = Stage(STAGE_NAME, _list_items, _process, flat_dirs=_flat_dirs, always_run=True, output_dirs=_flat_dirs)
 
 
-def generate_folds(data_root, progress: bool = True, n_splits: int = DEFAULT_N_SPLITS):
-    """Stage 5 over DATA_ROOT (never sharded: run it once after every shard of stages 1-4)."""
-    if int(n_splits) < 1:
+def check_n_splits(n_splits: int | None) -> int | None:
+    if n_splits is not None and int(n_splits) < 1:
         raise ValueError(f"--n-splits {n_splits}: must be >= 1")
-    return run_stage(STAGE, data_root, {"n_splits": int(n_splits)}, workers=1, shard=None, progress=progress)
+    return None if n_splits is None else int(n_splits)
+
+
+N_SPLITS_HELP = (f"number of folds (default: {DEFAULT_N_SPLITS} with several data parts, where folds follow the "
+                 f"parts; {SINGLE_PART_N_SPLITS} with one part)")
+
+
+def generate_folds(data_root, progress: bool = True, n_splits: int | None = None):
+    """Stage 5 over DATA_ROOT (never sharded: run it once after every shard of stages 1-4);
+    ``n_splits`` None: the default for the number of parts."""
+    n_splits = check_n_splits(n_splits)
+    return run_stage(STAGE, data_root, {"n_splits": n_splits}, workers=1, shard=None, progress=progress)
 
 
 def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0], sharded=False)
-    parser.add_argument("--n-splits", type=int, default=DEFAULT_N_SPLITS,
-                        help="number of folds (default 16; folds follow the data parts)")
+    parser.add_argument("--n-splits", type=int, default=None, help=N_SPLITS_HELP)
     args = parser.parse_args(argv)
     return run_cli(lambda: generate_folds(args.data_root, not args.no_progress, args.n_splits))
 

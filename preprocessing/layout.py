@@ -20,6 +20,7 @@ Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ PART_PREFIX = "dfdc_train_part_"
 PART_GLOB = f"{PART_PREFIX}*"
 TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
 METADATA_NAME = "metadata.json"
+FOLDS_COLUMNS = ("video", "file", "label", "original", "frame", "fold")  # folds.csv, written by stage 5
 _CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 
@@ -226,9 +228,19 @@ class DataLayout:
         return sorted(f for f in found if f is not None)
 
 
+def part_number(name: str, default: int = -1) -> int:
+    """The number a part folder's name ends with (``dfdc_train_part_12`` -> 12), else ``default``."""
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else default
+
+
+def stable_id_hash(text: str) -> int:
+    """A hash of an id that is the same on every machine and run (shards and folds are drawn from it)."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
+
+
 def _part_sort_key(path: Path):
-    match = re.search(r"(\d+)$", path.name)
-    return (int(match.group(1)) if match else -1, path.name)
+    return (part_number(path.name), path.name)
 
 
 def path_problem(path: str | os.PathLike, want: str = "file") -> str | None:

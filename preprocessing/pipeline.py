@@ -27,7 +27,7 @@ from preprocessing.detect_original_faces import (
 )
 from preprocessing.extract_crops import extract_crops
 from preprocessing.generate_diffs import generate_diffs
-from preprocessing.generate_folds import DEFAULT_N_SPLITS, generate_folds
+from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import generate_landmarks
 from preprocessing.layout import DataLayout
 from preprocessing.runner import (
@@ -43,7 +43,7 @@ from preprocessing.runner import (
 
 def preprocess(data_root, workers: int | None = None, progress: bool = True, every: int = DEFAULT_EVERY,
                all_frames: bool = False, scale: float | str = DEFAULT_SCALE, device: str = "auto",
-               n_splits: int = DEFAULT_N_SPLITS, shard=None,
+               n_splits: int | None = None, shard=None,
                on_stage_done: Callable[[StageSummary], None] | None = None,
                recipe: str = DEFAULT_RECIPE) -> list[StageSummary]:
     """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
@@ -56,8 +56,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     stage_options(every, all_frames, scale, device, recipe)  # bad options fail now, not after hours of work
-    if int(n_splits) < 1:
-        raise ValueError(f"--n-splits {n_splits}: must be >= 1")
+    n_splits = stage5.check_n_splits(n_splits)
     if workers is not None:
         check_workers(workers)
     stages_run = [stage1.STAGE, stage2.STAGE, stage3.STAGE, stage4.STAGE] + ([stage5.STAGE] if shard is None else [])
@@ -83,7 +82,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
 def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     add_detection_arguments(parser)
-    parser.add_argument("--n-splits", type=int, default=DEFAULT_N_SPLITS, help="folds in folds.csv (default 16)")
+    parser.add_argument("--n-splits", type=int, default=None, help=stage5.N_SPLITS_HELP)
     args = parser.parse_args(argv)
 
     def run():

@@ -49,6 +49,7 @@ from preprocessing.layout import (
     LayoutError,
     LayoutProblem,
     VideoEntry,
+    stable_id_hash,
     temp_target_name,
     write_json_atomic,
 )
@@ -153,7 +154,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def shard_of(key: str, n_shards: int) -> int:
     """A stable shard number for an item id (the same on every machine and Python version)."""
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) % n_shards
+    return stable_id_hash(key) % n_shards
 
 
 def in_shard(key: str, shard: tuple[int, int] | None) -> bool:

@@ -19,6 +19,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SMALL = REPO_ROOT.parent / "shared" / "data" / "real_small"
+FFPP_TRAIN = REPO_ROOT.parent / "shared" / "data" / "ffpp_train"
 
 # The tiny set every test shares: 2 parts x 2 reals x 2 fakes, 2 s at 10 fps (frames 0 and 10 are cropped).
 TINY_SET = dict(parts=2, reals_per_part=2, seconds=2.0, fps=10, size=(320, 240), seed=0, test_videos=4)
@@ -61,6 +62,14 @@ def real_small() -> Path:
     if not (REAL_SMALL / "dfdc_train_part_0" / "metadata.json").is_file():
         pytest.skip(f"real clips not present at {REAL_SMALL}")
     return REAL_SMALL
+
+
+@pytest.fixture(scope="session")
+def ffpp_train() -> Path:
+    """The 104 real FF++ videos in ../shared/data/ffpp_train (one part); skips when absent."""
+    if not (FFPP_TRAIN / "dfdc_train_part_0" / "metadata.json").is_file():
+        pytest.skip(f"FF++ training videos not present at {FFPP_TRAIN}")
+    return FFPP_TRAIN
 
 
 # ---- damaged and read-only inputs, made for real ---------------------------------------------------

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from preprocessing.layout import DataLayout, parse_crop_name
+from preprocessing.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name
 from training.transforms.augmentations import (
     create_train_transforms,
     create_val_transforms,
@@ -29,7 +29,6 @@ from training.transforms.cutouts import CutoutInputs, apply_hardcore, change_pad
 
 log = logging.getLogger(__name__)
 
-FOLDS_COLUMNS = ("video", "file", "label", "original", "frame", "fold")
 VAL_FRAME_STEP = 20  # validation uses every 20th frame unless --full-val
 MAX_REPLACEMENTS = 20  # a sample whose crop is broken is replaced by up to this many others
 

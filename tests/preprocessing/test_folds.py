@@ -1,0 +1,79 @@
+"""Folds: identity groups (FF++ pairs), balanced single-part folds, part-based DFDC folds."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from preprocessing.generate_folds import (
+    DEFAULT_N_SPLITS,
+    SINGLE_PART_N_SPLITS,
+    assign_folds,
+    default_n_splits,
+    identity_groups,
+)
+from preprocessing.layout import DataLayout, VideoEntry
+
+FFPP_FAKE = re.compile(r"^(\d+)_(\d+)_[A-Z0-9]+$")
+
+
+def _entry(video_id: str, original: str | None = None, part: str = "dfdc_train_part_0") -> VideoEntry:
+    return VideoEntry(video_id, Path(f"{part}/{video_id}.mp4"), "FAKE" if original else "REAL", original, part)
+
+
+def _ffpp_like(n_pairs: int) -> list[VideoEntry]:
+    """Pairs of FF++-style identities: ``a`` and ``b`` are originals, ``a_b_DF`` / ``b_a_F2F`` their fakes."""
+    entries = []
+    for i in range(n_pairs):
+        a, b = f"{2 * i:03d}", f"{2 * i + 1:03d}"
+        entries += [_entry(a), _entry(b), _entry(f"{a}_{b}_DF", a), _entry(f"{a}_{b}_NT", a), _entry(f"{b}_{a}_F2F", b)]
+    return entries
+
+
+def test_ffpp_pairs_form_one_group_and_share_a_fold():
+    entries = _ffpp_like(7) + [_entry("900"), _entry("900_901_DF", "900")]  # partner 901 absent: no link
+    groups = identity_groups(entries)
+    assert groups["000"] == groups["001"] == "000" and groups["002"] == groups["003"] != groups["000"]
+    assert groups["900"] == "900"
+    folds = assign_folds(entries, ["dfdc_train_part_0"], SINGLE_PART_N_SPLITS)
+    for i in range(7):
+        assert folds[f"{2 * i:03d}"] == folds[f"{2 * i + 1:03d}"]
+
+
+def test_single_part_default_folds_are_all_used_and_balanced():
+    entries = _ffpp_like(12)
+    assert default_n_splits(1) == SINGLE_PART_N_SPLITS and default_n_splits(3) == DEFAULT_N_SPLITS
+    folds = assign_folds(entries, ["dfdc_train_part_0"], default_n_splits(1))
+    videos_per_fold = Counter(folds[e.source_id] for e in entries)
+    assert sorted(videos_per_fold) == list(range(SINGLE_PART_N_SPLITS))  # fold 0 (the default --fold) has videos
+    assert max(videos_per_fold.values()) - min(videos_per_fold.values()) <= 5  # one group of 5 videos at most
+    assert assign_folds(list(reversed(entries)), ["dfdc_train_part_0"], 5) == folds  # order of listing is irrelevant
+
+
+def test_several_parts_follow_the_lowest_part_of_a_group():
+    entries = [_entry("a", part="dfdc_train_part_3"), _entry("b", part="dfdc_train_part_7"),
+               _entry("a_b", "a", part="dfdc_train_part_3"), _entry("c", part="dfdc_train_part_18")]
+    folds = assign_folds(entries, ["dfdc_train_part_3", "dfdc_train_part_7", "dfdc_train_part_18"], 16)
+    assert folds == {"a": 3, "b": 3, "c": 2}
+
+
+@pytest.mark.real_data
+def test_ffpp_train_folds_never_split_a_pair(ffpp_train):
+    entries, _ = DataLayout(ffpp_train).scan()
+    folds = assign_folds(entries, ["dfdc_train_part_0"], default_n_splits(1))
+    originals = {e.video_id for e in entries if not e.is_fake}
+    pairs = 0
+    for entry in entries:
+        match = FFPP_FAKE.match(entry.video_id)
+        if entry.is_fake and match and entry.source_id in folds:
+            target, source = match.groups()
+            assert target == entry.source_id
+            if source in originals:
+                assert folds[target] == folds[source], entry.video_id
+                pairs += 1
+    assert pairs >= 20
+    videos_per_fold = Counter(folds[e.source_id] for e in entries if e.source_id in folds)
+    assert sorted(videos_per_fold) == list(range(SINGLE_PART_N_SPLITS)) and min(videos_per_fold.values()) >= 15
