@@ -145,10 +145,12 @@ class VideoPrediction:
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
     # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
     face_crops: list[np.ndarray] = field(default_factory=list, repr=False)
+    # the row name when the file name alone is ambiguous (several folders in one run: "folder/file.mp4")
+    display_name: str | None = None
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.display_name or self.path.name
 
     @property
     def n_faces(self) -> int:

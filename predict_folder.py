@@ -1,6 +1,6 @@
 """Folder predictor: every .mp4 in a folder -> submission CSV (``filename,label``), scored when labels exist.
 
-    python predict_folder.py --test-dir DIR --output OUT.csv [--preset default|winner] [--models CKPT ...]
+    python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
         [--prefetch 2] [--encoder NAME] [--labels metadata.json] [--report DIR] [--report-videos 8]
         [--keep-going] [--no-progress]
@@ -12,8 +12,10 @@ override the preset's (``--help`` lists them). Without ``--models`` the checkpoi
 where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files (fetch them with
 ``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file of every run,
 or its ``*_last`` file when the run has no best one.
-With labels (``--labels``, or a ``metadata.json`` in the folder) the log loss, AUC, accuracy and the
-fallback counts are printed and written to ``OUT.metrics.json``. ``--report DIR`` writes an HTML report
+With labels (``--labels``, or a ``metadata.json`` in the folder) the evaluation protocol
+(``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per manipulation
+method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several folders (one per
+dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``--report DIR`` writes an HTML report
 (prediction histogram by true label, frame-score strips and face crops of the most wrong videos;
 the crops are the ones the prediction scored, kept for those videos only).
 
@@ -127,7 +129,7 @@ def read_labels(path: str | os.PathLike) -> dict[str, int]:
     return {name: parse(name, value) for name, value in data.items()}
 
 
-def list_input_videos(test_dir: str | None, video: str | None) -> list[Path]:
+def list_input_videos(test_dirs: list[str] | None, video: str | None) -> list[Path]:
     if video is not None:
         path = Path(video)
         problem = path_problem(path, want="file")
@@ -137,15 +139,43 @@ def list_input_videos(test_dir: str | None, video: str | None) -> list[Path]:
         return [path]
     from kernel_utils import list_videos
 
-    folder = Path(test_dir)
-    problem = path_problem(folder, want="folder")
-    if problem:
-        fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of .mp4 files"
-        raise InputError(f"--test-dir {folder} {problem}; {fix}")
-    videos = list_videos(folder)
-    if not videos:
-        raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
+    videos = []
+    for test_dir in test_dirs:
+        folder = Path(test_dir)
+        problem = path_problem(folder, want="folder")
+        if problem:
+            fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of .mp4 files"
+            raise InputError(f"--test-dir {folder} {problem}; {fix}")
+        found = list_videos(folder)
+        if not found:
+            raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
+        videos += found
     return videos
+
+
+def folder_keys(folders: list[Path]) -> dict[Path, str]:
+    """A short unique name per folder: its last path component, with more parents where two would clash
+    (``a/x`` and ``b/x`` -> ``a/x``, ``b/x``)."""
+    parts = {f: f.resolve().parts for f in folders}
+    if len(set(parts.values())) < len(folders):
+        raise InputError("--test-dir names the same folder twice; pass each folder once")
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        keys = {f: "/".join(p[-depth:]) for f, p in parts.items()}
+        if len(set(keys.values())) == len(folders):
+            return keys
+    raise AssertionError("distinct resolved paths always have distinct suffixes")
+
+
+def read_methods(path: Path) -> dict[str, str]:
+    """``file name -> manipulation method`` where a DFDC-style ``metadata.json`` names one (``"method"``)."""
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # read_labels has already reported an unreadable file
+    return {name: str(v["method"]) for name, v in data.items() if isinstance(v, dict) and v.get("method")} \
+        if isinstance(data, dict) else {}
 
 
 def label_coverage(labels: dict[str, int], videos: list[Path]) -> tuple[int, list[str]]:
@@ -196,8 +226,12 @@ def metrics_path_for(output: str | os.PathLike) -> Path:
     return output.with_name(output.stem + ".metrics.json")
 
 
-def summarize(predictions, labels: dict[str, int] | None) -> dict:
-    """Scores on the labelled videos (as the competition scored) and the fallback counts."""
+def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
+              methods: dict[str, str] | None = None) -> dict:
+    """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
+    (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
+    ``folder_of`` and ``methods`` are keyed by the prediction's name."""
+    from prediction.evaluation import ScoredVideo, evaluate, method_of
     from training.tools.metrics import video_scores
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
@@ -214,6 +248,12 @@ def summarize(predictions, labels: dict[str, int] | None) -> dict:
         scores["n_labelled"] = scores.pop("n_videos")
         summary.update(scores)
         summary["n_unlabelled"] = len(predictions) - len(labelled)
+        folder_of, methods = folder_of or {}, methods or {}
+        summary["evaluation"] = evaluate(
+            ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
+                        p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
+                        method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
+            for p in labelled)
     return summary
 
 
@@ -281,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--test-dir", help="folder of .mp4 files (every one gets a row)")
+    source.add_argument("--test-dir", nargs="+", metavar="DIR",
+                        help="folder(s) of .mp4 files (every one gets a row); with several (one per dataset) "
+                             "the rows are named FOLDER/FILE and the scores are broken down per folder")
     source.add_argument("--video", help="a single .mp4 file")
     models = parser.add_argument_group("models")
     models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
@@ -305,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--output", required=True, help="submission CSV (filename,label)")
     out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
-                     "next to the videos, when present")
+                     "next to the videos (in each --test-dir), when present")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
     out.add_argument("--report-videos", type=int, default=8, help="most wrong videos shown in the report")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -323,6 +365,61 @@ def check_outputs(output: Path, report: str | None) -> None:
         if problem:
             sep = " " if problem.startswith("is ") else ": "
             raise InputError(f"{what}{sep}{problem}; choose a writable {'file name' if want == 'file' else 'folder'}")
+
+
+def video_folder_keys(args: argparse.Namespace, videos: list[Path]) -> dict[Path, str]:
+    folders = [Path(d) for d in args.test_dir] if args.test_dir else [videos[0].parent]
+    keys = folder_keys(folders)
+    by_resolved = {f.resolve(): k for f, k in keys.items()}
+    return {v: by_resolved[v.parent.resolve()] for v in videos}
+
+
+def load_labels(args: argparse.Namespace, videos: list[Path]):
+    """(labels keyed by row name or None, the labels file used, {video: row name} where the row name is
+    not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or the folder's
+    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE."""
+    several = bool(args.test_dir) and len(args.test_dir) > 1
+    if not several:
+        labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
+        labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
+        methods = read_methods(labels_path) if labels is not None else {}
+        if labels is not None:
+            labels = checked_labels(labels, videos, labels_path, args.test_dir[0] if args.test_dir else args.video)
+        return labels, labels_path, {}, methods
+    if args.labels:
+        raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
+                         f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
+    keys = video_folder_keys(args, videos)
+    display = {v: f"{keys[v]}/{v.name}" for v in videos}
+    labels: dict[str, int] = {}
+    methods: dict[str, str] = {}
+    for test_dir in args.test_dir:
+        folder = Path(test_dir)
+        path = folder / METADATA_NAME
+        if not path.is_file():
+            print(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored", file=sys.stderr)
+            continue
+        mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
+        found = checked_labels(read_labels(path), mine, path, test_dir)
+        if found:
+            key = keys[mine[0]]
+            labels.update({f"{key}/{name}": y for name, y in found.items()})
+            methods.update({f"{key}/{name}": m for name, m in read_methods(path).items()})
+    return (labels or None), Path(args.test_dir[0]) / METADATA_NAME, display, methods
+
+
+def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path, where) -> dict[str, int] | None:
+    """The labels, after warning when they name none (None) or only some of the videos."""
+    n_labelled, unmatched = label_coverage(labels, videos)
+    if n_labelled == 0:
+        print(f"warning: labels file {labels_path} names none of the {len(videos)} video(s) in {where} "
+              f"(it names e.g. {', '.join(sorted(labels)[:3])}); no score is computed. Pass the labels of "
+              f"these videos with --labels", file=sys.stderr)
+        return None
+    if n_labelled < len(videos) or unmatched:
+        print(f"labels: {n_labelled} of {len(videos)} videos have a label in {labels_path}; "
+              f"{len(unmatched)} labels name no video here", file=sys.stderr)
+    return labels
 
 
 def run(args: argparse.Namespace) -> int:
@@ -347,19 +444,8 @@ def run(args: argparse.Namespace) -> int:
             fix = (f"pass a checkpoint file in it (e.g. {path}/<name>_best) or --weights-dir {path}"
                    if problem == "is a folder" else "check the path (or train with ./train.sh)")
             raise InputError(f"checkpoint {path} {problem}; {fix}")
-    labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
-    labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
-    if labels is not None:
-        n_labelled, unmatched = label_coverage(labels, videos)
-        where = args.test_dir or args.video
-        if n_labelled == 0:
-            print(f"warning: labels file {labels_path} names none of the {len(videos)} video(s) in {where} "
-                  f"(it names e.g. {', '.join(sorted(labels)[:3])}); no score is computed. Pass the labels of "
-                  f"these videos with --labels", file=sys.stderr)
-            labels = None
-        elif n_labelled < len(videos) or unmatched:
-            print(f"labels: {n_labelled} of {len(videos)} videos have a label in {labels_path}; "
-                  f"{len(unmatched)} labels name no video here", file=sys.stderr)
+    labels, labels_path, display, methods = load_labels(args, videos)
+    folder_of = {display.get(v, v.name): key for v, key in video_folder_keys(args, videos).items()}
 
     from tqdm import tqdm
 
@@ -387,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for position, pred in enumerate(tqdm(stream, total=len(videos), unit="video", desc="predict",
                                              disable=not args.progress)):
+            pred.display_name = display.get(pred.path)
             predictions.append(pred)
             if not predictor.keep_face_crops or pred.fell_back or pred.name not in labels:
                 pred.face_crops = []
@@ -404,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed_s = time.perf_counter() - start
 
     write_submission(output, predictions)
-    summary = summarize(predictions, labels)
+    summary = summarize(predictions, labels, folder_of, methods)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)
@@ -423,6 +510,9 @@ def run(args: argparse.Namespace) -> int:
     if labels:
         print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
               f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
+        from prediction.evaluation import format_table
+
+        print(format_table(summary["evaluation"]))
     if args.report:
         index = write_report(args.report, predictions, labels, summary, output, args.report_videos,
                              metrics_path=metrics_file)

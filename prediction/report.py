@@ -82,6 +82,18 @@ def _contact_sheet(path: Path, crops, scores, tile_px: int = 112, columns: int =
             raise OSError(f"cannot write {path}")
 
 
+def evaluation_html(evaluation: dict) -> str:
+    """The evaluation protocol's table (overall, per folder, per method) as an HTML section."""
+    from prediction.evaluation import TABLE_COLUMNS, table_rows
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in TABLE_COLUMNS)
+    body = "".join("<tr><th>" + html.escape(name) + "</th>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                   + "</tr>" for name, cells in table_rows(evaluation))
+    return (f"<h2>Evaluation</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th></th>{head}</tr>{body}</table>"
+            "\n<p>Per method: that method's fakes against the real videos of the same folders. "
+            "Face AUC: every scored face labelled with its video's label.</p>")
+
+
 def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, int] | None,
                  summary: dict, submission_path: Path | None = None, top_k: int = 8,
                  metrics_path: Path | None = None) -> Path:
@@ -119,7 +131,9 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
     metric_rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
         else f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-        for key, value in summary.items() if key not in ("fallback_videos", "fallbacks", "models", "settings"))
+        for key, value in summary.items()
+        if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
+    evaluation_section = evaluation_html(summary["evaluation"]) if summary.get("evaluation") else ""
     setup = html.escape(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")},
                                    indent=1))
     fallback_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(reason)}</td></tr>"
@@ -145,6 +159,7 @@ def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, i
 <ul>{links}</ul>
 <h2>Scores</h2>
 <table border="1" cellpadding="4">{metric_rows}</table>
+{evaluation_section}
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
 <h2>Most wrong videos</h2>

@@ -1,0 +1,106 @@
+"""The evaluation protocol: the metrics papers report, overall and per folder and manipulation method.
+
+Video level (one probability per video): ROC AUC, average precision, equal error rate, log loss
+(all videos, fakes only, reals only, and the mean of the two: the DFDC winner's model-selection
+score), accuracy at 0.5. Face level: ROC AUC of every scored face, each labelled with its video's
+label. Breakdowns: per folder (one per dataset when several are scored in one call) and per
+manipulation method, where a method's rows are its fakes and the real videos of the folders that hold
+them (FF++'s protocol: each method against the same reals). A fake's method is its metadata entry's
+``method`` when there is one, else the FF++ suffix of its file name (``033_097_DF.mp4`` -> ``DF``).
+
+Every number comes from scikit-learn (``training.tools.metrics``) and is NaN (null in JSON) when the
+rows in scope hold a single class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.tools.metrics import auc, video_scores
+
+FFPP_METHODS = {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "FSH": "FaceShifter",
+                "NT": "NeuralTextures"}
+_FFPP_SUFFIX = re.compile(r"_(" + "|".join(sorted(FFPP_METHODS, key=len, reverse=True)) + r")$")
+
+# the columns of the printed table, in order: (key in the metrics, heading)
+TABLE_COLUMNS = (("n_videos", "videos"), ("n_fake", "fake"), ("auc", "AUC"), ("average_precision", "AP"),
+                 ("eer", "EER"), ("log_loss", "LL"), ("fake_log_loss", "LL fake"), ("real_log_loss", "LL real"),
+                 ("balanced_log_loss", "LL bal"), ("accuracy", "acc@0.5"), ("face_auc", "face AUC"))
+
+
+def method_of(file_name: str, metadata_method: str | None = None) -> str | None:
+    """The manipulation method of a fake: its metadata's, else the FF++ suffix of its name, else None."""
+    if metadata_method:
+        return str(metadata_method)
+    match = _FFPP_SUFFIX.search(file_name.rsplit(".", 1)[0])
+    return match.group(1) if match else None
+
+
+@dataclass
+class ScoredVideo:
+    """One labelled video's answer, as the protocol needs it."""
+
+    name: str
+    folder: str
+    label: int  # 1 FAKE, 0 REAL
+    probability: float
+    face_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per face, mean over models
+    method: str | None = None  # fakes only
+
+
+def _scores(videos: Sequence[ScoredVideo]) -> dict:
+    y = [v.label for v in videos]
+    scores = video_scores(y, [v.probability for v in videos])
+    face_y = np.concatenate([np.full(v.face_scores.size, v.label) for v in videos]) if videos else np.zeros(0)
+    face_p = np.concatenate([v.face_scores.ravel() for v in videos]) if videos else np.zeros(0)
+    scores["face_auc"] = auc(face_y, face_p)
+    scores["n_faces"] = int(face_p.size)
+    scores["n_fake"] = int(sum(y))
+    scores["n_real"] = len(y) - int(sum(y))
+    return scores
+
+
+def evaluate(videos: Iterable[ScoredVideo]) -> dict:
+    """``{"overall": metrics, "per_folder": {folder: metrics}, "per_method": {method: metrics}}``."""
+    videos = list(videos)
+    folders = sorted({v.folder for v in videos})
+    result = {"overall": _scores(videos),
+              "per_folder": {f: _scores([v for v in videos if v.folder == f]) for f in folders} if len(folders) > 1
+              else {},
+              "per_method": {}}
+    methods = sorted({v.method for v in videos if v.label == 1 and v.method})
+    for method in methods:
+        fakes = [v for v in videos if v.label == 1 and v.method == method]
+        scope = {v.folder for v in fakes}
+        reals = [v for v in videos if v.label == 0 and v.folder in scope]
+        result["per_method"][method] = _scores(reals + fakes)
+    return result
+
+
+def _cell(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.3f}"
+
+
+def table_rows(evaluation: dict) -> list[tuple[str, list[str]]]:
+    """(row name, formatted cells in ``TABLE_COLUMNS`` order): overall, each folder, each method."""
+    rows = [("all", evaluation["overall"])]
+    rows += [(f"folder {name}", scores) for name, scores in evaluation["per_folder"].items()]
+    rows += [(f"method {name}" + (f" ({FFPP_METHODS[name]})" if name in FFPP_METHODS else ""), scores)
+             for name, scores in evaluation["per_method"].items()]
+    return [(name, [_cell(scores.get(k)) for k, _ in TABLE_COLUMNS]) for name, scores in rows]
+
+
+def format_table(evaluation: dict) -> str:
+    """The evaluation as one Markdown table: overall, each folder, each method."""
+    lines = ["| | " + " | ".join(h for _, h in TABLE_COLUMNS) + " |",
+             "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in table_rows(evaluation)]
+    return "\n".join(lines)

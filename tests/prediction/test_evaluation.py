@@ -1,0 +1,125 @@
+"""The evaluation protocol: every metric is scikit-learn's, the breakdowns per folder and per method."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score, roc_curve
+
+import predict_folder
+from prediction.evaluation import FFPP_METHODS, ScoredVideo, evaluate, format_table, method_of
+from tests.prediction.conftest import FRAMES_PER_VIDEO
+from training.tools import metrics
+
+
+def _labelled_numbers(seed: int, n: int = 200):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.25, n), 0, 1)  # informative, with ties at 0 and 1
+    return y, p
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_metric_equals_scikit_learn(seed):
+    y, p = _labelled_numbers(seed)
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    scores = metrics.video_scores(y, p)
+    assert scores["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert scores["average_precision"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert scores["log_loss"] == pytest.approx(log_loss(y, clipped), abs=1e-12)
+    assert scores["fake_log_loss"] == pytest.approx(log_loss(y[y == 1], clipped[y == 1], labels=[0, 1]), abs=1e-12)
+    assert scores["real_log_loss"] == pytest.approx(log_loss(y[y == 0], clipped[y == 0], labels=[0, 1]), abs=1e-12)
+    assert scores["balanced_log_loss"] == pytest.approx((scores["fake_log_loss"] + scores["real_log_loss"]) / 2)
+    assert scores["accuracy"] == pytest.approx(accuracy_score(y, p > 0.5), abs=1e-12)
+    # EER: at the ROC point where false positive and false negative rates are closest, their mean;
+    # checked against a sweep over every threshold computed by hand
+    fpr, tpr, _ = roc_curve(y, p)
+    gaps = np.abs((1 - tpr) - fpr)
+    assert scores["eer"] == pytest.approx(((fpr + 1 - tpr) / 2)[np.argmin(gaps)], abs=1e-12)
+    best = min((abs(np.mean(p[y == 0] >= t) - np.mean(p[y == 1] < t)), t) for t in np.unique(p))[1]
+    assert scores["eer"] == pytest.approx((np.mean(p[y == 0] >= best) + np.mean(p[y == 1] < best)) / 2, abs=0.02)
+    assert 0 < scores["eer"] < 0.5
+
+
+def test_metrics_of_one_class_are_nan_not_an_error():
+    scores = metrics.video_scores([1, 1, 1], [0.9, 0.2, 0.7])
+    assert np.isnan(scores["auc"]) and np.isnan(scores["average_precision"]) and np.isnan(scores["eer"])
+    assert np.isnan(scores["real_log_loss"]) and scores["fake_log_loss"] == pytest.approx(
+        log_loss([1, 1, 1], [0.9, 0.2, 0.7], labels=[0, 1]))
+
+
+def test_the_per_method_breakdown_finds_the_method_in_ffpp_names(ffpp_train):
+    metadata = json.loads((ffpp_train / "dfdc_train_part_0" / "metadata.json").read_text())
+    found = {name: method_of(name) for name, info in metadata.items() if info["label"] == "FAKE"}
+    assert all(m in FFPP_METHODS for m in found.values()), {n: m for n, m in found.items() if m not in FFPP_METHODS}
+    assert set(found.values()) == set(FFPP_METHODS)  # the five methods of the folder's README
+    assert all(method_of(name) is None for name, info in metadata.items() if info["label"] == "REAL")
+    assert method_of("033_097_DF.mp4", "Deepfakes") == "Deepfakes"  # metadata's word wins
+    assert method_of("aabbcc.mp4") is None
+
+
+def test_evaluate_breaks_down_per_folder_and_per_method():
+    rng = np.random.default_rng(0)
+    videos = []
+    for folder, methods in (("ffpp", ("DF", "NT")), ("dfdc", (None,))):
+        for i in range(12):
+            videos.append(ScoredVideo(f"{i:03d}.mp4", folder, 0, float(rng.uniform(0, 0.7)), rng.uniform(0, 1, 5)))
+            for m in methods:
+                videos.append(ScoredVideo(f"{i:03d}_x_{m}.mp4", folder, 1, float(rng.uniform(0.3, 1)),
+                                          rng.uniform(0, 1, 5), m))
+    result = evaluate(videos)
+    assert set(result["per_folder"]) == {"ffpp", "dfdc"}
+    assert set(result["per_method"]) == {"DF", "NT"}
+    df = [v for v in videos if v.folder == "ffpp" and (v.label == 0 or v.method == "DF")]
+    assert result["per_method"]["DF"]["n_videos"] == 24 and result["per_method"]["DF"]["n_fake"] == 12
+    assert result["per_method"]["DF"]["auc"] == pytest.approx(roc_auc_score([v.label for v in df],
+                                                                            [v.probability for v in df]))
+    face_y = np.repeat([v.label for v in videos], 5)
+    face_p = np.concatenate([v.face_scores for v in videos])
+    assert result["overall"]["face_auc"] == pytest.approx(roc_auc_score(face_y, face_p))
+    table = format_table(result)
+    assert "| folder dfdc |" in table and "| method NT (NeuralTextures) |" in table
+    assert len(table.splitlines()) == 2 + 1 + 2 + 2
+
+
+def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpoint, tmp_path, capsys):
+    # two datasets whose folders have the same name and hold the same file names: rows stay distinct
+    names = sorted(p.name for p in test_videos.glob("*.mp4"))
+    metadata = json.loads((test_videos / "metadata.json").read_text())
+    folders = []
+    for dataset in ("set_a", "set_b"):
+        folder = tmp_path / dataset / "videos"
+        folder.mkdir(parents=True)
+        for name in names:
+            shutil.copy(test_videos / name, folder / name)
+        (folder / "metadata.json").write_text(json.dumps({n: metadata[n] for n in names}))
+        folders.append(str(folder))
+    output = tmp_path / "out.csv"
+    report = tmp_path / "report"
+    rc = predict_folder.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output", str(output),
+                              "--frames-per-video", str(FRAMES_PER_VIDEO), "--report", str(report),
+                              "--no-progress"])
+    assert rc == 0
+    rows = output.read_text().splitlines()[1:]
+    assert sorted(r.split(",")[0] for r in rows) == sorted(f"{d}/videos/{n}" for d in ("set_a", "set_b")
+                                                             for n in names)
+    summary = json.loads(predict_folder.metrics_path_for(output).read_text())
+    per_folder = summary["evaluation"]["per_folder"]
+    assert set(per_folder) == {"set_a/videos", "set_b/videos"}
+    assert all(s["n_videos"] == len(names) for s in per_folder.values())
+    assert summary["evaluation"]["overall"]["n_videos"] == 2 * len(names) == summary["n_labelled"]
+    # the same videos scored twice the same way
+    assert per_folder["set_a/videos"]["log_loss"] == pytest.approx(per_folder["set_b/videos"]["log_loss"], abs=1e-9)
+    printed = capsys.readouterr().out
+    assert "| folder set_a/videos |" in printed and "| folder set_b/videos |" in printed
+    page = (report / "index.html").read_text()
+    assert "<h2>Evaluation</h2>" in page and re.search(r"<th>folder set_b/videos</th>", page)
+
+    rc = predict_folder.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output",
+                              str(tmp_path / "again.csv"), "--labels", str(tmp_path / "set_a/videos/metadata.json")])
+    assert rc == 2
+    assert "with several --test-dir folders" in capsys.readouterr().err
