@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 from preprocessing.faces import shape_predictor_path
+from training.transforms.self_blend import blend, moved_face, resample, soft_hull_mask
 
-# dlib's 68-point scheme: 0-16 jaw, 17-26 eyebrows, 27-35 nose, 36-47 eyes, 48-67 mouth
-BROWS = slice(17, 27)
+# dlib's 68-point scheme: 0-16 jaw, 17-26 eyebrows (BROWS), 27-35 nose, 36-47 eyes, 48-67 mouth
 
 # The crop around a face that becomes the "person" in a video, in dlib face-box sides from the
 # landmarks' centre: hair above, shoulders below (enough to run past the bottom of the frame), and
@@ -117,24 +117,8 @@ def scaled(identity: Identity, face_size_px: float) -> tuple[np.ndarray, np.ndar
 
 def hull_mask(landmarks: np.ndarray, shape: tuple[int, int], erode_px: float, blur_px: float,
               brow_lift: float = 0.0) -> np.ndarray:
-    """Soft face-hull mask (float32 0..1): convex hull of the landmarks, eroded then blurred.
-
-    ``brow_lift`` raises the eyebrow points by that fraction of the face height so that the hull
-    takes in part of the forehead, as face-swap tools do.
-    """
-    points = landmarks.astype(np.float32).copy()
-    if brow_lift:
-        face_height = points[:, 1].max() - points[:, 1].min()
-        points[BROWS, 1] -= brow_lift * face_height
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 255)
-    erode = int(round(erode_px))
-    if erode > 0:
-        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1)))
-    mask = mask.astype(np.float32) / 255.0
-    if blur_px > 0:
-        mask = cv2.GaussianBlur(mask, (0, 0), blur_px)
-    return mask
+    """Soft face-hull mask (float32 0..1): the self-blend module's, shared with training."""
+    return soft_hull_mask(landmarks, shape, erode_px, blur_px, brow_lift)
 
 
 def _piecewise_affine(source: np.ndarray, source_points: np.ndarray, target_points: np.ndarray,
@@ -170,14 +154,6 @@ def _piecewise_affine(source: np.ndarray, source_points: np.ndarray, target_poin
     return cv2.remap(source, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
 
 
-def _resample(image: np.ndarray, factor: float) -> np.ndarray:
-    """Down- then up-sample: the soft look of a face rendered at a lower resolution and pasted back."""
-    height, width = image.shape[:2]
-    small = cv2.resize(image, (max(2, int(width * factor)), max(2, int(height * factor))),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
 def _to_lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
@@ -200,12 +176,6 @@ def _colour_transfer(source: np.ndarray, target: np.ndarray, region: np.ndarray,
     dst_std = np.sqrt(((dst_lab - dst_mean) ** 2 * weights).sum(axis=(0, 1)) / total) + 1e-3
     matched = (src_lab - src_mean) / src_std * dst_std + dst_mean
     return _from_lab(src_lab + strength * (matched - src_lab))
-
-
-def _blend(background: np.ndarray, foreground: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    alpha = mask[..., None]
-    out = background.astype(np.float32) * (1 - alpha) + foreground.astype(np.float32) * alpha
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -258,13 +228,9 @@ def make_fake_portrait(portrait: np.ndarray, landmarks: np.ndarray, face_size_px
         region = hull_mask(landmarks, shape, 0.1 * face_size_px, 0)
         face = _colour_transfer(warped, portrait, region, recipe.colour_strength)
     elif recipe.kind == "self_blend":
-        centre = landmarks.mean(axis=0)
-        matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, recipe.scale)
-        matrix[:, 2] += np.float64(recipe.shift) * face_size_px
-        face = cv2.warpAffine(portrait, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-        face += np.float32(recipe.colour_shift)
+        face = moved_face(portrait, landmarks.mean(axis=0), recipe.scale,
+                          tuple(np.float64(recipe.shift) * face_size_px), recipe.colour_shift)
     else:
         raise ValueError(f"unknown fake kind {recipe.kind!r}; use 'face_swap' or 'self_blend'")
-    face = _resample(np.clip(face, 0, 255).astype(np.float32), recipe.resample)
-    return _blend(portrait, face, mask)
+    face = resample(np.clip(face, 0, 255).astype(np.float32), recipe.resample)
+    return blend(portrait, face, mask)

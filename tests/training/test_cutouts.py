@@ -138,7 +138,7 @@ def test_show_augmentations_writes_the_grid(preprocessed_root, tmp_path):
                  "--pipeline-columns", "2"]) == 0
     grid = cv2.imread(str(out))
     tile_h = 64 + 18
-    # crop, eyes, mouth, nose, 4 hull halves, bit mask, 2 pipeline draws
-    assert grid.shape[:2] == (2 * tile_h, 11 * 64)
+    # crop, eyes, mouth, nose, 4 hull halves, bit mask, self-blended, SBI mask, 2 pipeline draws
+    assert grid.shape[:2] == (2 * tile_h, 13 * 64)
     crop_tile, eyes_tile = grid[18:tile_h, :64], grid[18:tile_h, 64:128]
     assert (eyes_tile.max(axis=2) == 0).sum() > (crop_tile.max(axis=2) == 0).sum() + 20

@@ -26,9 +26,13 @@ from training.transforms.augmentations import (
     image_to_uint8_tensor,
 )
 from training.transforms.cutouts import CutoutInputs, apply_hardcore, change_padding
+from training.transforms.self_blend import SelfBlendParams, self_blend
 
 log = logging.getLogger(__name__)
 
+# Where the training fakes come from: the data's fake videos, self-blended copies of its real crops
+# (SBI: no fake video needed), or half of each.
+FAKE_SOURCES = ("real", "self_blended", "both")
 VAL_FRAME_STEP = 20  # validation uses every 20th frame unless --full-val
 MAX_REPLACEMENTS = 20  # a sample whose crop is broken is replaced by up to this many others
 
@@ -60,9 +64,9 @@ def read_folds(data_root: str | os.PathLike) -> pd.DataFrame:
 
 
 def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
-                source: str = "folds.csv") -> tuple[pd.DataFrame, pd.DataFrame]:
+                source: str = "folds.csv", fakes: str = "real") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows for training (folds != ``fold``) and validation (``fold``, every 20th frame unless
-    ``full_val``)."""
+    ``full_val``). With ``fakes="self_blended"`` reals alone are enough (the fakes are made from them)."""
     available = sorted(int(f) for f in folds["fold"].unique())
     if fold not in available:
         raise FoldsError(f"{source} has no rows with fold {fold}; available folds: {available}. "
@@ -80,6 +84,8 @@ def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
                          f"pass --full-val to validate on all its frames")
     for name, rows in (("training", train), ("validation", val)):
         labels = set(rows["label"].astype(int))
+        if fakes == "self_blended" and 0 in labels:
+            continue
         if labels != {0, 1}:
             have = "only FAKE" if labels == {1} else "only REAL"
             raise FoldsError(f"{source}: the {name} rows for fold {fold} have {have} crops; "
@@ -101,14 +107,20 @@ class Sample:
 
 
 class DeepFakeClassifierDataset(Dataset):
-    """``mode='train'``: reals plus as many fakes (drawn per epoch), cutouts, train transforms,
-    smoothed labels. ``mode='val'``: every row, resize + pad only."""
+    """``mode='train'``: reals plus as many fakes (drawn per epoch from ``fakes``: the data's fake
+    crops, self-blended copies of its real crops, or half of each), cutouts (not on self-blended
+    samples: their blend is the signal), train transforms, smoothed labels. ``mode='val'``: every row,
+    resize + pad only; when the rows hold no fake and ``fakes`` is not ``real``, every real row also
+    comes as a self-blended fake (drawn from the seed and the row, the same every epoch)."""
 
     def __init__(self, data_root: str | os.PathLike, rows: pd.DataFrame, mode: str, size: int,
                  seed: int = 0, hardcore: bool = True, padding_part: int = 3,
-                 label_smoothing: float = 0.01, augment: bool = True):
+                 label_smoothing: float = 0.01, augment: bool = True, fakes: str = "real"):
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+        if fakes not in FAKE_SOURCES:
+            raise ValueError(f"fakes must be one of {FAKE_SOURCES}, got {fakes!r}")
+        self.fakes = fakes
         self.layout = DataLayout(data_root)
         self.mode = mode
         self.size = int(size)
@@ -133,21 +145,33 @@ class DeepFakeClassifierDataset(Dataset):
             name = parse_crop_name(Path(str(file)).name)
             face = name[1] if name else 0
             original = str(original) if isinstance(original, str) and original else str(video)
-            parsed.append((str(video), int(frame), int(face), float(label), original))
+            parsed.append((str(video), int(frame), int(face), float(label), original, False))
         return parsed
+
+    @staticmethod
+    def self_blended(reals: list[tuple]) -> list[tuple]:
+        """Fake items made from real ones: the same crop, label 1, flagged to be self-blended."""
+        return [(video, frame, face, 1.0, original, True) for video, frame, face, _, original, _ in reals]
 
     def set_epoch(self, epoch: int) -> None:
         """Choose this epoch's items: every real and as many fakes, drawn with (seed, epoch)."""
         self.epoch = int(epoch)
-        if self.mode != "train":
-            self.items = list(self.rows)
-            return
         reals = [r for r in self.rows if r[3] < 0.5]
         fakes = [r for r in self.rows if r[3] >= 0.5]
+        if self.mode != "train":
+            self.items = list(self.rows)
+            if not fakes and self.fakes != "real":
+                self.items += self.self_blended(reals)
+            return
         rng = np.random.default_rng([self.seed, self.epoch, 0])
-        if len(fakes) > len(reals):
-            chosen = np.sort(rng.choice(len(fakes), size=len(reals), replace=False))
+        n_real_fakes = {"real": len(reals), "self_blended": 0, "both": (len(reals) + 1) // 2}[self.fakes]
+        if len(fakes) > n_real_fakes:
+            chosen = np.sort(rng.choice(len(fakes), size=n_real_fakes, replace=False))
             fakes = [fakes[i] for i in chosen]
+        if self.fakes != "real":
+            n_blended = len(reals) - len(fakes) if self.fakes == "both" else len(reals)
+            chosen = np.sort(rng.choice(len(reals), size=max(n_blended, 0), replace=False))
+            fakes = fakes + self.self_blended([reals[i] for i in chosen])
         self.items = reals + fakes
 
     def __len__(self) -> int:
@@ -158,13 +182,23 @@ class DeepFakeClassifierDataset(Dataset):
 
     def read_sample(self, index: int, rng: np.random.Generator, hardcore: bool | None = None) -> Sample:
         """The crop of item ``index`` with its cutout applied (raises SampleError when unusable)."""
-        video, frame, face, label, original = self.items[index]
+        video, frame, face, label, original, blended = self.items[index]
         path = self.layout.crop_path(video, frame, face)
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
             reason = "is missing" if not path.is_file() else "cannot be decoded"
             raise SampleError(f"crop {path} {reason}")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if blended:
+            landmarks68 = _load_points(self.layout.landmarks68_path(original, frame, face), 68)
+            if landmarks68 is None:
+                raise SampleError(f"crop {path} has no usable 68-point landmarks "
+                                  f"({self.layout.landmarks68_path(original, frame, face)}) to self-blend it")
+            image, _ = self_blend(image, landmarks68, SelfBlendParams.draw(rng), rng)
+            if self.mode == "train" and self.padding_part > 3:
+                image = change_padding(image, self.padding_part)
+            return Sample(image, 1.0, video, frame, face, "self_blend", CutoutInputs(landmarks68=landmarks68,
+                                                                                     is_fake=True))
         hardcore = self.hardcore if hardcore is None else hardcore
         inputs = CutoutInputs(is_fake=label >= 0.5)
         cutout = "none"

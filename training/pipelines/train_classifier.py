@@ -312,7 +312,8 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
-    train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source)
+    train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source,
+                                       fakes=config["fakes"])
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -328,8 +329,10 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
 
     train_set = DeepFakeClassifierDataset(options.data_dir, train_rows, "train", config["size"], seed=seed,
                                           hardcore=config["hardcore"], padding_part=config["padding_part"],
-                                          label_smoothing=config["label_smoothing"], augment=config["augment"])
-    val_set = DeepFakeClassifierDataset(options.data_dir, val_rows, "val", config["size"], seed=seed)
+                                          label_smoothing=config["label_smoothing"], augment=config["augment"],
+                                          fakes=config["fakes"])
+    val_set = DeepFakeClassifierDataset(options.data_dir, val_rows, "val", config["size"], seed=seed,
+                                        fakes=config["fakes"])
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=seed, drop_last=True)
     workers = int(config["workers"])

@@ -14,6 +14,7 @@ from typing import Any
 
 from preprocessing.devices import PRECISION_CHOICES
 from preprocessing.layout import path_problem
+from training.datasets.classifier_dataset import FAKE_SOURCES
 
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).
 DEFAULTS: dict[str, Any] = {
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "hardcore": True,
     "padding_part": 3,
     "augment": True,
+    "fakes": "real",  # training fakes: "real" (the data's fake videos), "self_blended" (SBI, from reals only), "both"
     "workers": 6,
     "amp": "auto",  # auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), bf16, fp16, fp32 (= none)
     "channels_last": False,
@@ -59,7 +61,8 @@ AMP_MODES = PRECISION_CHOICES  # the vocabulary prediction's --precision uses to
 
 # What a value may be beyond the type of its default (bool, int, float, text, object).
 NULLABLE = {"pretrained", "grad_clip", "keep_checkpoints"}
-CHOICES: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES}
+CHOICES: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES,
+                                       "fakes": FAKE_SOURCES}
 # key -> (lowest allowed, highest, whether the highest is allowed); None: unbounded
 RANGES: dict[str, tuple[float, float | None, bool]] = {
     "size": (1, None, True), "batch_size": (1, None, True), "epochs": (1, None, True),

@@ -3,7 +3,7 @@
     python -m training.tools.show_augmentations --data-dir DATA_ROOT --out grid.png
 
 One row per crop (reals and fakes with stored landmarks): the crop, each cutout (eyes, mouth, nose,
-each half of the face hull, a bit mask), then the full training pipeline (cutout draw + every
+each half of the face hull, a bit mask), a self-blended copy (SBI) and its mask, then the full training pipeline (cutout draw + every
 augmentation) a few times.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 from preprocessing.faces import face_to_model_input
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds
 from training.transforms import cutouts
+from training.transforms.self_blend import SelfBlendParams, self_blend
 
 LABEL_PX = 18
 
@@ -46,7 +47,7 @@ def augmentation_grid(data_root: str | os.PathLike, rows: int = 4, tile_px: int 
     for index in chosen:
         if len(grid_rows) == rows:
             break
-        video, frame, face, label, original = dataset.items[index]
+        video, frame, face, label, original, _ = dataset.items[index]
         plain = dataset.read_sample(index, rng, hardcore=False)
         inputs = dataset.cutout_inputs(video, original, frame, face, label, plain.image.shape)
         if inputs.landmarks5 is None or inputs.landmarks68 is None:
@@ -61,6 +62,11 @@ def augmentation_grid(data_root: str | os.PathLike, rows: int = 4, tile_px: int 
         keep = cutouts.choose_bit_mask(image.shape, inputs.diff, inputs.is_fake, rng)
         bitmask = cutouts.blackout_bitmask(image, keep) if keep is not None else image
         tiles.append(_tile(bitmask, tile_px, "bit mask" if keep is not None else "bit mask (none fits)"))
+        sbi_rng = np.random.default_rng([seed, index, 99])
+        blended, mask = self_blend(image, inputs.landmarks68, SelfBlendParams.draw(sbi_rng), sbi_rng)
+        tiles.append(_tile(blended, tile_px, "self-blended"))
+        tiles.append(_tile(np.repeat(np.round(mask * 255).astype(np.uint8)[..., None], 3, axis=2), tile_px,
+                           "SBI mask"))
         for column in range(pipeline_columns):
             sample_rng = np.random.default_rng([seed, index, column])
             sample = dataset.read_sample(index, sample_rng)
