@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from preprocessing.layout import DataLayout, parse_crop_name
-from training.datasets.classifier_dataset import DeepFakeClassifierDataset, FoldsError, read_folds, split_folds
+from training.datasets.classifier_dataset import (
+    DeepFakeClassifierDataset,
+    FoldsError,
+    read_folds,
+    split_folds,
+)
 from training.tools.config import ConfigError, load_config
 from training.tools.show_augmentations import augmentation_grid
 from training.transforms.self_blend import SelfBlendParams, face_size, self_blend
