@@ -104,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
             evaluation = json.loads(output.with_name(output.stem + ".metrics.json").read_text())["evaluation"]
             results.append((recipe, seed, train_s, predict_s, evaluation))
 
-    keys = [str(Path(*d.parts[-2:])) if i else d.name for i, d in enumerate(test_dirs)]
     body = [f"Command: `python bench/quality.py --recipes {' '.join(args.recipes)} --seeds "
             f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, validation and test fold {args.fold}).",
             f"Machine: {machine_description()}.",
@@ -115,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
             "| recipe | seed | train s | predict s | held-out AUC | AP | LL | real_small AUC | AP | LL | face AUC held-out |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for recipe, seed, train_s, predict_s, evaluation in results:
-        folders = evaluation["per_folder"] or {keys[0]: evaluation["overall"]}
+        per_folder = evaluation["per_folder"] or {test_dirs[0].name: evaluation["overall"]}
+        held_out = per_folder[test_dirs[0].name]  # the folder keys: each folder's name (they differ here)
+        others = [scores for key, scores in per_folder.items() if key != test_dirs[0].name]
         cells = []
-        for key in folders:
-            s = folders[key]
+        for s in [held_out] + others:
             cells += [_fmt(s.get("auc")), _fmt(s.get("average_precision")), _fmt(s.get("log_loss"))]
-        first = next(iter(folders.values()))
         body.append(f"| {recipe} | {seed} | {train_s:.0f} | {predict_s:.0f} | " + " | ".join(cells)
-                    + f" | {_fmt(first.get('face_auc'))} |")
+                    + f" | {_fmt(held_out.get('face_auc'))} |")
     print("\n".join(body))
     if args.write_docs:
         write_section(args.write_docs, SECTION, body)
