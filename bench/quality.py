@@ -8,7 +8,8 @@ DFDC clips) with the evaluation protocol.
 
 Every step goes through the user's commands (``preprocess_data.sh``, ``train.sh``, ``predict_folder.py``),
 so their stage markers and ``--resume`` make a rerun redo only what is missing: a recipe and seed whose
-training run is complete is not trained again (its time is then reported as 0).
+training run is complete is not trained again (the table reports the time recorded when it was trained,
+in WORK/train_seconds.json; preprocessing's time is that of this run, near 0 when nothing was left to do).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def _run(command: list[str], env: dict | None = None, log: Path | None = None) -
         subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, check=True,
                        stdout=sink, stderr=subprocess.STDOUT)
     return time.perf_counter() - start
+
+
+def recorded_time(path: Path, key: str, seconds: float) -> float:
+    """The wall time of the run that trained ``key``: recorded the first time, read back on a rerun (when
+    ``--resume`` finds the run complete and returns at once)."""
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    if key not in times:
+        times[key] = round(seconds, 1)
+        path.write_text(json.dumps(times, indent=1))
+    return float(times[key])
 
 
 def held_out_folder(data_root: Path, fold: int, out: Path) -> Path:
@@ -95,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                    "FOLD": str(args.fold), "TRAIN_ARGS": f"--set fakes={recipe}"}
             print(f"training {recipe} seed {seed}", flush=True)
             train_s = _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(seed)], env, log)
+            train_s = recorded_time(work / "train_seconds.json", f"{recipe}_{seed}", train_s)
             best = sorted(weights.glob("*_best"))
             output = work / "predictions" / f"{recipe}_{seed}.csv"
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, validation and test fold {args.fold}).",
             f"Machine: {machine_description()}.",
             f"Preprocessing `ffpp_train` ({DataLayout(data_root).root.name}): {preprocess_s:.0f} s "
-            "(0 when its stage markers were already complete).", "",
+            "(this run; near 0 when its stage markers were already complete).", "",
             "Video AUC / AP / log loss; held-out = the FF++ identities of the test fold (never trained on); "
             "real_small = 4 FF++ clips of unseen identities + 2 DFDC clips.", "",
             "| recipe | seed | train s | predict s | held-out AUC | AP | LL | real_small AUC | AP | LL | face AUC held-out |",
