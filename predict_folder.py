@@ -232,7 +232,6 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
     ``folder_of`` and ``methods`` are keyed by the prediction's name."""
     from prediction.evaluation import ScoredVideo, evaluate, method_of
-    from training.tools.metrics import video_scores
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
     summary: dict = {
@@ -243,17 +242,17 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     }
     if labels:
         labelled = [p for p in predictions if p.name in labels]
-        y = [labels[p.name] for p in labelled]
-        scores = video_scores(y, [p.probability for p in labelled])
-        scores["n_labelled"] = scores.pop("n_videos")
-        summary.update(scores)
-        summary["n_unlabelled"] = len(predictions) - len(labelled)
         folder_of, methods = folder_of or {}, methods or {}
-        summary["evaluation"] = evaluate(
+        evaluation = evaluate(
             ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
                         p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
                         method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
             for p in labelled)
+        scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
+        scores["n_labelled"] = scores.pop("n_videos")
+        summary.update(scores)
+        summary["n_unlabelled"] = len(predictions) - len(labelled)
+        summary["evaluation"] = evaluation
     return summary
 
 
