@@ -3,7 +3,12 @@
 For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them in batched calls
 (detector scale by the resolution rule shared with preprocessing), every face cropped with the training margin and
 brought to the model size with the training geometry, each model run on the same face batch, the
-face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined.
+face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined. The
+aggregation option says over which faces: ``winner`` pools every face of the video (the DFDC winner's
+rule); ``per-person`` links the faces into tracks (``preprocessing.tracks``; short tracks dropped as
+detector false positives), applies the same rule to each person's faces and gives the video its most
+fake person's score, so one swapped face among real ones is not averaged away. Both values are kept
+on every prediction.
 How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
 the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
@@ -42,12 +47,13 @@ from preprocessing.faces import (
     face_to_model_input,
     resolve_device,
 )
+from preprocessing.tracks import TrackOptions, link_faces
 from preprocessing.video import DecodeCounts, VideoReadError, read_sampled_frames
 from training.zoo.checkpoints import CheckpointError, LoadedModel, load_model
 from training.zoo.classifiers import normalize_batch
 
 __all__ = ["PredictorOptions", "resolve_options", "VideoPredictor", "VideoPrediction", "predict_on_video_set",
-           "predict_folder", "list_videos", "confident_strategy", "combine_models"]
+           "predict_folder", "list_videos", "confident_strategy", "describe_strategy", "combine_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,25 @@ def confident_strategy(scores: Sequence[float], threshold: float = 0.8) -> float
     if np.count_nonzero(confident_real) > 0.9 * n:
         return float(scores[confident_real].mean())
     return float(scores.mean())
+
+
+def describe_strategy(scores: Sequence[float], strategy: str = "confident", threshold: float = 0.8) -> str:
+    """In words, which part of ``strategy``'s rule made its answer for these face scores (for reports)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    n = scores.size
+    if strategy == "mean":
+        return f"the mean of the {n} face scores"
+    if strategy == "max":
+        return f"the highest of the {n} face scores"
+    fakes = int(np.count_nonzero(scores > threshold))
+    if fakes > 11 and fakes > n / 2.5:
+        return (f"{fakes} of {n} faces score above {threshold} (more than 11 and more than n / 2.5): the mean of "
+                f"those {fakes}")
+    reals = int(np.count_nonzero(scores < 0.2))
+    if reals > 0.9 * n:
+        return f"{reals} of {n} faces score below 0.2 (more than 90%): the mean of those {reals}"
+    return (f"neither {fakes} faces above {threshold} (needs more than 11 and n / 2.5) nor {reals} below 0.2 "
+            f"(needs more than 90%): the mean of all {n}")
 
 
 def mean_strategy(scores: Sequence[float]) -> float:
@@ -147,6 +172,13 @@ class VideoPrediction:
     face_crops: list[np.ndarray] = field(default_factory=list, repr=False)
     # the row name when the file name alone is ambiguous (several folders in one run: "folder/file.mp4")
     display_name: str | None = None
+    # per face its person (a track of preprocessing.tracks; -1: a dropped short track), and per person
+    # its score (the strategy over its faces per model, the models combined)
+    face_persons: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    person_scores: list[float] = field(default_factory=list)
+    aggregate: str = "winner"  # the rule that made ``probability``
+    pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
+    per_person_probability: float | None = None
 
     @property
     def name(self) -> str:
@@ -159,6 +191,10 @@ class VideoPrediction:
     @property
     def fell_back(self) -> bool:
         return self.fallback_reason is not None
+
+    @property
+    def n_persons(self) -> int:
+        return len(self.person_scores)
 
     @property
     def mean_face_scores(self) -> np.ndarray:
@@ -340,9 +376,19 @@ class VideoPredictor:
         return scores
 
     def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
-        """Per model the strategy over its face scores, then the models combined."""
+        """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
         per_model = [self.strategy(row) for row in face_scores]
         return combine_models(per_model, self.options.combine), per_model
+
+    def link_persons(self, faces: VideoFaces) -> np.ndarray:
+        """Person id per face (``-1``: a dropped short track), by ``preprocessing.tracks.link_faces``."""
+        return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
+                          n_frames=len(faces.frame_indices))
+
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray) -> list[float]:
+        """Per person (id order) the pooled rule over that person's faces only."""
+        return [self.aggregate(face_scores[:, face_persons == person])[0]
+                for person in range(int(face_persons.max(initial=-1)) + 1)]
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -369,9 +415,16 @@ class VideoPredictor:
         timings = detected.timings_s
         start = time.perf_counter()
         face_scores = self.score_faces(detected.faces.crops)
-        probability, per_model = self.aggregate(face_scores)
+        pooled, per_model = self.aggregate(face_scores)
+        face_persons = self.link_persons(detected.faces)
+        person_scores = self.person_scores(face_scores, face_persons)
+        per_person = max(person_scores)
+        probability = per_person if self.options.aggregate == "per-person" else pooled
         timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
+                               face_persons=face_persons, person_scores=person_scores,
+                               aggregate=self.options.aggregate, pooled_probability=pooled,
+                               per_person_probability=per_person,
                                face_frame_indices=detected.faces.face_frame_indices,
                                face_boxes=detected.faces.boxes, face_scores=face_scores,
                                model_probabilities=per_model, timings_s=timings,
@@ -397,6 +450,7 @@ class VideoPredictor:
         logger.warning("%s: %s; predicting %.1f", path, reason, NEUTRAL_PROBABILITY)
         return VideoPrediction(path, NEUTRAL_PROBABILITY, list(frame_indices),
                                face_scores=np.zeros((len(self.models), 0)), fallback_reason=reason,
+                               aggregate=self.options.aggregate,
                                fallback_kind=kind, timings_s=timings, decode_warning=decode_warning)
 
 

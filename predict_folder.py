@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import heapq
 import io
 import json
 import logging
@@ -226,6 +225,42 @@ def metrics_path_for(output: str | os.PathLike) -> Path:
     return output.with_name(output.stem + ".metrics.json")
 
 
+def persons_path_for(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".persons.json")
+
+
+def explain_path_for(output: str | os.PathLike) -> Path:
+    """Where ``--explain`` writes heatmaps without ``--report`` (with it: in the report's video folders)."""
+    output = Path(output)
+    return output.with_name(output.stem + ".explain")
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the code's checkout, or why there is none."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown (git: {exc})"
+    return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
+
+
+def run_context(predictor, argv: list[str]) -> dict:
+    """When and how a run was made: date, command line, code version, the checkpoints (epoch, validation)."""
+    import datetime
+    import shlex
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["python", "predict_folder.py", *argv]),
+            "code_version": code_version(),
+            "checkpoints": [{"path": str(m.path), "encoder": m.encoder, "input_size": m.input_size,
+                             "epoch": m.epoch, "validation_score": m.validation_score} for m in predictor.models]}
+
+
 def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
               methods: dict[str, str] | None = None) -> dict:
     """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
@@ -348,17 +383,25 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
                      "next to the videos (in each --test-dir), when present")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
-    out.add_argument("--report-videos", type=int, default=8, help="most wrong videos shown in the report")
+    out.add_argument("--report-videos", type=int, default=8,
+                     help="videos in the report's 'highest log loss' list (every video gets its own page)")
+    out.add_argument("--explain", type=int, nargs="?", const=3, default=0, metavar="N",
+                     help="Grad-CAM heatmaps of each person's N most fake faces (default N: 3): on the report's "
+                          "video pages with --report, else in OUT.explain/")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
 
-def check_outputs(output: Path, report: str | None) -> None:
+def check_outputs(output: Path, report: str | None, explain: int = 0) -> None:
     """Every place this run will write, checked before any work (else a whole prediction could be lost)."""
     targets = [(f"--output {output}", output, "file"),
-               (f"the metrics file of --output, {metrics_path_for(output)}", metrics_path_for(output), "file")]
+               (f"the metrics file of --output, {metrics_path_for(output)}", metrics_path_for(output), "file"),
+               (f"the persons file of --output, {persons_path_for(output)}", persons_path_for(output), "file")]
     if report:
         targets.append((f"--report {report}", Path(report), "folder"))
+    if explain and not report:
+        targets.append((f"the heatmap folder of --explain, {explain_path_for(output)}", explain_path_for(output),
+                        "folder"))
     for what, path, want in targets:
         problem = write_problem(path, want)
         if problem:
@@ -421,9 +464,12 @@ def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path
     return labels
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
+    argv_used = sys.argv[1:] if argv_used is None else argv_used
     output = Path(args.output)
-    check_outputs(output, args.report)
+    if args.explain < 0:
+        raise InputError(f"--explain {args.explain}: give the number of faces per person to explain (1 or more)")
+    check_outputs(output, args.report, args.explain)
     videos = list_input_videos(args.test_dir, args.video)
     options = options_from_args(args)
     if args.models:
@@ -449,13 +495,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from kernel_utils import VideoPredictor, predict_on_video_set
-    from prediction.report import write_report
-    from training.tools.metrics import video_log_loss
+    from prediction.explain import explain_prediction, write_heatmaps
+    from prediction.persons import write_persons
+    from prediction.report import ReportWriter, page_slug
     from training.zoo.checkpoints import CheckpointError
 
+    explain_dir = explain_path_for(output) if args.explain and not args.report else None
     try:
         predictor = VideoPredictor(checkpoints, options, encoder=args.encoder,
-                                   keep_face_crops=bool(args.report and labels))
+                                   keep_face_crops=bool(args.report or args.explain))
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise InputError(str(exc)) from exc
     print(f"{len(videos)} videos, {len(checkpoints)} model(s): "
@@ -464,22 +512,20 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     predictions = []
-    # the report's contact sheets need the crops of the most wrong videos only: a min-heap of
-    # (log loss, -position) holds those seen so far (the same videos, ties included, as the report's
-    # ranking), every other prediction drops its crops as soon as it arrives
-    most_wrong: list[tuple[float, int]] = []
+    report = ReportWriter(args.report, labels, predictor.options, args.report_videos) if args.report else None
+    explain_slugs: set[str] = set()
     stream = predict_on_video_set(predictor, videos, prefetch=args.prefetch, keep_going=args.keep_going)
     try:
-        for position, pred in enumerate(tqdm(stream, total=len(videos), unit="video", desc="predict",
-                                             disable=not args.progress)):
+        for pred in tqdm(stream, total=len(videos), unit="video", desc="predict", disable=not args.progress):
             pred.display_name = display.get(pred.path)
             predictions.append(pred)
-            if not predictor.keep_face_crops or pred.fell_back or pred.name not in labels:
-                pred.face_crops = []
-                continue
-            heapq.heappush(most_wrong, (video_log_loss(labels[pred.name], pred.probability), -position))
-            if len(most_wrong) > max(args.report_videos, 0):
-                predictions[-heapq.heappop(most_wrong)[1]].face_crops = []
+            # a video's pages and heatmaps are written as it arrives; then its crops are dropped
+            heatmaps = explain_prediction(predictor, pred, args.explain) if args.explain else {}
+            if report is not None:
+                report.add(pred, heatmaps)
+            elif heatmaps:
+                write_heatmaps(explain_dir / page_slug(pred.name, explain_slugs), pred, heatmaps)
+            pred.face_crops = []
     except BaseException:
         # keep what is done: the rows so far (the failed video and the ones after it have none)
         write_submission(output, predictions)
@@ -496,8 +542,9 @@ def run(args: argparse.Namespace) -> int:
     summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)
     metrics_file = metrics_path_for(output)
     write_json_atomic(metrics_file, _json_safe(summary))
+    persons_file = write_persons(persons_path_for(output), predictions)
 
-    print(f"wrote {output} ({len(predictions)} rows) and {metrics_file}")
+    print(f"wrote {output} ({len(predictions)} rows), {metrics_file} and {persons_file}")
     fb = summary["fallbacks"]
     print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
           f"error {fb['error']})")
@@ -512,9 +559,11 @@ def run(args: argparse.Namespace) -> int:
         from prediction.evaluation import format_table
 
         print(format_table(summary["evaluation"]))
-    if args.report:
-        index = write_report(args.report, predictions, labels, summary, output, args.report_videos,
-                             metrics_path=metrics_file)
+    if explain_dir is not None:
+        print(f"Grad-CAM heatmaps: {explain_dir}")
+    if report is not None:
+        index = report.finish(predictions, summary, run_context(predictor, argv_used),
+                              [output, metrics_file, persons_file])
         print(f"report: {index}")
     if fb["error"]:
         print(f"{fb['error']} video{' failed' if fb['error'] == 1 else 's failed'} with an error (tracebacks above; "
@@ -527,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, sys.argv[1:] if argv is None else list(argv))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -25,6 +25,7 @@ from preprocessing.devices import PRECISION_CHOICES
 from training.zoo.weights import WINNER_CHECKPOINTS
 
 DEFAULT_PRESET = "default"
+AGGREGATE_CHOICES = ("winner", "per-person")
 
 
 def _auto_or_float(text: str) -> float | str:
@@ -104,6 +105,13 @@ class PredictorOptions:
                            choices=("confident", "mean", "max"))
     combine: str = option("mean", "combination of the models' video probabilities",
                           choices=("mean", "geometric"))
+    aggregate: str = option(
+        "per-person", "video score from the face scores: winner (every face of every frame pooled, the DFDC "
+        "winner's rule) or per-person (faces linked into tracks, the strategy per person, the video gets its "
+        "most fake person's score)", choices=AGGREGATE_CHOICES)
+    track_min_faces: int | None = option(
+        None, "tracks with fewer faces are dropped as detector false positives ('auto': a tenth of the sampled "
+        "frames, at least 2; per-person only)", parse=_auto_or_int, metavar="auto|N")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
@@ -113,7 +121,7 @@ class PredictorOptions:
                 raise ValueError(f"option {spec.name}={value!r} is not one of {', '.join(map(str, choices))}")
         if self.frames_per_video < 1:
             raise ValueError(f"option frames_per_video must be at least 1, got {self.frames_per_video}")
-        for name in ("detector_batch_size", "classifier_batch_size", "max_faces"):
+        for name in ("detector_batch_size", "classifier_batch_size", "max_faces", "track_min_faces"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"option {name} must be at least 1 (or 'auto'/'all'), got {value}")
@@ -159,6 +167,7 @@ PRESETS: dict[str, Preset] = {
             "precision": "auto",
             "strategy": "confident",
             "combine": "mean",
+            "aggregate": "winner",
         },
         checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)),
 }

@@ -1,17 +1,91 @@
-"""The HTML report of a folder prediction: histogram by true label, face-score strips and contact
-sheets of the most wrong videos, fallbacks, models and settings."""
+"""The HTML report of a folder prediction.
+
+``index.html``: the run's context (date, command line, code version, checkpoints with their epoch and
+validation score, options), the scores and the evaluation table, the prediction histogram by true label,
+the videos with the highest log loss, a sortable table of ALL videos (score, label, log loss, faces,
+persons, fallback, seconds), the fallbacks, and a note on what the aggregation did. Every row links to
+the video's page under ``videos/``: its face scores by frame coloured by person, per person a contact
+sheet of the scored crops with the detector probability and the face score on each, Grad-CAM heatmaps
+of the most fake faces with ``--explain``, and in words why the video score is what it is.
+
+``ReportWriter.add(prediction)`` writes a video's page and images as soon as the prediction arrives,
+so the crops of a video are held only while it is written (a run over thousands of videos keeps no
+crops); ``finish`` writes ``index.html`` last.
+"""
 
 from __future__ import annotations
 
 import html
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from preprocessing.layout import atomic_path, write_text_atomic
 from training.tools.metrics import video_log_loss
+
+PERSON_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown")
+MAX_SHEET_FACES = 32  # faces per person in a contact sheet (evenly spaced over the track when more)
+
+
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def page_slug(name: str, taken: set[str]) -> str:
+    """A file-system-safe, unique stem for a video's page (``folder/a b.mp4`` -> ``folder__a_b``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__"))
+    stem = stem[:-4] if stem.lower().endswith(".mp4") else stem
+    slug, n = stem or "video", 1
+    while slug in taken:
+        n += 1
+        slug = f"{stem}-{n}"
+    taken.add(slug)
+    return slug
+
+
+def _score_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+
+
+def _caption(tile: np.ndarray, lines: list[str]) -> None:
+    import cv2
+
+    size = tile.shape[0]
+    band = 15 * len(lines) + 3
+    cv2.rectangle(tile, (0, size - band), (size, size), (0, 0, 0), -1)
+    for i, text in enumerate(lines):
+        cv2.putText(tile, text, (3, size - band + 13 + 15 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+
+
+def contact_sheet(crops, captions: list[list[str]], tile_px: int = 112, columns: int = 8) -> np.ndarray:
+    """Crops (RGB, any shape) as square tiles with caption lines at the bottom of each; RGB uint8."""
+    from preprocessing.faces import face_to_model_input
+
+    tiles = []
+    for crop, lines in zip(crops, captions):
+        tile = np.ascontiguousarray(face_to_model_input(crop, tile_px))
+        _caption(tile, lines)
+        tiles.append(tile)
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = np.zeros((max(rows, 1) * tile_px, max(min(columns, len(tiles)), 1) * tile_px, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * tile_px:(r + 1) * tile_px, c * tile_px:(c + 1) * tile_px] = tile
+    return sheet
 
 
 def _plot_histogram(path: Path, predictions, labels: dict[str, int] | None) -> None:
@@ -35,17 +109,25 @@ def _plot_histogram(path: Path, predictions, labels: dict[str, int] | None) -> N
     ax.legend()
     ax.set_title("Predictions by true label")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
 def _plot_strip(path: Path, pred, label: int | None) -> None:
+    """Face scores (mean over the models) by frame, one colour per person, dropped tracks as grey x."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
+    scores = pred.mean_face_scores
     frames = pred.face_frame_indices
-    for row, scores in enumerate(pred.face_scores):
-        ax.scatter(frames, scores, s=18, alpha=0.7, label=f"model {row}" if len(pred.face_scores) > 1 else "face")
+    for person in range(pred.n_persons):
+        chosen = pred.face_persons == person
+        ax.scatter(frames[chosen], scores[chosen], s=18, alpha=0.8, color=PERSON_COLOURS[person % len(PERSON_COLOURS)],
+                   label=f"person {person} ({pred.person_scores[person]:.2f})")
+    dropped = pred.face_persons == -1
+    if dropped.any():
+        ax.scatter(frames[dropped], scores[dropped], s=22, marker="x", color="grey", label="dropped track")
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.axhline(pred.probability, color="black", linewidth=1, label=f"video {pred.probability:.3f}")
     ax.set_ylim(-0.02, 1.02)
@@ -55,121 +137,270 @@ def _plot_strip(path: Path, pred, label: int | None) -> None:
     ax.set_title(f"{pred.name} (true {truth})", fontsize=10)
     ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _contact_sheet(path: Path, crops, scores, tile_px: int = 112, columns: int = 8) -> None:
-    import cv2
-
-    from preprocessing.faces import face_to_model_input
-
-    tiles = []
-    for i, crop in enumerate(crops):
-        tile = np.ascontiguousarray(face_to_model_input(crop, tile_px))
-        if scores is not None and i < len(scores):
-            cv2.rectangle(tile, (0, tile_px - 18), (tile_px, tile_px), (0, 0, 0), -1)
-            cv2.putText(tile, f"{scores[i]:.2f}", (4, tile_px - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(tile)
-    rows = (len(tiles) + columns - 1) // columns
-    sheet = np.zeros((rows * tile_px, min(columns, len(tiles)) * tile_px, 3), dtype=np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, columns)
-        sheet[r * tile_px:(r + 1) * tile_px, c * tile_px:(c + 1) * tile_px] = tile
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
 
 
 def evaluation_html(evaluation: dict) -> str:
     """The evaluation protocol's table (overall, per folder, per method) as an HTML section."""
     from prediction.evaluation import TABLE_COLUMNS, table_rows
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in TABLE_COLUMNS)
-    body = "".join("<tr><th>" + html.escape(name) + "</th>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+    head = "".join(f"<th>{_esc(h)}</th>" for _, h in TABLE_COLUMNS)
+    body = "".join("<tr><th>" + _esc(name) + "</th>" + "".join(f"<td>{_esc(c)}</td>" for c in cells)
                    + "</tr>" for name, cells in table_rows(evaluation))
     return (f"<h2>Evaluation</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th></th>{head}</tr>{body}</table>"
             "\n<p>Per method: that method's fakes against the real videos of the same folders. "
             "Face AUC: every scored face labelled with its video's label.</p>")
 
 
-def write_report(report_dir: str | os.PathLike, predictions, labels: dict[str, int] | None,
-                 summary: dict, submission_path: Path | None = None, top_k: int = 8,
-                 metrics_path: Path | None = None) -> Path:
-    """The HTML report; returns the path of its ``index.html``. The contact sheets show each shown
-    prediction's ``face_crops`` (kept by ``run`` for the most wrong videos only)."""
-    import matplotlib
+def aggregation_note(options) -> str:
+    """What the aggregation did, for the report (why a video's score is not the mean of its faces)."""
+    rule = {"confident": "the DFDC winner's confident rule (if more than 11 faces and more than n / 2.5 of them "
+                         "score above 0.8, the mean of those; else if more than 90% score below 0.2, the mean "
+                         "of those; else the mean of all)",
+            "mean": "the mean", "max": "the highest score"}[options.strategy]
+    if options.aggregate == "per-person":
+        return (f"<p><b>Aggregation: per person.</b> The faces of the sampled frames are linked into tracks "
+                f"(box IoU between sampled frames with a size-aware gate); tracks seen in too few frames "
+                f"(minimum: {options.track_min_faces or 'a tenth of the sampled frames, at least 2'}) are "
+                f"dropped as detector false positives. Each person's score is {rule} of that person's face "
+                f"scores (per model, the models combined by their {options.combine}); the video gets its most fake "
+                f"person's score, so one swapped face is not averaged away by a real one. A video's score is "
+                f"therefore not the mean of its face scores; its page says which faces made it.</p>")
+    return (f"<p><b>Aggregation: winner (pooled).</b> Every face of every sampled frame is pooled, whoever it "
+            f"belongs to, and the video score is {rule} (per model, the models combined by their "
+            f"{options.combine}). A video's score is therefore not the mean of its face scores; its page says "
+            f"which rule applied. The per-person score is shown next to it for comparison.</p>")
 
-    matplotlib.use("Agg")
-    report_dir = Path(report_dir)
-    (report_dir / "strips").mkdir(parents=True, exist_ok=True)
-    (report_dir / "faces").mkdir(parents=True, exist_ok=True)
-    _plot_histogram(report_dir / "histogram.png", predictions, labels)
 
-    ranked = []
-    if labels:
-        ranked = sorted((p for p in predictions if p.name in labels and not p.fell_back),
-                        key=lambda p: -video_log_loss(labels[p.name], p.probability))[:max(top_k, 0)]
-    rows = []
-    for pred in ranked:
-        stem = pred.path.stem
-        strip = Path("strips") / f"{stem}.png"
-        sheet = Path("faces") / f"{stem}.png"
-        _plot_strip(report_dir / strip, pred, labels.get(pred.name))
+@dataclass
+class _Row:
+    name: str
+    slug: str
+    probability: float
+    label: int | None
+    n_faces: int
+    n_persons: int
+    fallback: str | None
+    seconds: float
+    strip: str | None  # relative path of the strip image
+
+
+SORT_SCRIPT = """<script>
+function sortTable(table, column, numeric) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  const asc = table.dataset.sortColumn == column ? table.dataset.sortAsc != "true" : true;
+  rows.sort((a, b) => {
+    const x = a.cells[column].dataset.value ?? a.cells[column].textContent;
+    const y = b.cells[column].dataset.value ?? b.cells[column].textContent;
+    const d = numeric ? (parseFloat(x) || 0) - (parseFloat(y) || 0) : x.localeCompare(y);
+    return asc ? d : -d;
+  });
+  rows.forEach(r => body.appendChild(r));
+  table.dataset.sortColumn = column; table.dataset.sortAsc = asc;
+}
+document.querySelectorAll("table.sortable th").forEach((th, i) => {
+  th.style.cursor = "pointer"; th.title = "click to sort";
+  th.addEventListener("click", () => sortTable(th.closest("table"), i, th.dataset.numeric == "1"));
+});
+</script>"""
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px} td,th{text-align:left;padding:3px 8px} "
+         "table{border-collapse:collapse} tr:nth-child(even){background:#f4f4f4} th{background:#e8e8e8} "
+         ".wrong{color:#b00} img{border:1px solid #ccc}")
+
+
+class ReportWriter:
+    """Writes the report as predictions arrive (``add``), ``index.html`` at the end (``finish``).
+
+    ``options``: the predictor's options (for the aggregation note)."""
+
+    def __init__(self, report_dir: str | os.PathLike, labels: dict[str, int] | None, options, top_k: int = 8):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        self.dir = Path(report_dir)
+        (self.dir / "videos").mkdir(parents=True, exist_ok=True)
+        self.labels = labels or {}
+        self.options = options
+        self.top_k = top_k
+        self.rows: list[_Row] = []
+        self._slugs: set[str] = set()
+
+    # -- one video --
+    def add(self, pred, heatmaps: dict | None = None) -> None:
+        """Write the video's page now (``heatmaps``: ``prediction.explain.explain_prediction``'s answer)."""
+        from prediction.explain import write_heatmaps
+
+        slug = page_slug(pred.name, self._slugs)
+        label = self.labels.get(pred.name)
+        folder = self.dir / "videos" / slug
+        parts = [f"<h1>{_esc(pred.name)}</h1>", "<p><a href=\"../index.html\">back to the report</a></p>"]
+        facts = [("score (probability of FAKE)", f"{pred.probability:.4f}"),
+                 ("true label", {0: "REAL", 1: "FAKE"}.get(label, "not known"))]
+        if label is not None:
+            facts.append(("log loss", f"{video_log_loss(label, pred.probability):.4f}"))
+        facts += [("faces", pred.n_faces), ("persons", pred.n_persons), ("sampled frames", len(pred.frame_indices)),
+                  ("seconds", f"{sum(pred.timings_s.values()):.2f} ("
+                   + ", ".join(f"{k} {v:.2f}" for k, v in pred.timings_s.items()) + ")")]
+        if pred.fell_back:
+            facts.append(("fallback (0.5)", pred.fallback_reason))
+        if pred.decode_warning:
+            facts.append(("decoding", pred.decode_warning))
+        parts.append("<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in facts)
+                     + "</table>")
+        strip = None
+        if not pred.fell_back:
+            parts.append(f"<h2>Why this score</h2>{self._why(pred)}")
+            strip_path = folder / "scores.png"
+            strip_path.parent.mkdir(parents=True, exist_ok=True)
+            _plot_strip(strip_path, pred, label)
+            strip = f"videos/{slug}/scores.png"
+            parts.append("<h2>Face scores by frame</h2><img src=\"" + _esc(f"{slug}/scores.png") + "\" width=\"700\">")
+            written = write_heatmaps(folder, pred, heatmaps) if heatmaps else {}
+            for person in [*range(pred.n_persons), -1]:
+                parts.append(self._person_section(pred, person, folder, slug, written.get(person, [])))
+        write_text_atomic(self.dir / "videos" / f"{slug}.html", self._page(pred.name, "\n".join(parts)))
+        self.rows.append(_Row(pred.name, slug, float(pred.probability), label, pred.n_faces, pred.n_persons,
+                              pred.fallback_kind, float(sum(pred.timings_s.values())), strip))
+
+    def _why(self, pred) -> str:
+        from kernel_utils import describe_strategy
+
+        scores = pred.mean_face_scores
+        rule = pred.aggregate
+        lines = []
+        for person in range(pred.n_persons):
+            mine = scores[pred.face_persons == person]
+            lines.append(f"person {person}: {mine.size} faces, score {pred.person_scores[person]:.4f}; "
+                         f"{describe_strategy(mine, self.options.strategy)}")
+        dropped = int(np.count_nonzero(pred.face_persons == -1))
+        if dropped:
+            lines.append(f"{dropped} face(s) in short tracks were dropped as likely detector false positives "
+                         f"(shown at the end)")
+        pooled = (f"pooled over all {scores.size} faces: {pred.pooled_probability:.4f}; "
+                  f"{describe_strategy(scores, self.options.strategy)}")
+        if rule == "per-person":
+            head = (f"Per-person rule: the video gets the most fake person's score, {pred.probability:.4f}. "
+                    f"For comparison, the winner's rule {pooled}.")
+        else:
+            head = (f"Winner's rule (pooled), {pooled}. For comparison, the per-person rule gives "
+                    f"{pred.per_person_probability:.4f}.")
+        if len(pred.model_probabilities) > 1:
+            head += (f" Models ({self.options.combine}): "
+                     + ", ".join(f"{p:.4f}" for p in pred.model_probabilities) + " (pooled, per model).")
+        return f"<p>{_esc(head)}</p><ul>" + "".join(f"<li>{_esc(line)}</li>" for line in lines) + "</ul>"
+
+    def _person_section(self, pred, person: int, folder: Path, slug: str, heatmaps) -> str:
+        faces = np.flatnonzero(pred.face_persons == person)
+        if faces.size == 0:
+            return ""
+        title = (f"Person {person}: score {pred.person_scores[person]:.4f}, {faces.size} faces" if person >= 0
+                 else f"Dropped short tracks: {faces.size} faces (not in the score)")
+        section = [f"<h2>{_esc(title)}</h2>"]
         if pred.face_crops:
-            _contact_sheet(report_dir / sheet, pred.face_crops, pred.mean_face_scores)
-        label = labels[pred.name]
-        rows.append(
-            f"<tr><td>{html.escape(pred.name)}</td><td>{'FAKE' if label else 'REAL'}</td>"
-            f"<td>{pred.probability:.4f}</td><td>{video_log_loss(label, pred.probability):.3f}</td>"
-            f"<td>{pred.n_faces}</td><td><a href=\"{strip.as_posix()}\"><img src=\"{strip.as_posix()}\" "
-            f"height=\"160\"></a></td><td>"
-            + (f"<a href=\"{sheet.as_posix()}\"><img src=\"{sheet.as_posix()}\" height=\"160\"></a>"
-               if pred.face_crops else "no face") + "</td></tr>")
+            shown = faces if faces.size <= MAX_SHEET_FACES else faces[np.linspace(0, faces.size - 1,
+                                                                                  MAX_SHEET_FACES).round().astype(int)]
+            scores = pred.mean_face_scores
+            captions = [[f"f{int(pred.face_frame_indices[i])} s {scores[i]:.2f}", f"det {pred.face_boxes[i, 4]:.3f}"]
+                        for i in shown]
+            name = f"person{person}.png" if person >= 0 else "dropped.png"
+            _write_png(folder / name, contact_sheet([pred.face_crops[i] for i in shown], captions))
+            section.append(f"<p>Scored crops (frame, face score s, detector probability det):</p>"
+                           f"<img src=\"{_esc(slug)}/{name}\">")
+        if heatmaps:
+            images = "".join(
+                f"<figure style=\"display:inline-block;margin:4px\"><img src=\"{_esc(slug)}/{_esc(name)}\" "
+                f"height=\"160\"><figcaption>frame {int(pred.face_frame_indices[i])}, score "
+                f"{pred.mean_face_scores[i]:.2f}</figcaption></figure>" for i, name in heatmaps)
+            section.append("<p>Grad-CAM of this person's most fake faces (red: the regions that pushed the score "
+                           "towards FAKE; an all-blue map: no region did):</p>" + images)
+        return "\n".join(section)
 
-    metric_rows = "".join(
-        f"<tr><th>{html.escape(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
-        else f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-        for key, value in summary.items()
-        if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
-    evaluation_section = evaluation_html(summary["evaluation"]) if summary.get("evaluation") else ""
-    setup = html.escape(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")},
-                                   indent=1))
-    fallback_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(reason)}</td></tr>"
-                            for name, reason in summary.get("fallback_videos", {}).items())
-    links = ""
-    if submission_path is not None:
-        for target in (submission_path, metrics_path):
-            if target is None:
-                continue
-            if target.exists():
-                href = html.escape(Path(os.path.relpath(target.resolve(), report_dir.resolve())).as_posix())
-                links += f"<li><a href=\"{href}\">{html.escape(target.name)}</a></li>"
-    wrong_section = (
-        "<table border=\"1\" cellpadding=\"4\"><tr><th>video</th><th>true</th><th>prediction</th>"
-        "<th>log loss</th><th>faces</th><th>face scores by frame</th><th>faces (score)</th></tr>"
-        + "".join(rows) + "</table>") if rows else "<p>No labelled video with faces to show.</p>"
-    fallbacks = summary.get("fallbacks", {})
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Prediction report</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{text-align:left}}</style></head>
-<body>
-<h1>Prediction report</h1>
-<ul>{links}</ul>
+    # -- the index --
+    def _page(self, title: str, body: str, script: str = "") -> str:
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
+                f"<style>{STYLE}</style></head>\n<body>\n{body}\n{script}\n</body></html>\n")
+
+    def finish(self, predictions, summary: dict, context: dict, links: list[Path] = ()) -> Path:
+        _plot_histogram(self.dir / "histogram.png", predictions, self.labels)
+        link_items = "".join(
+            f"<li><a href=\"{_esc(Path(os.path.relpath(t.resolve(), self.dir.resolve())).as_posix())}\">"
+            f"{_esc(t.name)}</a></li>" for t in links if t is not None and t.exists())
+        ctx_rows = [("date", context.get("date")), ("command line", context.get("command")),
+                    ("code version", context.get("code_version"))]
+        ctx = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(v)}</code></td></tr>" for k, v in ctx_rows)
+        ckpt_rows = "".join(
+            f"<tr><td>{_esc(c['path'])}</td><td>{_esc(c['encoder'])}</td><td>{c['input_size']}</td>"
+            f"<td>{_esc(c['epoch'] if c['epoch'] is not None else '-')}</td>"
+            f"<td>{_score_text(c['validation_score'])}</td></tr>"
+            for c in context.get("checkpoints", []))
+        metric_rows = "".join(
+            f"<tr><th>{_esc(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
+            else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td></tr>"
+            for key, value in summary.items()
+            if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
+        evaluation_section = evaluation_html(summary["evaluation"]) if summary.get("evaluation") else ""
+
+        labelled = [r for r in self.rows if r.label is not None and r.fallback is None]
+        worst = sorted(labelled, key=lambda r: -video_log_loss(r.label, r.probability))[:max(self.top_k, 0)]
+        worst_rows = "".join(
+            f"<tr><td><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td><td>{'FAKE' if r.label else 'REAL'}"
+            f"</td><td>{r.probability:.4f}</td><td>{video_log_loss(r.label, r.probability):.3f}</td><td>"
+            + (f"<a href=\"videos/{_esc(r.slug)}.html\"><img src=\"{_esc(r.strip)}\" height=\"150\"></a>" if r.strip
+               else "") + "</td></tr>" for r in worst)
+        worst_section = (
+            f"<p>The {len(worst)} labelled videos the model got most wrong (a low log loss here means nothing "
+            f"is badly wrong).</p><table border=\"1\"><tr><th>video</th><th>true</th><th>score</th>"
+            f"<th>log loss</th><th>face scores by frame</th></tr>{worst_rows}</table>"
+            if worst else "<p>No labelled video with faces.</p>")
+
+        def cell(value, text=None, cls=""):
+            return f"<td data-value=\"{_esc(value)}\"{cls}>{_esc(value if text is None else text)}</td>"
+
+        all_rows = []
+        for r in self.rows:
+            loss = video_log_loss(r.label, r.probability) if r.label is not None else None
+            wrong = " class=\"wrong\"" if r.label is not None and (r.probability >= 0.5) != bool(r.label) else ""
+            all_rows.append(
+                f"<tr><td data-value=\"{_esc(r.name)}\"><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td>"
+                + cell(f"{r.probability:.4f}", cls=wrong)
+                + cell({0: "REAL", 1: "FAKE"}.get(r.label, ""), cls="")
+                + cell(f"{loss:.4f}" if loss is not None else "", cls="")
+                + cell(r.n_faces) + cell(r.n_persons) + cell(r.fallback or "") + cell(f"{r.seconds:.2f}") + "</tr>")
+        numeric = (0, 1, 0, 1, 1, 1, 0, 1)
+        head = "".join(f"<th data-numeric=\"{n}\">{h}</th>" for h, n in zip(
+            ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
+        fallbacks = summary.get("fallbacks", {})
+        fallback_rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_esc(reason)}</td></tr>"
+                                for name, reason in summary.get("fallback_videos", {}).items())
+        setup = _esc(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")}, indent=1))
+        body = f"""<h1>Prediction report</h1>
+<ul>{link_items}</ul>
+<h2>Run</h2>
+<table>{ctx}</table>
+<h3>Checkpoints</h3>
+<table border="1"><tr><th>file</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
+(balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>
 <h2>Scores</h2>
-<table border="1" cellpadding="4">{metric_rows}</table>
+<table border="1">{metric_rows}</table>
 {evaluation_section}
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
-<h2>Most wrong videos</h2>
-{wrong_section}
+<h2>Highest log loss</h2>
+{worst_section}
+<h2>All videos ({len(self.rows)})</h2>
+{aggregation_note(self.options)}
+<p>Click a column heading to sort; a red score is on the wrong side of 0.5.</p>
+<table border="1" class="sortable" id="videos"><thead><tr>{head}</tr></thead><tbody>
+{"".join(all_rows)}
+</tbody></table>
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
-<table border="1" cellpadding="4"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
+<table border="1"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
 <h2>Models and settings</h2>
-<pre>{setup}</pre>
-</body></html>
-"""
-    index = report_dir / "index.html"
-    write_text_atomic(index, page)
-    return index
+<pre>{setup}</pre>"""
+        index = self.dir / "index.html"
+        write_text_atomic(index, self._page("Prediction report", body, SORT_SCRIPT))
+        return index

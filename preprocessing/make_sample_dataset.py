@@ -4,11 +4,13 @@
 
     python -m preprocessing.make_sample_dataset OUT_DIR [--parts 2] [--reals-per-part 4] [--seconds 3]
         [--fps 25] [--size 640x360] [--seed 0] [--test-videos 12] [--fakes-per-real 2] [--preview PNG]
-        [--overwrite] [--workers N] [--no-progress]
+        [--overwrite] [--workers N] [--no-progress] [--two-person SCENES]
 
 Writes ``OUT_DIR/dfdc_train_part_<k>/{*.mp4, metadata.json}`` exactly like DFDC, and
 ``OUT_DIR/test_videos/{*.mp4, metadata.json}`` (other seeds, motion and backgrounds; REAL and FAKE mixed,
-a fake's original is not in the folder) for prediction.
+a fake's original is not in the folder) for prediction. ``--two-person SCENES`` adds
+``OUT_DIR/two_person/``: two people side by side, both real or one of them face-swapped, with each
+person's side and label in ``metadata.json`` (for per-person verdicts).
 
 A real video is a portrait composited over a procedural background and filmed by a virtual camera
 (slow pan, zoom and roll), with lighting drift and sensor noise. Its fakes are the same frames (same
@@ -53,6 +55,7 @@ from preprocessing.sample_faces import (
     draw_recipe,
     load_identities,
     make_fake_portrait,
+    person_of,
     scaled,
 )
 from preprocessing.video import iter_frames
@@ -564,6 +567,102 @@ def _face_box_in_frame(scene: Scene, t: float) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
+# ---- two people in one video -------------------------------------------------------------------------
+TWO_PERSON_NAME = "two_person"  # the folder of two-person videos, next to the parts
+
+
+class _FrameList:
+    """A writer that keeps the frames (one half of a two-person frame)."""
+
+    def __init__(self):
+        self.frames: list[np.ndarray] = []
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.frames.append(rgb)
+
+
+def _film_half(rng: np.random.Generator, identity: Identity, identities: tuple[Identity, ...], width: int,
+               height: int, frames: int) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """One person filmed alone in a ``width`` x ``height`` frame: (real frames, face-swapped frames, swap source)."""
+    scene = _make_scene(rng, identity, width, height, test=True)
+    recipe = draw_recipe(rng, "face_swap", identity, identities)
+    fake = make_fake_portrait(scene.portrait, scene.landmarks, scene.face_size_px, recipe)
+    real_frames, fake_frames = _FrameList(), _FrameList()
+    _render([scene.compose(scene.portrait), scene.compose(fake)], scene.camera, rng, width, height, frames,
+            [real_frames, fake_frames])
+    return real_frames.frames, fake_frames.frames, recipe.describe()
+
+
+def generate_two_person_videos(out_dir: str | os.PathLike, scenes: int = 1, seconds: float = 3.0, fps: float = 25,
+                               size: tuple[int, int] = (640, 360), seed: int = 0,
+                               progress: bool = True) -> list[GeneratedVideo]:
+    """``out_dir/two_person/``: per scene three videos of the same two people side by side, each filmed by
+    its own camera: both real, the left one face-swapped, the right one face-swapped.
+
+    ``metadata.json`` gives the video label (FAKE when one person is swapped) and, under ``persons``, each
+    person's side (``left``: x < width / 2), label and identity. Same arguments, same bytes.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    width, height = (int(v) for v in size)
+    half = (width // 4) * 2  # each person's half of the frame, even for yuv420p
+    if scenes < 1:
+        raise SampleDatasetError(f"scenes={scenes}: ask for at least one two-person scene")
+    if min(half, height) < MIN_SIDE_PX:
+        raise SampleDatasetError(f"size {width}x{height}: each person gets half the width, which must be at least "
+                                 f"{MIN_SIDE_PX} px; use e.g. --size 640x360")
+    frames = _check_arguments(out_dir, 1, 1, seconds, fps, (2 * half, height), 0, 1, seed)
+    folder = out_dir / TWO_PERSON_NAME
+    names_rng = np.random.default_rng([seed, 4])
+    names = ["".join(names_rng.choice(ID_LETTERS, 10)) + ".mp4" for _ in range(3 * scenes)]
+    meta_path = folder / METADATA_NAME
+    if meta_path.is_file():
+        try:
+            listed = sorted(json.loads(meta_path.read_text()))
+        except (OSError, ValueError):
+            listed = None
+        if listed != sorted(names):
+            raise SampleDatasetError(f"{meta_path} belongs to other two-person videos (other seed or count); pass "
+                                     f"an empty OUT_DIR or remove {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    identities = load_identities()
+    people = sorted({person_of(i) for i in identities})
+    videos: list[GeneratedVideo] = []
+    metadata: dict[str, dict] = {}
+    with tqdm(total=3 * scenes, desc="two-person videos", unit="video", disable=not progress) as bar:
+        for index in range(scenes):
+            rng = np.random.default_rng([seed, 3, index])
+            # one identity of each person, left and right alternating per scene
+            left_person, right_person = people[index % 2], people[(index + 1) % 2]
+            chosen = []
+            for person in (left_person, right_person):
+                options = [i for i in identities if person_of(i) == person]
+                chosen.append(options[int(rng.integers(len(options)))])
+            left_real, left_fake, left_source = _film_half(rng, chosen[0], identities, half, height, frames)
+            right_real, right_fake, right_source = _film_half(rng, chosen[1], identities, half, height, frames)
+            variants = (("REAL", "REAL", left_real, right_real), ("FAKE", "REAL", left_fake, right_real),
+                        ("REAL", "FAKE", left_real, right_fake))
+            for (left_label, right_label, left, right), name in zip(variants, names[3 * index:3 * index + 3]):
+                path = folder / name
+                with atomic_path(path) as tmp:
+                    writer = _H264Writer(tmp, fps, 2 * half, height)
+                    for a, b in zip(left, right):
+                        writer.write(np.concatenate([a, b], axis=1))
+                    writer.close()
+                label = "FAKE" if "FAKE" in (left_label, right_label) else "REAL"
+                kind = "face_swap" if label == "FAKE" else "real"
+                videos.append(GeneratedVideo(path, label, None, kind, f"{chosen[0].name}+{chosen[1].name}"))
+                metadata[name] = {"label": label, "split": "test", "original": None, "persons": [
+                    {"side": "left", "label": left_label, "identity": chosen[0].name,
+                     **({"method": left_source} if left_label == "FAKE" else {})},
+                    {"side": "right", "label": right_label, "identity": chosen[1].name,
+                     **({"method": right_source} if right_label == "FAKE" else {})}]}
+                bar.update(1)
+    write_json_atomic(meta_path, metadata)
+    return videos
+
+
 # ---- preview ---------------------------------------------------------------------------------------
 PREVIEW_TILE_WIDTH_PX = 480  # wider frames are shrunk in the contact sheet
 
@@ -627,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--test-videos", type=int, default=12, help="videos in test_videos/ (half of them fake)")
     parser.add_argument("--preview", type=Path, default=None, help="write a contact sheet PNG of a real and its fakes")
+    parser.add_argument("--two-person", type=int, default=0, metavar="SCENES",
+                        help="also write two_person/: per scene a two-person real and two fakes in which one of "
+                             "the two is face-swapped (default 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset made in OUT_DIR with other arguments (same arguments need no flag)")
     parser.add_argument("--workers", type=int, default=None, help="scenes filmed in parallel (default: up to 2)")
@@ -638,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                                           test_videos=args.test_videos, fakes_per_real=args.fakes_per_real,
                                           preview=args.preview, progress=not args.no_progress,
                                           overwrite=args.overwrite, workers=args.workers)
+        if args.two_person:
+            generate_two_person_videos(args.out_dir, args.two_person, seconds=args.seconds, fps=args.fps,
+                                       size=args.size, seed=args.seed, progress=not args.no_progress)
     except SampleDatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

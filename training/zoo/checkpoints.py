@@ -63,6 +63,9 @@ class LoadedModel:
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
+    # the validation score the file was saved with (this project: "best_score", the validation log loss
+    # of its best epoch; the winner's: "bce_best"); None when it records none
+    validation_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,9 @@ def load_model(path: str | os.PathLike, encoder: str | None = None, device: str 
     load_state_dict_strict(model, data["state_dict"], str(path))
     model.eval().to(device)
     size = input_size or config.get("size") or DEFAULT_INPUT_SIZE.get(encoder, 380)
-    return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"))
+    score = data.get("best_score", data.get("bce_best"))
+    score = float(score) if isinstance(score, (int, float, np.floating)) and np.isfinite(float(score)) else None
+    return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"), score)
 
 
 def to_plain(value: Any, trusted_conversion: bool = False) -> Any:

@@ -68,6 +68,10 @@ class DeepFakeClassifier(nn.Module):
         self.fc = nn.Linear(self.encoder.num_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, the encoder's last convolutional stage's feature map): what Grad-CAM needs."""
         features = self.encoder.forward_features(x)
         pooled = self.avg_pool(features).flatten(1)
-        return self.fc(self.dropout(pooled))
+        return self.fc(self.dropout(pooled)), features
