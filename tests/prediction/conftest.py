@@ -100,3 +100,27 @@ def bad_inputs(tmp_path_factory, test_videos) -> dict[str, Path]:
 
     cv2.imwrite(str(folder / "poster.jpg"), np.full((32, 32, 3), 128, dtype=np.uint8))
     return {p.name: p for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def generator_detector(tmp_path_factory) -> Path:
+    """A Lite0 classifier trained for 60 steps on generated videos (the sample generator's face swaps and
+    self-blends, every 2nd frame cropped): a real model that tells the generator's fakes from its reals."""
+    from preprocessing.make_sample_dataset import generate_sample_dataset
+    from preprocessing.pipeline import preprocess
+    from training.pipelines.train_classifier import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("generator_detector")
+    root = out / "data"
+    # 320x360: the size of one person's half of the two-person videos
+    generate_sample_dataset(root, parts=1, reals_per_part=4, fakes_per_real=2, seconds=2.0, fps=10, size=(320, 360),
+                            seed=7, test_videos=0, progress=False)
+    preprocess(root, workers=1, progress=False, every=2)
+    train(TrainOptions(
+        data_dir=str(root), seed=111, fold=0, progress=False, output_dir=str(out / "weights"),
+        log_dir=str(out / "logs"),
+        overrides=["encoder=tf_efficientnet_lite0", "pretrained=lite0-package", f"size={INPUT_SIZE_PX}",
+                   "batch_size=16", "workers=0", "drop_path_rate=0", "epochs=6", "batches_per_epoch=10",
+                   "val_every=6", "augment=false", "tensorboard_images=0", 'optimizer={"type": "Adam", "lr": 0.001}',
+                   "schedule.type=constant"], no_hardcore=True))
+    return next((out / "weights").glob("*_last"))

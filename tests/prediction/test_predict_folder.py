@@ -80,23 +80,33 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
     page = index.read_text()
     targets = re.findall(r'(?:href|src)="([^"]+)"', page)
     assert "histogram.png" in targets
-    strips = [t for t in targets if t.startswith("strips/")]
-    sheets = [t for t in targets if t.startswith("faces/")]
-    # the 3 labelled videos with faces and the largest log loss, each with a sheet of all its scored faces
+    # every video (fallbacks included) has a row linking to its own page
+    pages = [t for t in targets if t.startswith("videos/") and t.endswith(".html")]
+    assert sorted(set(pages)) == sorted(f"videos/{Path(n).stem}.html" for n in mp4s)
+    table = page[page.index('id="videos"'):]
+    assert [Path(t).stem for t in re.findall(r'href="(videos/[^"]+\.html)"', table)] == [Path(n).stem for n in mp4s]
+    # the highest-log-loss list: the 3 labelled videos with faces and the largest log loss, in that order
     good = [n for n in mp4s if n not in BAD_VIDEOS]
     shown = sorted(good, key=lambda n: -sk_log_loss([labels[n]], [predictions[n]], labels=[0, 1]))[:3]
     assert len(good) > 3
-    assert [Path(t).stem for t in strips[::2]] == [Path(n).stem for n in shown]  # each strip: link + image
-    assert [Path(t).stem for t in sheets[::2]] == [Path(n).stem for n in shown]
+    worst = page[page.index("<h2>Highest log loss</h2>"):page.index("<h2>All videos")]
+    assert [Path(t).stem for t in re.findall(r'<td><a href="(videos/[^"]+)\.html">', worst)] == \
+        [Path(n).stem for n in shown]
     import cv2
 
-    for name in shown:
-        n_faces = int(re.search(rf"<td>{re.escape(name)}</td>(?:<td>[^<]*</td>){{3}}<td>(\d+)</td>", page).group(1))
-        sheet = cv2.imread(str(report / "faces" / f"{Path(name).stem}.png"))
-        assert sheet.shape[:2] == (-(-n_faces // 8) * 112, min(n_faces, 8) * 112), name
-    for target in targets:
-        path = (report / target).resolve()
-        assert path.is_file() and path.stat().st_size > 0, target
+    persons = json.loads(predict_folder.persons_path_for(output).read_text())
+    for name in good:  # each video page: a contact sheet per person with that person's faces
+        stem = Path(name).stem
+        video_page = (report / "videos" / f"{stem}.html").read_text()
+        assert f"{predictions[name]:.4f}" in video_page
+        for person in persons[name]["persons"]:
+            sheet = cv2.imread(str(report / "videos" / stem / f"person{person['person']}.png"))
+            n = len(person["frames"])
+            assert sheet.shape[:2] == (-(-n // 8) * 112, min(n, 8) * 112), name
+    for html_file in [index, *(report / "videos").glob("*.html")]:  # every link of every page resolves
+        for target in re.findall(r'(?:href|src)="([^"]+)"', html_file.read_text()):
+            path = (html_file.parent / target).resolve()
+            assert path.is_file() and path.stat().st_size > 0, (html_file.name, target)
     assert output.resolve() in {(report / t).resolve() for t in targets}
     for name in BAD_VIDEOS:
         assert name in page  # the fallbacks table
