@@ -37,13 +37,16 @@ def test_the_map_follows_the_face_region(fake_crops, generator_detector):
     crop = fake_crops[0]
     heat = explain_faces([model], [crop])[0]
     assert heat.shape == crop.shape[:2] and heat.max() == pytest.approx(1.0, abs=0.01) and heat.min() >= 0
-    # replace the face (the middle of the crop: the crop is the box plus a third of it on each side) by blur
-    h, w = crop.shape[:2]
-    changed = crop.copy()
-    face = (slice(h // 4, 3 * h // 4), slice(w // 4, 3 * w // 4))
-    changed[face] = cv2.GaussianBlur(crop, (0, 0), 8)[face]
-    heat_changed = explain_faces([model], [changed])[0]
-    assert np.abs(heat - heat_changed).mean() > 0.05
+    # paint over the face (the middle of the crop: the crop is the box plus a third of it on each side) with the
+    # crop's mean colour: every map moves (the 96 px model has a 3 x 3 last stage, so the maps are coarse)
+    changes = []
+    for c in fake_crops:
+        h, w = c.shape[:2]
+        painted = c.copy()
+        painted[h // 4:3 * h // 4, w // 4:3 * w // 4] = c.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+        before, after = explain_faces([model], [c, painted])
+        changes.append(float(np.abs(before - after).mean()))
+    assert min(changes) > 0.01 and np.mean(changes) > 0.03, np.round(changes, 3)
     # the same input gives the same map (nothing random in it)
     assert np.array_equal(heat, explain_faces([model], [crop])[0])
 
