@@ -205,6 +205,12 @@ document.querySelectorAll("table.sortable th").forEach((th, i) => {
   th.style.cursor = "pointer"; th.title = "click to sort";
   th.addEventListener("click", () => sortTable(th.closest("table"), i, th.dataset.numeric == "1"));
 });
+// index.html#sort=KEY or #sort=-KEY (descending) opens the table sorted, e.g. #sort=-log_loss
+const wanted = /^#sort=(-?)([a-z_]+)$/.exec(location.hash);
+if (wanted) {
+  const th = document.querySelector(`table.sortable th[data-key="${wanted[2]}"]`);
+  if (th) { th.click(); if (wanted[1]) th.click(); }
+}
 </script>"""
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px} td,th{text-align:left;padding:3px 8px} "
@@ -371,7 +377,7 @@ class ReportWriter:
                 + cell(f"{loss:.4f}" if loss is not None else "", cls="")
                 + cell(r.n_faces) + cell(r.n_persons) + cell(r.fallback or "") + cell(f"{r.seconds:.2f}") + "</tr>")
         numeric = (0, 1, 0, 1, 1, 1, 0, 1)
-        head = "".join(f"<th data-numeric=\"{n}\">{h}</th>" for h, n in zip(
+        head = "".join(f"<th data-numeric=\"{n}\" data-key=\"{h.replace(' ', '_')}\">{h}</th>" for h, n in zip(
             ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
         fallbacks = summary.get("fallbacks", {})
         fallback_rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_esc(reason)}</td></tr>"
@@ -393,7 +399,8 @@ class ReportWriter:
 {worst_section}
 <h2>All videos ({len(self.rows)})</h2>
 {aggregation_note(self.options)}
-<p>Click a column heading to sort; a red score is on the wrong side of 0.5.</p>
+<p>Click a column heading to sort (a link to <code>index.html#sort=-log_loss</code> opens it sorted); a red
+score is on the wrong side of 0.5.</p>
 <table border="1" class="sortable" id="videos"><thead><tr>{head}</tr></thead><tbody>
 {"".join(all_rows)}
 </tbody></table>
