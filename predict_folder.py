@@ -3,7 +3,7 @@
     python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
         [--prefetch 2] [--encoder NAME] [--labels metadata.json] [--report DIR] [--report-videos 8]
-        [--keep-going] [--no-progress]
+        [--explain [N]] [--keep-going] [--no-progress]
 
 ``--preset NAME`` sets every prediction option (``default``: this project's faster settings;
 ``winner``: the DFDC winning submission's predictor); prediction options given on the command line
@@ -15,9 +15,11 @@ or its ``*_last`` file when the run has no best one.
 With labels (``--labels``, or a ``metadata.json`` in the folder) the evaluation protocol
 (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per manipulation
 method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several folders (one per
-dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``--report DIR`` writes an HTML report
-(prediction histogram by true label, frame-score strips and face crops of the most wrong videos;
-the crops are the ones the prediction scored, kept for those videos only).
+dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``: per video, per
+person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes an HTML report
+(``prediction.report``: run context, scores, the highest log losses, a sortable table of every video, one
+page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM heatmaps of each
+person's N most fake faces (on the report's pages, else in ``OUT.explain/``).
 
 Exit codes: 0 done; 2 bad input, found before any video is read (missing or empty folder, a folder
 where a file is needed or the reverse, no checkpoint, a checkpoint that does not fit, an unreadable

@@ -213,7 +213,12 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, project_checkpoi
     folder = tmp_path / "a_folder"
     folder.mkdir()
     (tmp_path / "taken.metrics.json").mkdir()
+    (tmp_path / "people.persons.json").mkdir()
+    (tmp_path / "heat.explain").write_text("a file where the heatmap folder goes")
     cases = [
+        (["--output", str(tmp_path / "people.csv")], "people.persons.json is a folder"),
+        (["--output", str(tmp_path / "heat.csv"), "--explain"], "heat.explain is a file"),
+        (["--output", str(tmp_path / "ok.csv"), "--explain", "-1"], "--explain -1"),
         (["--output", str(folder)], f"--output {folder} is a folder"),
         (["--output", str(blocker / "sub" / "out.csv")], f"{blocker} is a file"),
         (["--output", str(tmp_path / "taken.csv")], "taken.metrics.json is a folder"),
