@@ -182,7 +182,8 @@ class _Row:
     label: int | None
     n_faces: int
     n_persons: int
-    fallback: str | None
+    fallback: str | None  # the kind ("unreadable", "no_face", "error")
+    fallback_reason: str | None
     seconds: float
     strip: str | None  # relative path of the strip image
 
@@ -270,7 +271,7 @@ class ReportWriter:
                 parts.append(self._person_section(pred, person, folder, slug, written.get(person, [])))
         write_text_atomic(self.dir / "videos" / f"{slug}.html", self._page(pred.name, "\n".join(parts)))
         self.rows.append(_Row(pred.name, slug, float(pred.probability), label, pred.n_faces, pred.n_persons,
-                              pred.fallback_kind, float(sum(pred.timings_s.values())), strip))
+                              pred.fallback_kind, pred.fallback_reason, float(sum(pred.timings_s.values())), strip))
 
     def _why(self, pred) -> str:
         from kernel_utils import describe_strategy
@@ -375,7 +376,10 @@ class ReportWriter:
                 + cell(f"{r.probability:.4f}", cls=wrong)
                 + cell({0: "REAL", 1: "FAKE"}.get(r.label, ""), cls="")
                 + cell(f"{loss:.4f}" if loss is not None else "", cls="")
-                + cell(r.n_faces) + cell(r.n_persons) + cell(r.fallback or "") + cell(f"{r.seconds:.2f}") + "</tr>")
+                + cell(r.n_faces) + cell(r.n_persons)
+                + (f"<td data-value=\"{_esc(r.fallback)}\" title=\"{_esc(r.fallback_reason)}\">{_esc(r.fallback)}: "
+                   f"{_esc(r.fallback_reason)}</td>" if r.fallback else "<td data-value=\"\"></td>")
+                + cell(f"{r.seconds:.2f}") + "</tr>")
         numeric = (0, 1, 0, 1, 1, 1, 0, 1)
         head = "".join(f"<th data-numeric=\"{n}\" data-key=\"{h.replace(' ', '_')}\">{h}</th>" for h, n in zip(
             ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
