@@ -394,13 +394,7 @@ class ReportWriter:
 <h3>Checkpoints</h3>
 <table border="1"><tr><th>file</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
 (balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>
-<h2>Scores</h2>
-<table border="1">{metric_rows}</table>
 {evaluation_section}
-<h2>Predictions by true label</h2>
-<a href="histogram.png"><img src="histogram.png" width="640"></a>
-<h2>Highest log loss</h2>
-{worst_section}
 <h2>All videos ({len(self.rows)})</h2>
 {aggregation_note(self.options)}
 <p>Click a column heading to sort (a link to <code>index.html#sort=-log_loss</code> opens it sorted); a red
@@ -408,8 +402,14 @@ score is on the wrong side of 0.5.</p>
 <table border="1" class="sortable" id="videos"><thead><tr>{head}</tr></thead><tbody>
 {"".join(all_rows)}
 </tbody></table>
+<h2>Predictions by true label</h2>
+<a href="histogram.png"><img src="histogram.png" width="640"></a>
+<h2>Highest log loss</h2>
+{worst_section}
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
 <table border="1"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
+<h2>All scores</h2>
+<table border="1">{metric_rows}</table>
 <h2>Models and settings</h2>
 <pre>{setup}</pre>"""
         index = self.dir / "index.html"
