@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_description, write_section  # noqa: E402
+from bench.common import machine_description, publish  # noqa: E402
 
 SECTION = "## Pooled against per-person aggregation (bench/aggregation.py)"
 
@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['dropped_faces']} | {r['pooled_auc']:.3f} | {r['pooled_log_loss']:.3f} | "
                     f"{r['per_person_auc']:.3f} | {r['per_person_log_loss']:.3f} | {r['pooled_fake_mean']:.3f} / "
                     f"{r['per_person_fake_mean']:.3f} | {r['pooled_real_mean']:.3f} / {r['per_person_real_mean']:.3f} |")
-    print("\n".join(body))
-    if args.write_docs:
-        write_section(args.write_docs, SECTION, body)
+    publish(SECTION, body, args.write_docs)
     return 0
 
 

@@ -49,3 +49,10 @@ def write_section(docs: Path, section: str, body: list[str]) -> None:
         lines += ["", section, ""] + body
     docs.parent.mkdir(parents=True, exist_ok=True)
     docs.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def publish(section: str, body: list[str], docs: Path | None) -> None:
+    """Print a benchmark's section, and write it into ``docs`` when given."""
+    print("\n".join(body))
+    if docs:
+        write_section(docs, section, body)
