@@ -328,6 +328,11 @@ def _option_parser(spec: dataclasses.Field):
     return convert
 
 
+def _none_text(meta) -> str:
+    """What an option's None means on the command line: the first word of its metavar (``auto|N`` -> auto)."""
+    return meta["metavar"].split("|")[0] if meta["metavar"] else "auto"
+
+
 def add_option_arguments(group) -> None:
     """One flag per PredictorOptions field; a flag not given stays absent, so only explicit flags
     override the preset (``argparse.SUPPRESS``)."""
@@ -340,7 +345,7 @@ def add_option_arguments(group) -> None:
         else:
             group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=meta["choices"],
                                metavar=meta["metavar"], default=argparse.SUPPRESS,
-                               help=f"{meta['help']} (default: {'auto/all' if spec.default is None else spec.default})")
+                               help=f"{meta['help']} (default: {_none_text(meta) if spec.default is None else spec.default})")
 
 
 def options_from_args(args: argparse.Namespace) -> PredictorOptions:
