@@ -73,6 +73,16 @@ def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) 
     return cv2.addWeighted(crop, 1 - alpha, colour, alpha, 0)
 
 
+def write_png(path, rgb: np.ndarray) -> None:
+    """An RGB uint8 image as a PNG, written atomically (the report's images and the heatmaps)."""
+    from preprocessing.layout import write_bytes_atomic
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
 def most_fake_faces(pred, per_person: int) -> dict[int, list[int]]:
     """Per person of a prediction, the indices of its ``per_person`` highest-scoring faces."""
     scores = pred.mean_face_scores
@@ -101,17 +111,12 @@ def write_heatmaps(folder, pred, heatmaps: dict[int, list[tuple[int, np.ndarray]
     returns ``{person: [(face index, file name), ...]}``."""
     from pathlib import Path
 
-    from preprocessing.layout import atomic_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[int, list[tuple[int, str]]] = {}
     for person, faces in heatmaps.items():
         for index, heat in faces:
             name = f"person{person}_frame{int(pred.face_frame_indices[index])}_face{index}.png"
-            image = cv2.cvtColor(overlay_heatmap(pred.face_crops[index], heat), cv2.COLOR_RGB2BGR)
-            with atomic_path(folder / name) as tmp:
-                if not cv2.imwrite(str(tmp), image):
-                    raise OSError(f"cannot write {folder / name}")
+            write_png(folder / name, overlay_heatmap(pred.face_crops[index], heat))
             written.setdefault(person, []).append((index, name))
     return written

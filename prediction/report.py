@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prediction.explain import write_heatmaps, write_png
 from preprocessing.layout import atomic_path, write_text_atomic
 from training.tools.metrics import video_log_loss
 
@@ -49,15 +50,6 @@ def page_slug(name: str, taken: set[str]) -> str:
 
 def _score_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
 
 
 def _caption(tile: np.ndarray, lines: list[str]) -> None:
@@ -239,8 +231,6 @@ class ReportWriter:
     # -- one video --
     def add(self, pred, heatmaps: dict | None = None) -> None:
         """Write the video's page now (``heatmaps``: ``prediction.explain.explain_prediction``'s answer)."""
-        from prediction.explain import write_heatmaps
-
         slug = page_slug(pred.name, self._slugs)
         label = self.labels.get(pred.name)
         folder = self.dir / "videos" / slug
@@ -314,7 +304,7 @@ class ReportWriter:
             captions = [[f"f{int(pred.face_frame_indices[i])} s {scores[i]:.2f}", f"det {pred.face_boxes[i, 4]:.3f}"]
                         for i in shown]
             name = f"person{person}.png" if person >= 0 else "dropped.png"
-            _write_png(folder / name, contact_sheet([pred.face_crops[i] for i in shown], captions))
+            write_png(folder / name, contact_sheet([pred.face_crops[i] for i in shown], captions))
             section.append(f"<p>Scored crops (frame, face score s, detector probability det):</p>"
                            f"<img src=\"{_esc(slug)}/{name}\">")
         if heatmaps:
