@@ -13,6 +13,7 @@
 #                 repository, wherever this is run from); OUTPUT_DIR is accepted as its older name
 #   LOG_DIR       logs (default logs/): <config>_<seed>.log (appended to) and TensorBoard runs in LOG_DIR/<name>/
 #   FOLD          validation fold (default 0)
+#   TEST_FOLD     a fold left out of training and validation, to test on afterwards (default: none)
 #   TORCHRUN_ARGS extra torchrun flags, e.g. for two machines (run on each, NODE_RANK 0 and 1):
 #                 TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400 --rdzv_id dfdc"
 #   TRAIN_ARGS    extra training options, e.g. "--set optimizer.lr=0.005 --workers 4"
@@ -70,6 +71,8 @@ fi
 
 log_dir=${LOG_DIR:-logs}
 fold=${FOLD:-0}
+test_fold_args=()
+[[ -z ${TEST_FOLD:-} ]] || test_fold_args=(--test-fold "$TEST_FOLD")
 mkdir -p "$log_dir"
 config_name=$(basename "$config" .json)
 read -r -a torchrun_args <<< "${TORCHRUN_ARGS:-}"
@@ -79,7 +82,7 @@ read -r -a train_args <<< "${TRAIN_ARGS:-}"
 for seed in "${seeds[@]}"; do
     log_file="$log_dir/${config_name}_${seed}.log"
     args=(--config "$config" --data-dir "$data_root" --seed "$seed" --fold "$fold" --device "$device"
-          --log-dir "$log_dir"
+          --log-dir "$log_dir" "${test_fold_args[@]+"${test_fold_args[@]}"}"
           "${resume_args[@]+"${resume_args[@]}"}" "${train_args[@]+"${train_args[@]}"}")
     echo "seed $seed: log $log_file"
     echo "== $(date '+%Y-%m-%d %H:%M:%S') train.sh $invocation (seed $seed) ==" >> "$log_file"

@@ -1,10 +1,11 @@
-"""Quality on real deepfakes: preprocess + train on FF++ (``ffpp_train``) minus a held-out fold of
-identities with each fake source, then score that fold and ``real_small`` (unseen FF++ identities and
-DFDC clips) with the evaluation protocol.
+"""Quality on real deepfakes: preprocess + train on FF++ (``ffpp_train``) minus two folds of identities
+with each fake source (the validation fold picks the checkpoint, the test fold is never seen by training
+or selection), then score the test fold and ``real_small`` (unseen FF++ identities and DFDC clips) with
+the evaluation protocol.
 
     python bench/quality.py [--ffpp ../shared/data/ffpp_train] [--real-small ../shared/data/real_small]
         [--work output/bench_quality] [--recipes real self_blended both] [--seeds 111 555]
-        [--config configs/ffpp_cpu.json] [--fold 0] [--write-docs docs/benchmarks.md]
+        [--config configs/ffpp_cpu.json] [--fold 0] [--val-fold 1] [--write-docs docs/benchmarks.md]
 
 Every step goes through the user's commands (``preprocess_data.sh``, ``train.sh``, ``predict_folder.py``),
 so their stage markers and ``--resume`` make a rerun redo only what is missing: a recipe and seed whose
@@ -78,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", default=list(FAKE_SOURCES), choices=FAKE_SOURCES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[111, 555])
     parser.add_argument("--config", default="configs/ffpp_cpu.json")
-    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--fold", type=int, default=0, help="test fold: left out of training and validation")
+    parser.add_argument("--val-fold", type=int, default=1, help="validation fold: picks the _best checkpoint")
     parser.add_argument("--write-docs", type=Path)
     args = parser.parse_args(argv)
+    if args.val_fold == args.fold:
+        parser.error(f"--val-fold {args.val_fold} is the test fold; pick another one")
     if not (args.ffpp / PART / METADATA_NAME).is_file():
         print(f"skipped: no FF++ videos at {args.ffpp} (pass --ffpp)")
         return 0
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             weights = work / "weights" / f"{recipe}_{seed}"
             env = {"WEIGHTS_DIR": str(weights), "LOG_DIR": str(work / "logs" / f"{recipe}_{seed}"),
-                   "FOLD": str(args.fold), "TRAIN_ARGS": f"--set fakes={recipe}"}
+                   "FOLD": str(args.val_fold), "TEST_FOLD": str(args.fold),
+                   "TRAIN_ARGS": f"--set fakes={recipe}"}
             print(f"training {recipe} seed {seed}", flush=True)
             train_s = _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(seed)], env, log)
             train_s = recorded_time(work / "train_seconds.json", f"{recipe}_{seed}", train_s)
@@ -117,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             results.append((recipe, seed, train_s, predict_s, evaluation))
 
     body = [f"Command: `python bench/quality.py --recipes {' '.join(args.recipes)} --seeds "
-            f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, validation and test fold {args.fold}).",
+            f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, test fold {args.fold}, validation fold "
+            f"{args.val_fold}).",
             f"Machine: {machine_description()}.",
             f"Preprocessing `ffpp_train` ({DataLayout(data_root).root.name}): {preprocess_s:.0f} s "
             "(this run; near 0 when its stage markers were already complete).", "",
-            "Video AUC / AP / log loss; held-out = the FF++ identities of the test fold (never trained on); "
+            "Video AUC / AP / log loss; held-out = the FF++ identities of the test fold (never trained on, never "
+            "used to pick a checkpoint: the validation fold does that); "
             "real_small = 4 FF++ clips of unseen identities + 2 DFDC clips (6 clips: a sanity check, too few "
             "to measure a cross-dataset AUC). Goals: held-out AUC >= 0.90 and log loss <= 0.45; cross-dataset "
             "AUC >= 0.80; self-blended at least as good as real fakes cross-dataset. `train s` is the wall time "

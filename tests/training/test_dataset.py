@@ -33,6 +33,24 @@ def test_split_trains_on_other_folds_and_validates_every_20th_frame(folds):
     assert len(full) == (folds["fold"] == 0).sum() > len(val)
 
 
+def test_test_fold_is_left_out_of_training_and_validation(folds):
+    third = folds[folds["fold"] == 1].assign(fold=2, video=lambda f: "t_" + f["video"])
+    three = pd.concat([folds, third], ignore_index=True)
+    train, val = split_folds(three, 0, test_fold=2)
+    assert set(train["fold"]) == {1} and set(val["fold"]) == {0}
+    assert not set(train["video"]) & set(third["video"]) and not set(val["video"]) & set(third["video"])
+    assert len(train) == (folds["fold"] == 1).sum()
+    with pytest.raises(FoldsError, match="is the validation fold"):
+        split_folds(three, 0, test_fold=0)
+    with pytest.raises(FoldsError, match=r"no rows with fold 5; .*--test-fold"):
+        split_folds(three, 0, test_fold=5)
+    with pytest.raises(FoldsError, match="or the test fold 1, nothing is left to train on"):
+        split_folds(folds, 0, test_fold=1)
+    from training.pipelines.train_classifier import build_parser
+
+    assert build_parser().parse_args(["--data-dir", "D", "--fold", "1", "--test-fold", "0"]).test_fold == 0
+
+
 def test_fold_errors_are_clear(folds, tmp_path):
     with pytest.raises(FoldsError, match=r"no rows with fold 7; available folds: \[0, 1\]"):
         split_folds(folds, 7)

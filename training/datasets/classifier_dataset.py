@@ -64,21 +64,33 @@ def read_folds(data_root: str | os.PathLike) -> pd.DataFrame:
 
 
 def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
-                source: str = "folds.csv", fakes: str = "real") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows for training (folds != ``fold``) and validation (``fold``, every 20th frame unless
-    ``full_val``). With ``fakes="self_blended"`` reals alone are enough (the fakes are made from them)."""
+                source: str = "folds.csv", fakes: str = "real",
+                test_fold: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows for training (folds other than ``fold`` and ``test_fold``) and validation (``fold``, every
+    20th frame unless ``full_val``). ``test_fold``: a fold kept out of both, for a test the checkpoint
+    selection never saw. With ``fakes="self_blended"`` reals alone are enough (the fakes are made from them)."""
     available = sorted(int(f) for f in folds["fold"].unique())
     if fold not in available:
         raise FoldsError(f"{source} has no rows with fold {fold}; available folds: {available}. "
                          f"Pass one of them with --fold")
+    if test_fold is not None:
+        if test_fold == fold:
+            raise FoldsError(f"--test-fold {test_fold} is the validation fold (--fold {fold}); the test fold "
+                             f"must be another one (available folds: {available})")
+        if test_fold not in available:
+            raise FoldsError(f"{source} has no rows with fold {test_fold}; available folds: {available}. "
+                             f"Pass one of them with --test-fold")
+        folds = folds[folds["fold"] != test_fold]
     train = folds[folds["fold"] != fold].reset_index(drop=True)
     val = folds[folds["fold"] == fold]
     if not full_val:
         val = val[val["frame"] % VAL_FRAME_STEP == 0]
     val = val.reset_index(drop=True)
     if train.empty:
-        raise FoldsError(f"{source}: every row is in fold {fold}, nothing is left to train on; "
-                         f"make more folds in preprocessing or pick another fold")
+        raise FoldsError(f"{source}: every row is in fold {fold}"
+                         + (f" or the test fold {test_fold}" if test_fold is not None else "")
+                         + ", nothing is left to train on; "
+                         "make more folds in preprocessing or pick another fold")
     if val.empty:
         raise FoldsError(f"{source}: fold {fold} has no frame that is a multiple of {VAL_FRAME_STEP}; "
                          f"pass --full-val to validate on all its frames")

@@ -67,6 +67,7 @@ class TrainOptions:
     config: str | None = None
     overrides: list[str] = field(default_factory=list)
     fold: int = 0
+    test_fold: int | None = None  # left out of training and validation (a test set the selection never sees)
     seed: int = 111
     output_dir: str = "weights"
     log_dir: str = "logs"
@@ -313,7 +314,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source,
-                                       fakes=config["fakes"])
+                                       fakes=config["fakes"], test_fold=options.test_fold)
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -339,7 +340,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     train_loader = DataLoader(train_set, batch_size=config["batch_size"], sampler=sampler, num_workers=workers,
                               drop_last=True, pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
     if len(train_loader) == 0:
-        raise ValueError(f"{folds_source}: fold != {options.fold} gives {len(train_set)} training crops per "
+        raise ValueError(f"{folds_source}: the training folds give {len(train_set)} training crops per "
                          f"epoch, fewer than batch_size {config['batch_size']} x {ctx.world_size} processes; "
                          f"lower batch_size (--set batch_size=N) or add data")
     steps_per_epoch = min(len(train_loader), int(config["batches_per_epoch"]))
@@ -372,7 +373,8 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
 
     val_loader = DataLoader(val_set, batch_size=config["batch_size"] * 2, shuffle=False, num_workers=workers,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
-    run_info = {"data_dir": str(options.data_dir), "fold": options.fold, "seed": seed, "name": name,
+    run_info = {"data_dir": str(options.data_dir), "fold": options.fold, "test_fold": options.test_fold,
+                "seed": seed, "name": name,
                 "world_size": ctx.world_size, "ddp": ctx.distributed,
                 "sync_batchnorm": ctx.distributed and device.type == "cuda",
                 "device": str(device), "amp_dtype": str(dtype or torch.float32).replace("torch.", ""),
@@ -489,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", required=True, help="DATA_ROOT with folds.csv and crops/")
     data.add_argument("--fold", type=int, default=0, help="validation fold; the others are trained on")
+    data.add_argument("--test-fold", type=int, default=None,
+                      help="a fold left out of training and validation, to test on afterwards")
     data.add_argument("--full-val", action="store_true", help="validate on every frame, not every 20th")
     data.add_argument("--no-hardcore", action="store_true", help="no landmark/hull/bit-mask cutouts")
     data.add_argument("--padding-part", type=int, default=None,

@@ -14,6 +14,8 @@ ENCODERS: dict[str, str] = {
     "tf_efficientnet_b4_ns": "tf_efficientnet_b4.ns_jft_in1k",
     "tf_efficientnet_b0_ns": "tf_efficientnet_b0.ns_jft_in1k",
     "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k",
+    "tf_efficientnet_lite1": "tf_efficientnet_lite1.in1k",
+    "tf_efficientnet_lite2": "tf_efficientnet_lite2.in1k",
 }
 
 # Input size (px) each encoder was trained at in the DFDC recipe; used when a checkpoint has no config.
@@ -24,6 +26,8 @@ DEFAULT_INPUT_SIZE: dict[str, int] = {
     "tf_efficientnet_b4_ns": 380,
     "tf_efficientnet_b0_ns": 224,
     "tf_efficientnet_lite0": 224,
+    "tf_efficientnet_lite1": 240,
+    "tf_efficientnet_lite2": 260,
 }
 
 # ImageNet normalisation, as the recipe used for every encoder

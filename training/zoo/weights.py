@@ -104,6 +104,8 @@ IMAGENET_WEIGHTS: dict[str, ReleasedFile] = {
     "tf_efficientnet_b4_ns": _timm("tf_efficientnet_b4_ns-d6313a46.pth"),
     "tf_efficientnet_b0_ns": _timm("tf_efficientnet_b0_ns-c0e6a31c.pth"),
     "tf_efficientnet_lite0": _timm("tf_efficientnet_lite0-0aa007d2.pth"),
+    "tf_efficientnet_lite1": _timm("tf_efficientnet_lite1-bde8b488.pth"),
+    "tf_efficientnet_lite2": _timm("tf_efficientnet_lite2-dcccb7df.pth"),
 }
 
 
