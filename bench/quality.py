@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench.common import machine_description, write_section  # noqa: E402
 from preprocessing.layout import METADATA_NAME, DataLayout  # noqa: E402
 from training.datasets.classifier_dataset import FAKE_SOURCES, read_folds  # noqa: E402
+from training.zoo.checkpoints import read_checkpoint  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SECTION = "## Quality on real video (bench/quality.py)"
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             predict_s = _run([sys.executable, "predict_folder.py", "--test-dir", *map(str, test_dirs),
                               "--models", str(best[0]), "--output", str(output), "--no-progress"], log=log)
             evaluation = json.loads(output.with_name(output.stem + ".metrics.json").read_text())["evaluation"]
-            results.append((recipe, seed, train_s, predict_s, evaluation))
+            results.append((recipe, seed, train_s, predict_s, evaluation, validation_of(best[0])))
 
     body = [f"Command: `python bench/quality.py --recipes {' '.join(args.recipes)} --seeds "
             f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, test fold {args.fold}, validation fold "
@@ -133,21 +134,30 @@ def main(argv: list[str] | None = None) -> int:
             "to measure a cross-dataset AUC). Goals: held-out AUC >= 0.90 and log loss <= 0.45; cross-dataset "
             "AUC >= 0.80; self-blended at least as good as real fakes cross-dataset. `train s` is the wall time "
             "recorded when the run trained (slower when other work shared the cores).", "",
-            "| recipe | seed | train s | predict s | held-out AUC | AP | LL | real_small AUC | AP | LL | face AUC held-out |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for recipe, seed, train_s, predict_s, evaluation in results:
+            "| recipe | seed | train s | predict s | best epoch | val AUC | val bal. LL | held-out AUC | AP | LL "
+            "| real_small AUC | AP | LL | face AUC held-out |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for recipe, seed, train_s, predict_s, evaluation, (epoch, val_auc, val_ll) in results:
         per_folder = evaluation["per_folder"] or {test_dirs[0].name: evaluation["overall"]}
         held_out = per_folder[test_dirs[0].name]  # the folder keys: each folder's name (they differ here)
         others = [scores for key, scores in per_folder.items() if key != test_dirs[0].name]
         cells = []
         for s in [held_out] + others:
             cells += [_fmt(s.get("auc")), _fmt(s.get("average_precision")), _fmt(s.get("log_loss"))]
-        body.append(f"| {recipe} | {seed} | {train_s:.0f} | {predict_s:.0f} | " + " | ".join(cells)
+        body.append(f"| {recipe} | {seed} | {train_s:.0f} | {predict_s:.0f} | {epoch} | {_fmt(val_auc)} | "
+                    f"{_fmt(val_ll)} | " + " | ".join(cells)
                     + f" | {_fmt(held_out.get('face_auc'))} |")
     print("\n".join(body))
     if args.write_docs:
         write_section(args.write_docs, SECTION, body)
     return 0
+
+
+def validation_of(checkpoint: Path) -> tuple[int, float | None, float | None]:
+    """The epoch of a ``_best`` checkpoint and its validation AUC and balanced log loss (what picked it)."""
+    data = read_checkpoint(checkpoint)
+    metrics = data.get("metrics") or {}
+    return int(data["epoch"]), metrics.get("auc"), metrics.get("balanced_log_loss")
 
 
 def _fmt(value) -> str:
