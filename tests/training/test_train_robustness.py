@@ -258,6 +258,21 @@ def test_train_sh_gpus_without_cuda_is_a_clear_error(preprocessed_root, tmp_path
     assert not (tmp_path / "w").exists()
 
 
+def test_train_sh_test_fold_reaches_the_trainer(preprocessed_root, tmp_path):
+    """TEST_FOLD is passed on as --test-fold: on the two-fold sample it leaves nothing to train on, and the
+    validation fold itself is refused; both before any weights are written."""
+    config = _tiny_config(tmp_path / "tiny.json", epochs=1)
+    for test_fold, message in (("1", "or the test fold 1, nothing is left to train on"),
+                               ("0", "--test-fold 0 is the validation fold (--fold 0)")):
+        run = subprocess.run([str(REPO / "train.sh"), str(preprocessed_root), "0", str(config), "111"],
+                             cwd=tmp_path, env=_env(WEIGHTS_DIR=str(tmp_path / "w"), LOG_DIR=str(tmp_path / "logs"),
+                                                    FOLD="0", TEST_FOLD=test_fold),
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert message in run.stdout + run.stderr
+    assert not any((tmp_path / "w").glob("*_last"))
+
+
 def test_train_sh_usage_names_the_flags(tmp_path):
     run = subprocess.run([str(REPO / "train.sh")], env=_env(), capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--resume" in run.stderr and "--overwrite" in run.stderr

@@ -67,7 +67,7 @@ def _download_hint(encoder: str) -> str:
 def _offline_hint(encoder: str) -> str:
     return (f"{_download_hint(encoder)}set \"pretrained\" in the config to the path of a local weights file for "
             f"{timm_name(encoder)} (timm key names, .pth or .safetensors), "
-            f"\"lite0-package\" / \"lite1-package\" / \"lite2-package\" for tf_efficientnet_lite0/1/2, "
+            + " / ".join(f"\"{name}\"" for name in LITE_PACKAGES) + " for tf_efficientnet_lite0/1/2, "
             "or null for random initialisation")
 
 
