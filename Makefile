@@ -25,7 +25,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 sample-data: venv
-	$(PY) -m preprocessing.make_sample_dataset $(SAMPLE_DIR)
+	$(PY) -m sample_data.make_sample_dataset $(SAMPLE_DIR)
 
 demo: venv
 	bash scripts/demo.sh $(SAMPLE_DIR) $(DEMO_DIR)
@@ -35,7 +35,7 @@ BENCH_DIR ?= output/bench
 # Benchmarks on the default sample set (generated and preprocessed once in $(BENCH_DIR)) and on
 # ../shared/data/real_small when present; each script replaces its section of docs/benchmarks.md.
 bench: venv
-	test -f $(BENCH_DIR)/folds.csv || { $(PY) -m preprocessing.make_sample_dataset $(BENCH_DIR) \
+	test -f $(BENCH_DIR)/folds.csv || { $(PY) -m sample_data.make_sample_dataset $(BENCH_DIR) \
 		&& ./preprocess_data.sh $(BENCH_DIR); }
 	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md
 	$(PY) bench/markers.py --write-docs docs/benchmarks.md

@@ -11,4 +11,4 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$here
 source "$here/scripts/python_env.sh"
 
-exec "$python" -m training.zoo.download_weights "$@"
+exec "$python" -m models.download_weights "$@"

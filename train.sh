@@ -18,7 +18,7 @@
 #                 TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400 --rdzv_id dfdc"
 #   TRAIN_ARGS    extra training options, e.g. "--set optimizer.lr=0.005 --workers 4"
 #   TRAIN_DEVICE  cpu: run the NUM_GPUS torchrun processes on the CPU (DDP over gloo, for testing)
-# The checkpoint folder is not chosen here: the trainer's default (training.zoo.weights.
+# The checkpoint folder is not chosen here: the trainer's default (models.weights.
 # default_weights_dir, from WEIGHTS_DIR) is the rule predict_submission.sh follows too.
 set -euo pipefail
 
@@ -66,7 +66,7 @@ elif [[ -n ${TRAIN_DEVICE:-} ]]; then
     echo "TRAIN_DEVICE must be cpu or unset, got '$TRAIN_DEVICE'" >&2
     exit 2
 else
-    "$python" -m preprocessing.devices --need-gpus "$num_gpus"  # exits 2 with the reason
+    "$python" -m core.devices --need-gpus "$num_gpus"  # exits 2 with the reason
 fi
 
 log_dir=${LOG_DIR:-logs}

@@ -30,18 +30,19 @@ SECTION = "## Pooled against per-person aggregation (bench/aggregation.py)"
 
 def _labels(folders: list[Path]) -> dict[str, int]:
     """Row name (``FOLDER/FILE`` with several folders, as predict_folder names them) -> label."""
-    import predict_folder
+    from datasets import dfdc
+    from prediction import cli
 
-    keys = predict_folder.folder_keys(folders) if len(folders) > 1 else None
+    keys = cli.folder_keys(folders) if len(folders) > 1 else None
     labels = {}
     for folder in folders:
-        for name, y in predict_folder.read_labels(folder / "metadata.json").items():
+        for name, y in dfdc.read_labels(folder / "metadata.json").items():
             labels[f"{keys[folder]}/{name}" if keys else name] = y
     return labels
 
 
 def score_set(name: str, model: str, folders: list[Path], frames: int, work: Path) -> dict:
-    from training.tools.metrics import auc, log_loss
+    from core.metrics import auc, log_loss
 
     output = work / f"{name}_{frames}.csv"
     models = ["--weights-dir", model] if Path(model).is_dir() else ["--models", model]
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         folders = []
         for d in dirs:
             if d == "two_person":
-                from preprocessing.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
+                from sample_data.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
 
                 root = args.work / "generated"
                 if not (root / TWO_PERSON_NAME / "metadata.json").is_file():

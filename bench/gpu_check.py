@@ -92,7 +92,7 @@ def missing_requirements(dry_run: bool) -> list[str]:
 
 
 def make_data(out: Path, dry_run: bool, workers: int) -> dict:
-    from preprocessing.make_sample_dataset import generate_sample_dataset
+    from sample_data.make_sample_dataset import generate_sample_dataset
 
     train_args, clip_args = SIZES["train_set"][dry_run], SIZES["clips"][dry_run]
     start = time.perf_counter()
@@ -119,7 +119,7 @@ def gpu_preprocessing(data_root: Path, device: str, workers: int) -> dict:
 
 def torchrun_train(data_root: Path, out: Path, dry_run: bool) -> dict:
     """``./train.sh DATA 1 CONFIG`` (dry run: 2 CPU processes, gloo) and what its checkpoint records."""
-    from training.zoo.checkpoints import read_checkpoint
+    from models.checkpoints import read_checkpoint
 
     sizes = SIZES["train_sh"][dry_run]
     config = {"_comment": "gpu_check: a small run through train.sh", "encoder": "tf_efficientnet_lite0",
@@ -169,8 +169,8 @@ def prediction(clips: Path, device: str, dry_run: bool) -> dict:
     import torch
 
     from bench.predict import make_models
-    from kernel_utils import VideoPredictor, list_videos, predict_on_video_set
     from prediction.options import resolve_options
+    from prediction.predictor import VideoPredictor, list_videos, predict_on_video_set
 
     sizes = SIZES["predict"][dry_run]
     videos = list_videos(clips)

@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
+from datasets.layout import DataLayout, crop_name  # noqa: E402
 from preprocessing import extract_crops, generate_diffs, generate_landmarks  # noqa: E402
-from preprocessing.layout import DataLayout, crop_name  # noqa: E402
 from preprocessing.runner import _write_marker, input_fingerprints, run_stage  # noqa: E402
 
 SECTION = "## Stage markers"

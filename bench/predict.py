@@ -47,12 +47,13 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from bench.common import machine_description, max_score_change, write_section  # noqa: E402
-from kernel_utils import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype, resolve_options  # noqa: E402
-from preprocessing.faces import resolve_device  # noqa: E402
-from preprocessing.layout import DataLayout  # noqa: E402
-from preprocessing.video import probe_video  # noqa: E402
-from training.zoo.checkpoints import LoadedModel, load_model  # noqa: E402
-from training.zoo.classifiers import DeepFakeClassifier  # noqa: E402
+from core.devices import resolve_device  # noqa: E402
+from core.video import probe_video  # noqa: E402
+from datasets.layout import DataLayout  # noqa: E402
+from models.checkpoints import LoadedModel, load_model  # noqa: E402
+from models.classifier2d import DeepFakeClassifier  # noqa: E402
+from prediction.options import resolve_options  # noqa: E402
+from prediction.predictor import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
 
 SECTION = "## Prediction"
 DEFAULT_REAL_ROOT = REPO_ROOT.parent / "shared" / "data" / "real_small"
@@ -122,7 +123,7 @@ def collect_videos(args) -> tuple[list[Path], str, tempfile.TemporaryDirectory |
     tmp = None
     sample_root = args.sample_root
     if sample_root is None and not args.no_sample:
-        from preprocessing.make_sample_dataset import generate_sample_dataset
+        from sample_data.make_sample_dataset import generate_sample_dataset
 
         tmp = tempfile.TemporaryDirectory(prefix="bench_predict_")
         sample_root = Path(tmp.name) / "sample"

@@ -28,6 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
+from core.video import iter_frames  # noqa: E402
+from datasets.layout import DataLayout  # noqa: E402
+from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector  # noqa: E402
 from preprocessing.detect_original_faces import (  # noqa: E402
     DEFAULT_RECIPE,
     DEFAULT_SCALE,
@@ -36,13 +39,10 @@ from preprocessing.detect_original_faces import (  # noqa: E402
     load_boxes,
 )
 from preprocessing.extract_crops import extract_crops  # noqa: E402
-from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector  # noqa: E402
 from preprocessing.generate_diffs import generate_diffs  # noqa: E402
 from preprocessing.generate_folds import generate_folds  # noqa: E402
 from preprocessing.generate_landmarks import generate_landmarks  # noqa: E402
-from preprocessing.layout import DataLayout  # noqa: E402
 from preprocessing.runner import default_workers  # noqa: E402
-from preprocessing.video import iter_frames  # noqa: E402
 
 SECTION = "## Preprocessing"
 DEFAULT_REAL_ROOT = REPO_ROOT.parent / "shared" / "data" / "real_small"
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         sample_root = args.sample_root
         datasets = []
         if sample_root is None:
-            from preprocessing.make_sample_dataset import generate_sample_dataset
+            from sample_data.make_sample_dataset import generate_sample_dataset
 
             sample_root = Path(tmp) / "sample"
             generate_sample_dataset(sample_root, progress=False)

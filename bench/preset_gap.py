@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, max_score_change, write_section  # noqa: E402
 from bench.predict import run_config  # noqa: E402
-from kernel_utils import list_videos  # noqa: E402
+from datasets.layout import DataLayout  # noqa: E402
+from models.checkpoints import load_model  # noqa: E402
 from prediction.options import resolve_options  # noqa: E402
-from preprocessing.layout import DataLayout  # noqa: E402
-from training.zoo.checkpoints import load_model  # noqa: E402
+from prediction.predictor import list_videos  # noqa: E402
 
 SECTION = "## Prediction: the default options against the winner preset"
 PARITY_DIR = REPO_ROOT.parent / "shared" / "parity"

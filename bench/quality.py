@@ -27,9 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
-from preprocessing.layout import METADATA_NAME, DataLayout  # noqa: E402
+from datasets.dfdc import METADATA_NAME  # noqa: E402
+from datasets.layout import DataLayout  # noqa: E402
+from models.checkpoints import read_checkpoint  # noqa: E402
 from training.datasets.classifier_dataset import FAKE_SOURCES, read_folds  # noqa: E402
-from training.zoo.checkpoints import read_checkpoint  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SECTION = "## Quality on real video (bench/quality.py)"

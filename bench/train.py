@@ -40,7 +40,7 @@ import albumentations as A  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import machine_description, write_section  # noqa: E402
-from preprocessing.faces import shape_predictor_path  # noqa: E402
+from faces.landmarks import shape_predictor_path  # noqa: E402
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
 from training.transforms.augmentations import FancyPCA, image_to_tensor, train_transform_list  # noqa: E402
 
@@ -219,7 +219,7 @@ def bench_data(data_root: Path, size: int, count: int, rounds: int) -> dict:
 
 
 def bench_cpu_steps(encoder: str, size: int, batch: int, steps: int, threads: int) -> float:
-    from training.zoo.classifiers import DeepFakeClassifier
+    from models.classifier2d import DeepFakeClassifier
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -258,7 +258,7 @@ def train_rate(encoder: str, size: int, batch: int, steps: int, dtype, channels_
                device: str = "cuda", warmup: int = 5) -> tuple[float, float | None]:
     """(images/s, peak GPU memory GiB or None on the CPU) of the recipe's training step (SGD nesterov,
     grad clipping, a grad scaler with fp16) on random inputs."""
-    from training.zoo.classifiers import DeepFakeClassifier
+    from models.classifier2d import DeepFakeClassifier
 
     on_gpu = device.startswith("cuda")
     if on_gpu:
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     gpu_rows = bench_precisions("tf_efficientnet_b7_ns", 380, 12, 20) if torch.cuda.is_available() else None
 
     body = [f"Command: `python bench/train.py --data-dir DATA_ROOT --write-docs docs/benchmarks.md` "
-            f"(DATA_ROOT: the preprocessed default sample set, `python -m preprocessing.make_sample_dataset` + "
+            f"(DATA_ROOT: the preprocessed default sample set, `python -m sample_data.make_sample_dataset` + "
             f"`./preprocess_data.sh`). Machine: {machine}.", "",
             f"Data pipeline, one process = one loader worker (1 thread), {args.size} px output, "
             f"{data['items']} crops of about {data['crop_px']} px, {args.rounds} rounds of {args.samples} "

@@ -8,7 +8,7 @@ manipulation method, where a method's rows are its fakes and the real videos of 
 them (FF++'s protocol: each method against the same reals). A fake's method is its metadata entry's
 ``method`` when there is one, else the FF++ suffix of its file name (``033_097_DF.mp4`` -> ``DF``).
 
-Every number comes from scikit-learn (``training.tools.metrics``) and is NaN (null in JSON) when the
+Every number comes from scikit-learn (``core.metrics``) and is NaN (null in JSON) when the
 rows in scope hold a single class.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.tools.metrics import auc, video_scores
+from core.metrics import auc, video_scores
 
 FFPP_METHODS = {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "FSH": "FaceShifter",
                 "NT": "NeuralTextures"}

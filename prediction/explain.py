@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from preprocessing.faces import face_to_model_input
-from training.zoo.classifiers import normalize_batch
+from core.geometry import face_to_model_input
+from models.classifier2d import normalize_batch
 
 __all__ = ["grad_cam", "explain_faces", "overlay_heatmap", "content_box"]
 
@@ -75,7 +75,7 @@ def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) 
 
 def write_png(path, rgb: np.ndarray) -> None:
     """An RGB uint8 image as a PNG, written atomically (the report's images and the heatmaps)."""
-    from preprocessing.layout import write_bytes_atomic
+    from core.files import write_bytes_atomic
 
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from preprocessing.devices import PRECISION_CHOICES
-from training.zoo.weights import WINNER_CHECKPOINTS
+from core.devices import PRECISION_CHOICES
+from models.weights import WINNER_CHECKPOINTS
 
 DEFAULT_PRESET = "default"
 AGGREGATE_CHOICES = ("winner", "per-person")

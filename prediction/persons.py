@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing.layout import write_json_atomic
+from core.files import write_json_atomic
 
 
 @dataclass

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import atomic_path, write_text_atomic
+from core.metrics import video_log_loss
 from prediction.explain import write_heatmaps, write_png
-from preprocessing.layout import atomic_path, write_text_atomic
-from training.tools.metrics import video_log_loss
 
 PERSON_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown")
 MAX_SHEET_FACES = 32  # faces per person in a contact sheet (evenly spaced over the track when more)
@@ -65,7 +65,7 @@ def _caption(tile: np.ndarray, lines: list[str]) -> None:
 
 def contact_sheet(crops, captions: list[list[str]], tile_px: int = 112, columns: int = 8) -> np.ndarray:
     """Crops (RGB, any shape) as square tiles with caption lines at the bottom of each; RGB uint8."""
-    from preprocessing.faces import face_to_model_input
+    from core.geometry import face_to_model_input
 
     tiles = []
     for crop, lines in zip(crops, captions):
@@ -264,7 +264,7 @@ class ReportWriter:
                               pred.fallback_kind, pred.fallback_reason, float(sum(pred.timings_s.values())), strip))
 
     def _why(self, pred) -> str:
-        from kernel_utils import describe_strategy
+        from prediction.aggregation import describe_strategy
 
         scores = pred.mean_face_scores
         rule = pred.aggregate

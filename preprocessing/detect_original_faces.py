@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector, resolve_device
-from preprocessing.layout import DataLayout, LayoutProblem, write_json_atomic
+from core.devices import resolve_device
+from core.files import write_json_atomic
+from core.video import DecodeCounts, VideoReadError, iter_frames
+from datasets.dfdc import LayoutProblem
+from datasets.layout import DataLayout
+from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
 from preprocessing.runner import (
     ItemError,
     ItemResult,
@@ -36,7 +40,6 @@ from preprocessing.runner import (
     scale_arg,
     stage_parser,
 )
-from preprocessing.video import DecodeCounts, VideoReadError, iter_frames
 
 STAGE_NAME = "detect_original_faces"
 DEFAULT_EVERY = 10

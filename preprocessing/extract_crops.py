@@ -15,11 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.files import atomic_path
+from core.geometry import crop_face
+from core.video import DecodeCounts, iter_frames
+from datasets.dfdc import LayoutProblem, VideoEntry
+from datasets.layout import DataLayout
 from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
-from preprocessing.faces import crop_face
-from preprocessing.layout import DataLayout, LayoutProblem, VideoEntry, atomic_path
 from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
-from preprocessing.video import DecodeCounts, iter_frames
 
 STAGE_NAME = "extract_crops"
 # fixed so that reruns write identical bytes (3: cv2's default, a good speed/size balance)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from datasets.dfdc import LayoutProblem
+from datasets.layout import DataLayout
 from preprocessing.extract_crops import crops_of, group_by_original, write_png_atomic
 from preprocessing.generate_landmarks import read_rgb
-from preprocessing.layout import DataLayout, LayoutProblem
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_diffs"

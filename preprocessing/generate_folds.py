@@ -21,16 +21,9 @@ import logging
 import re
 from pathlib import Path
 
-from preprocessing.layout import (
-    FOLDS_COLUMNS,
-    DataLayout,
-    LayoutProblem,
-    VideoEntry,
-    parse_crop_name,
-    part_number,
-    stable_id_hash,
-    write_text_atomic,
-)
+from core.files import stable_id_hash, write_text_atomic
+from datasets.dfdc import LayoutProblem, VideoEntry
+from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name, part_number
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_folds"

@@ -18,10 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.files import atomic_path
+from core.geometry import crop_box
+from datasets.dfdc import LayoutProblem
+from datasets.layout import DataLayout
+from faces.landmarks import shape_predictor_path
+from faces.mtcnn import THRESHOLDS_LANDMARKS, FaceDetector
 from preprocessing.detect_original_faces import check_device, load_boxes
 from preprocessing.extract_crops import crops_of, group_by_original
-from preprocessing.faces import THRESHOLDS_LANDMARKS, FaceDetector, crop_box, shape_predictor_path
-from preprocessing.layout import DataLayout, LayoutProblem, atomic_path
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_landmarks"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from datasets.layout import DataLayout
 from preprocessing import detect_original_faces as stage1
 from preprocessing import extract_crops as stage2
 from preprocessing import generate_diffs as stage4
@@ -29,7 +30,6 @@ from preprocessing.extract_crops import extract_crops
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import generate_landmarks
-from preprocessing.layout import DataLayout
 from preprocessing.runner import (
     StageSummary,
     check_workers,

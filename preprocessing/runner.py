@@ -43,16 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preprocessing.layout import (
-    TEMP_PREFIX,
-    DataLayout,
-    LayoutError,
-    LayoutProblem,
-    VideoEntry,
-    stable_id_hash,
-    temp_target_name,
-    write_json_atomic,
-)
+from core.files import TEMP_PREFIX, remove_stale_temps, stable_id_hash, write_json_atomic
+from datasets.dfdc import LayoutProblem, VideoEntry
+from datasets.layout import DataLayout, LayoutError
 
 
 class ItemError(Exception):
@@ -161,21 +154,7 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or shard_of(key, shard[1]) == shard[0]
 
 
-# ---- temp files and markers ----------------------------------------------------------------------
-def remove_stale_temps(folder: Path, owned: Callable[[str], bool] | None = None) -> int:
-    """Delete temp files left by a killed run in ``folder`` (only those whose target name ``owned``
-    accepts, so that concurrent shards never delete each other's files in flight)."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.iterdir():
-        target = temp_target_name(path.name)
-        if target is not None and (owned is None or owned(target)):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
+# ---- markers ---------------------------------------------------------------------------------------
 # Markers without this format number (written before markers recorded their inputs) are incomplete.
 MARKER_FORMAT = 2
 # Files up to this size (boxes JSON, small videos) are fingerprinted by their bytes, so that a rerun

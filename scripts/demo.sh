@@ -17,7 +17,7 @@ source "$repo/scripts/python_env.sh"
 start=$(date +%s)
 if [[ ! -f $sample/test_videos/metadata.json ]]; then
     echo "== sample dataset -> $sample"
-    "$python" -m preprocessing.make_sample_dataset "$sample"
+    "$python" -m sample_data.make_sample_dataset "$sample"
 fi
 echo "== preprocess $sample"
 ./preprocess_data.sh "$sample"

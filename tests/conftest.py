@@ -33,7 +33,7 @@ def copy_tree(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> Path:
     """A generated DATA_ROOT (dfdc_train_part_*/ + test_videos/). Read-only."""
-    from preprocessing.make_sample_dataset import generate_sample_dataset
+    from sample_data.make_sample_dataset import generate_sample_dataset
 
     root = tmp_path_factory.mktemp("sample") / "data"
     generate_sample_dataset(root, **TINY_SET)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from preprocessing.layout import DataLayout
-from training.zoo.checkpoints import load_model, save_checkpoint
-from training.zoo.classifiers import DeepFakeClassifier
+from datasets.layout import DataLayout
+from models.checkpoints import load_model, save_checkpoint
+from models.classifier2d import DeepFakeClassifier
 
 ENCODER = "tf_efficientnet_lite0"
 INPUT_SIZE_PX = 96  # small input keeps the CPU tests fast
@@ -106,8 +106,8 @@ def bad_inputs(tmp_path_factory, test_videos) -> dict[str, Path]:
 def generator_detector(tmp_path_factory) -> Path:
     """A Lite0 classifier trained for 60 steps on generated videos (the sample generator's face swaps and
     self-blends, every 2nd frame cropped): a real model that tells the generator's fakes from its reals."""
-    from preprocessing.make_sample_dataset import generate_sample_dataset
     from preprocessing.pipeline import preprocess
+    from sample_data.make_sample_dataset import generate_sample_dataset
     from training.pipelines.train_classifier import TrainOptions, train
 
     out = tmp_path_factory.mktemp("generator_detector")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score, roc_curve
 
-import predict_folder
+from core import metrics
+from prediction import cli
 from prediction.evaluation import FFPP_METHODS, ScoredVideo, evaluate, format_table, method_of
 from tests.prediction.conftest import FRAMES_PER_VIDEO
-from training.tools import metrics
 
 
 def _labelled_numbers(seed: int, n: int = 200):
@@ -100,14 +100,14 @@ def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpo
         folders.append(str(folder))
     output = tmp_path / "out.csv"
     report = tmp_path / "report"
-    rc = predict_folder.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output", str(output),
+    rc = cli.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output", str(output),
                               "--frames-per-video", str(FRAMES_PER_VIDEO), "--report", str(report),
                               "--no-progress"])
     assert rc == 0
     rows = output.read_text().splitlines()[1:]
     assert sorted(r.split(",")[0] for r in rows) == sorted(f"{d}/videos/{n}" for d in ("set_a", "set_b")
                                                              for n in names)
-    summary = json.loads(predict_folder.metrics_path_for(output).read_text())
+    summary = json.loads(cli.metrics_path_for(output).read_text())
     per_folder = summary["evaluation"]["per_folder"]
     assert set(per_folder) == {"set_a/videos", "set_b/videos"}
     assert all(s["n_videos"] == len(names) for s in per_folder.values())
@@ -119,7 +119,7 @@ def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpo
     page = (report / "index.html").read_text()
     assert "<h2>Evaluation</h2>" in page and re.search(r"<th>folder set_b/videos</th>", page)
 
-    rc = predict_folder.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output",
+    rc = cli.main(["--test-dir", *folders, "--models", str(project_checkpoint), "--output",
                               str(tmp_path / "again.csv"), "--labels", str(tmp_path / "set_a/videos/metadata.json")])
     assert rc == 2
     assert "with several --test-dir folders" in capsys.readouterr().err

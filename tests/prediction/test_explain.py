@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import predict_folder
-from kernel_utils import VideoPredictor, resolve_options
+from core.geometry import face_to_model_input
+from models.checkpoints import load_model
+from models.classifier2d import normalize_batch
+from prediction import cli
 from prediction.explain import content_box, explain_faces, grad_cam
-from preprocessing.faces import face_to_model_input
-from training.zoo.checkpoints import load_model
-from training.zoo.classifiers import normalize_batch
+from prediction.options import resolve_options
+from prediction.predictor import VideoPredictor
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +80,10 @@ def test_explain_in_the_report_and_without_it(test_videos, generator_detector, t
     folder = test_videos
     output = tmp_path / "out.csv"
     report = tmp_path / "report"
-    assert predict_folder.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
+    assert cli.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
                                 str(output), "--frames-per-video", "4", "--report", str(report), "--explain", "2",
                                 "--no-progress"]) == 0
-    persons = json.loads(predict_folder.persons_path_for(output).read_text())
+    persons = json.loads(cli.persons_path_for(output).read_text())
     for name, video in persons.items():
         page = (report / "videos" / f"{name[:-4]}.html").read_text()
         heatmaps = re.findall(r'src="([^"]+_face\d+\.png)"', page)
@@ -93,7 +94,7 @@ def test_explain_in_the_report_and_without_it(test_videos, generator_detector, t
             assert image is not None and image.shape[0] > 20
     # without --report: the same heatmaps next to the output
     output2 = tmp_path / "plain.csv"
-    assert predict_folder.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
+    assert cli.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
                                 str(output2), "--frames-per-video", "4", "--explain", "1", "--no-progress"]) == 0
-    written = sorted(predict_folder.explain_path_for(output2).rglob("*.png"))
+    written = sorted(cli.explain_path_for(output2).rglob("*.png"))
     assert len(written) == sum(len(v["persons"]) for v in persons.values())

@@ -8,24 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-import kernel_utils
-import preprocessing.faces as faces
-from kernel_utils import (
-    VideoPredictor,
-    combine_models,
-    confident_strategy,
-    max_strategy,
-    mean_strategy,
-    predict_on_video_set,
-    resolve_dtype,
-    resolve_options,
-    to_model_batch,
-)
-from preprocessing.layout import DataLayout
-from preprocessing.video import read_sampled_frames
+import prediction.predictor as predictor_module
+from core import geometry
+from core.video import read_sampled_frames
+from datasets.layout import DataLayout
+from faces import mtcnn
+from models.checkpoints import CheckpointError, load_model
+from models.classifier2d import DEFAULT_INPUT_SIZE
+from prediction.aggregation import combine_models, confident_strategy, max_strategy, mean_strategy
+from prediction.options import resolve_options
+from prediction.predictor import VideoPredictor, predict_on_video_set, resolve_dtype, to_model_batch
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
-from training.zoo.checkpoints import CheckpointError, load_model
-from training.zoo.classifiers import DEFAULT_INPUT_SIZE
 
 CPU_OPTIONS = resolve_options(device="cpu", frames_per_video=FRAMES_PER_VIDEO)
 
@@ -83,18 +76,18 @@ def test_inference_uses_the_training_geometry(test_videos):
     from training.transforms import augmentations
 
     # the same function objects, not copies
-    assert kernel_utils.crop_face is faces.crop_face
-    assert kernel_utils.face_to_model_input is faces.face_to_model_input
-    assert augmentations.isotropic_resize is faces.isotropic_resize
-    assert augmentations.pad_to_square is faces.pad_to_square
+    assert predictor_module.crop_face is geometry.crop_face
+    assert predictor_module.face_to_model_input is geometry.face_to_model_input
+    assert augmentations.isotropic_resize is geometry.isotropic_resize
+    assert augmentations.pad_to_square is geometry.pad_to_square
     # and the same pixels as the validation transform training scores its checkpoints with
     _, frames = read_sampled_frames(sorted(test_videos.glob("*.mp4"))[0], 2)
-    boxes = faces.FaceDetector(faces.THRESHOLDS_INFERENCE, device="cpu").detect(frames)
-    crop = faces.crop_face(frames[0], boxes[0][0])
+    boxes = mtcnn.FaceDetector(mtcnn.THRESHOLDS_INFERENCE, device="cpu").detect(frames)
+    crop = geometry.crop_face(frames[0], boxes[0][0])
     for size in (64, 96, 2 * max(crop.shape)):
         expected = augmentations.create_val_transforms(size)(image=crop)["image"]
-        np.testing.assert_array_equal(faces.face_to_model_input(crop, size), expected)
-    model_input = faces.face_to_model_input(crop, 96)
+        np.testing.assert_array_equal(geometry.face_to_model_input(crop, size), expected)
+    model_input = geometry.face_to_model_input(crop, 96)
     torch.testing.assert_close(to_model_batch([model_input])[0], augmentations.image_to_tensor(model_input),
                                rtol=0, atol=1e-6)
 
@@ -107,15 +100,15 @@ def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
     pred = predictor.predict_video(video)
 
     indices, frames = read_sampled_frames(video, FRAMES_PER_VIDEO)
-    detector = faces.FaceDetector(faces.THRESHOLDS_INFERENCE, device="cpu", min_face_size=20)
-    boxes = detector.detect(frames, scale=faces.detector_scale(frames[0].shape[1], frames[0].shape[0]))
+    detector = mtcnn.FaceDetector(mtcnn.THRESHOLDS_INFERENCE, device="cpu", min_face_size=20)
+    boxes = detector.detect(frames, scale=mtcnn.detector_scale(frames[0].shape[1], frames[0].shape[0]))
     crops, owners = [], []
     for index, frame, frame_boxes in zip(indices, frames, boxes):
         for box in frame_boxes if frame_boxes is not None else []:
-            crops.append(faces.crop_face(frame, box))
+            crops.append(geometry.crop_face(frame, box))
             owners.append(index)
     assert crops, f"no face found in {video}"
-    inputs = np.stack([faces.face_to_model_input(c, loaded_model.input_size) for c in crops]).astype(np.float32)
+    inputs = np.stack([geometry.face_to_model_input(c, loaded_model.input_size) for c in crops]).astype(np.float32)
     mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
     std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
     x = torch.from_numpy(((inputs / 255.0 - mean) / std).transpose(0, 3, 1, 2).copy())
@@ -236,7 +229,7 @@ class _BrokenClassifier(torch.nn.Module):
 
 
 def test_a_bug_is_raised_not_turned_into_a_fallback(test_videos, bad_inputs, loaded_model):
-    broken = kernel_utils.LoadedModel(_BrokenClassifier(), loaded_model.encoder, loaded_model.input_size,
+    broken = predictor_module.LoadedModel(_BrokenClassifier(), loaded_model.encoder, loaded_model.input_size,
                                       loaded_model.path)
     predictor = VideoPredictor(models=[broken], options=CPU_OPTIONS)
     good = sorted(test_videos.glob("*.mp4"))[0]

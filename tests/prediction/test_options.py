@@ -7,11 +7,10 @@ import json
 
 import pytest
 
-import kernel_utils
-import predict_folder
+from models.weights import WINNER_CHECKPOINTS
+from prediction import aggregation, cli
 from prediction.options import OPTION_NAMES, PRESETS, PredictorOptions, resolve_options
 from tests.prediction.conftest import FRAMES_PER_VIDEO
-from training.zoo.weights import WINNER_CHECKPOINTS
 
 
 def test_default_preset_is_the_dataclass_defaults():
@@ -53,16 +52,16 @@ def test_bad_names_and_values_are_clear_errors(call, message):
 
 def test_every_strategy_choice_is_implemented():
     choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(PredictorOptions)}
-    assert set(choices["strategy"]) == set(kernel_utils.STRATEGIES)
+    assert set(choices["strategy"]) == set(aggregation.STRATEGIES)
 
 
 def test_cli_flags_override_the_preset_and_only_when_given():
-    parser = predict_folder.build_parser()
+    parser = cli.build_parser()
     base = ["--video", "x.mp4", "--output", "o.csv"]
-    assert predict_folder.options_from_args(parser.parse_args(base)) == resolve_options()
+    assert cli.options_from_args(parser.parse_args(base)) == resolve_options()
     args = parser.parse_args(base + ["--preset", "winner", "--frames-per-video", "16", "--no-channels-last",
                                      "--detector-scale", "auto", "--max-faces", "all", "--min-face-size", "30"])
-    assert predict_folder.options_from_args(args) == resolve_options(
+    assert cli.options_from_args(args) == resolve_options(
         "winner", frames_per_video=16, channels_last=False, detector_scale="auto", max_faces=None,
         min_face_size_px=30)
     # a flag for every option (adding a field adds its flag)
@@ -76,10 +75,10 @@ def test_cli_flags_override_the_preset_and_only_when_given():
 def test_settings_in_metrics_json(test_videos, project_checkpoint, tmp_path):
     video = sorted(test_videos.glob("*.mp4"))[0]
     output = tmp_path / "one.csv"
-    rc = predict_folder.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
+    rc = cli.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
                               "--preset", "winner", "--frames-per-video", str(FRAMES_PER_VIDEO), "--device", "cpu"])
     assert rc == 0
-    settings = json.loads(predict_folder.metrics_path_for(output).read_text())["settings"]
+    settings = json.loads(cli.metrics_path_for(output).read_text())["settings"]
     expected = resolve_options("winner", frames_per_video=FRAMES_PER_VIDEO, device="cpu").as_dict()
     assert settings["preset"] == "winner"
     assert {k: settings[k] for k in expected if k != "precision"} == {k: v for k, v in expected.items()
@@ -91,7 +90,7 @@ def test_winner_preset_without_models_names_the_missing_checkpoints(test_videos,
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / WINNER_CHECKPOINTS[0].name).write_bytes(b"present")
-    rc = predict_folder.main(["--test-dir", str(test_videos), "--output", str(tmp_path / "o.csv"),
+    rc = cli.main(["--test-dir", str(test_videos), "--output", str(tmp_path / "o.csv"),
                               "--preset", "winner", "--weights-dir", str(weights)])
     assert rc == 2
     err = capsys.readouterr().err

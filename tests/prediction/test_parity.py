@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernel_utils import VideoPredictor, predict_on_video_set, resolve_options
-from preprocessing.layout import DataLayout
+from datasets.layout import DataLayout
+from prediction.options import resolve_options
+from prediction.predictor import VideoPredictor, predict_on_video_set
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARITY_DIR = REPO_ROOT.parent / "shared" / "parity"
@@ -66,7 +67,7 @@ def test_winner_preset_reproduces_the_original_predictor(reference, winner_predi
 def test_the_default_frame_sampling_does_not_match_the_original(reference, real_small):
     """The reference is sensitive to what the preset changes: the default preset's frames differ on
     every clip (rounded, not truncated), so the comparison above could not pass by accident."""
-    from preprocessing.video import evenly_spaced_indices, probe_video
+    from core.video import evenly_spaced_indices, probe_video
 
     for name, expected in reference.items():
         count = probe_video(DataLayout(real_small).part_dir(0) / name).frame_count

@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-import predict_folder
-from kernel_utils import VideoPredictor, resolve_options
+from faces.tracks import TrackOptions, auto_min_faces, box_iou, link_faces
+from prediction import cli
+from prediction.options import resolve_options
 from prediction.persons import read_persons, video_persons
-from preprocessing.tracks import TrackOptions, auto_min_faces, box_iou, link_faces
+from prediction.predictor import VideoPredictor
 from tests.prediction.conftest import write_video
 
 FRAMES = 8  # per video: 8 faces per person, fewer than the 12 the winner's rule needs to trust fakes
@@ -21,7 +22,7 @@ FRAMES = 8  # per video: 8 faces per person, fewer than the 12 the winner's rule
 @pytest.fixture(scope="module")
 def two_person_dir(tmp_path_factory) -> Path:
     """One two-person scene: both real, the left person swapped, the right person swapped."""
-    from preprocessing.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
+    from sample_data.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
 
     root = tmp_path_factory.mktemp("two_person")
     videos = generate_two_person_videos(root, 1, seconds=2.0, fps=10, size=(640, 360), seed=0, progress=False)
@@ -34,7 +35,7 @@ def _sides(metadata: dict, name: str) -> dict[str, str]:
 
 
 def test_two_person_videos_are_deterministic_and_labelled(two_person_dir, tmp_path):
-    from preprocessing.make_sample_dataset import generate_two_person_videos
+    from sample_data.make_sample_dataset import generate_two_person_videos
 
     metadata = json.loads((two_person_dir / "metadata.json").read_text())
     labels = sorted(tuple(sorted(_sides(metadata, n).items())) for n in metadata)
@@ -44,7 +45,7 @@ def test_two_person_videos_are_deterministic_and_labelled(two_person_dir, tmp_pa
     for video in again:
         assert video.path.read_bytes() == (two_person_dir / video.path.name).read_bytes()
     # a swap changes only its own half of the frame
-    from preprocessing.video import iter_frames
+    from core.video import iter_frames
 
     real = next(n for n in metadata if metadata[n]["label"] == "REAL")
     left_fake = next(n for n in metadata if _sides(metadata, n)["left"] == "FAKE")
@@ -56,9 +57,9 @@ def test_two_person_videos_are_deterministic_and_labelled(two_person_dir, tmp_pa
 
 def test_tracks_match_the_people_and_persons_json_round_trips(two_person_dir, project_checkpoint, tmp_path):
     output = tmp_path / "out.csv"
-    assert predict_folder.main(["--test-dir", str(two_person_dir), "--models", str(project_checkpoint), "--output",
+    assert cli.main(["--test-dir", str(two_person_dir), "--models", str(project_checkpoint), "--output",
                                 str(output), "--frames-per-video", str(FRAMES), "--no-progress"]) == 0
-    persons = read_persons(predict_folder.persons_path_for(output))
+    persons = read_persons(cli.persons_path_for(output))
     assert sorted(persons) == sorted(p.name for p in two_person_dir.glob("*.mp4"))
     for name, video in persons.items():
         assert len(video.persons) == 2 and video.dropped_tracks is None, name
@@ -83,8 +84,8 @@ def test_tracks_match_the_people_and_persons_json_round_trips(two_person_dir, pr
 def _paste_spurious_face(source: Path, target: Path, frame_index: int) -> Path:
     """The video with a second, smaller copy of its face in the top-left corner of 3 frames around
     ``frame_index`` (a poster glimpsed for a moment)."""
-    from preprocessing.faces import FaceDetector
-    from preprocessing.video import iter_frames
+    from core.video import iter_frames
+    from faces.mtcnn import FaceDetector
 
     frames = [frame for _, frame in iter_frames(source)]
     box = FaceDetector(device="cpu").detect([frames[frame_index]])[0][0]
@@ -128,10 +129,10 @@ def test_per_person_aggregation_flags_the_swapped_person(two_person_dir, generat
     results = {}
     for aggregate in ("per-person", "winner"):
         output = tmp_path / f"{aggregate}.csv"
-        assert predict_folder.main(["--test-dir", str(two_person_dir), "--models", str(generator_detector),
+        assert cli.main(["--test-dir", str(two_person_dir), "--models", str(generator_detector),
                                     "--output", str(output), "--frames-per-video", str(FRAMES),
                                     "--aggregate", aggregate, "--no-progress"]) == 0
-        results[aggregate] = read_persons(predict_folder.persons_path_for(output))
+        results[aggregate] = read_persons(cli.persons_path_for(output))
     for name, video in results["per-person"].items():
         sides = _sides(metadata, name)
         by_side = {("left" if np.mean([(b[0] + b[2]) / 2 for b in p.boxes]) < 320 else "right"): p.score

@@ -16,11 +16,13 @@ import torch
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-import predict_folder
-from predict_folder import find_checkpoints, read_labels
+from core import errors
+from datasets.dfdc import read_labels
+from models.checkpoints import save_checkpoint
+from models.classifier2d import DeepFakeClassifier
+from prediction import cli
+from prediction.cli import find_checkpoints
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
-from training.zoo.checkpoints import save_checkpoint
-from training.zoo.classifiers import DeepFakeClassifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +54,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
     output = tmp_path / "out" / "submission.csv"
     report = tmp_path / "report"
 
-    rc = predict_folder.main(["--test-dir", str(mixed_folder), "--models", str(project_checkpoint),
+    rc = cli.main(["--test-dir", str(mixed_folder), "--models", str(project_checkpoint),
                               "--output", str(output), "--frames-per-video", str(FRAMES_PER_VIDEO),
                               "--labels", str(labels_csv), "--report", str(report), "--report-videos", "3"])
     assert rc == 0
@@ -66,7 +68,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
         assert any(name in r.getMessage() for r in caplog.records), f"no logged reason for {name}"
     assert all(0 <= p <= 1 for p in predictions.values())
 
-    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    metrics = json.loads(cli.metrics_path_for(output).read_text())
     assert metrics["fallbacks"] == {"total": 4, "unreadable": 3, "no_face": 1, "error": 0}
     assert set(metrics["fallback_videos"]) == set(BAD_VIDEOS)
     assert metrics["n_labelled"] == len(mp4s) and metrics["n_unlabelled"] == 0
@@ -94,7 +96,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
         [Path(n).stem for n in shown]
     import cv2
 
-    persons = json.loads(predict_folder.persons_path_for(output).read_text())
+    persons = json.loads(cli.persons_path_for(output).read_text())
     for name in good:  # each video page: a contact sheet per person with that person's faces
         stem = Path(name).stem
         video_page = (report / "videos" / f"{stem}.html").read_text()
@@ -115,7 +117,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
 def test_winner_checkpoint_through_cli_on_one_video(test_videos, winner_checkpoint, tmp_path, capsys):
     video = sorted(test_videos.glob("*.mp4"))[0]
     output = tmp_path / "winner.csv"
-    rc = predict_folder.main(["--video", str(video), "--models", str(winner_checkpoint),
+    rc = cli.main(["--video", str(video), "--models", str(winner_checkpoint),
                               "--output", str(output), "--frames-per-video", "2", "--tta"])
     assert rc == 0
     rows = _read_csv(output)
@@ -151,7 +153,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, project_checkpoint, te
     cases.append((["--test-dir", str(test_videos), "--models", str(garbage)], "cannot be read"))
     for args, message in cases:
         output = tmp_path / "never.csv"
-        assert predict_folder.main(args + ["--output", str(output)]) == 2, args
+        assert cli.main(args + ["--output", str(output)]) == 2, args
         err = capsys.readouterr().err
         assert "error:" in err and message in err, (args, err)
         assert not output.exists()
@@ -175,7 +177,7 @@ def test_read_labels_json_and_csv(tmp_path):
     table.write_text("filename,label\na.mp4,1\nb.mp4,0\n")
     assert read_labels(meta) == read_labels(table) == {"a.mp4": 1, "b.mp4": 0}
     table.write_text("filename,label\na.mp4,maybe\n")
-    with pytest.raises(predict_folder.InputError, match="maybe"):
+    with pytest.raises(errors.InputError, match="maybe"):
         read_labels(table)
 
 
@@ -230,7 +232,7 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, project_checkpoi
         locked.chmod(0o555)
         cases.append((["--output", str(locked / "out.csv")], "cannot write"))
     for extra, message in cases:
-        rc = predict_folder.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint),
+        rc = cli.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint),
                                   "--frames-per-video", "2", *extra])
         err = capsys.readouterr().err
         assert rc == 2, (extra, err)
@@ -244,18 +246,18 @@ def test_labels_that_match_no_video_warn(tmp_path, project_checkpoint, test_vide
     other = tmp_path / "other.csv"
     other.write_text("filename,label\nnot_here.mp4,1\nnor_here.mp4,0\n")
     output = tmp_path / "out.csv"
-    rc = predict_folder.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
+    rc = cli.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
                               "--frames-per-video", "2", "--labels", str(other), "--no-progress"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "warning:" in captured.err and "names none of the 1 video" in captured.err and "not_here.mp4" in captured.err
-    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    metrics = json.loads(cli.metrics_path_for(output).read_text())
     assert "log_loss" not in metrics and [n for n, _ in _read_csv(output)] == [video.name]
 
     partial = tmp_path / "partial.csv"
     partial.write_text(f"filename,label\n{video.name},1\nnot_here.mp4,1\nnor_here.mp4,0\n")
     mp4s = sorted(test_videos.glob("*.mp4"))
-    rc = predict_folder.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
+    rc = cli.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
                               str(tmp_path / "p.csv"), "--frames-per-video", "1", "--labels", str(partial),
                               "--no-progress"])
     err = capsys.readouterr().err
@@ -273,7 +275,7 @@ def test_folder_given_as_a_file_and_file_as_a_folder(tmp_path, project_checkpoin
          f"labels file {tmp_path} is a folder"),
     ]
     for args, message in cases:
-        assert predict_folder.main(args + ["--output", str(tmp_path / "x.csv")]) == 2, args
+        assert cli.main(args + ["--output", str(tmp_path / "x.csv")]) == 2, args
         err = capsys.readouterr().err
         assert message in err, (args, err)
 
@@ -281,15 +283,15 @@ def test_folder_given_as_a_file_and_file_as_a_folder(tmp_path, project_checkpoin
 def test_no_progress_hides_the_bar(tmp_path, project_checkpoint, test_videos, capsys):
     video = sorted(test_videos.glob("*.mp4"))[0]
     argv = ["--video", str(video), "--models", str(project_checkpoint), "--frames-per-video", "1"]
-    assert predict_folder.main(argv + ["--output", str(tmp_path / "a.csv")]) == 0
+    assert cli.main(argv + ["--output", str(tmp_path / "a.csv")]) == 0
     assert "predict:" in capsys.readouterr().err
-    assert predict_folder.main(argv + ["--output", str(tmp_path / "b.csv"), "--no-progress"]) == 0
+    assert cli.main(argv + ["--output", str(tmp_path / "b.csv"), "--no-progress"]) == 0
     assert "predict:" not in capsys.readouterr().err
 
 
 def _forward_failing_on(monkeypatch, calls: set[int]) -> None:
     """A bug in the model: its forward raises TypeError on the given calls (counted from 1)."""
-    from training.zoo.classifiers import DeepFakeClassifier
+    from models.classifier2d import DeepFakeClassifier
 
     original = DeepFakeClassifier.forward
     count = {"n": 0}
@@ -311,7 +313,7 @@ def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, p
     output = tmp_path / "stopped.csv"
     argv = ["--test-dir", str(mixed_folder), "--models", str(project_checkpoint), "--frames-per-video", "2",
             "--no-progress", "--prefetch", "2"]
-    rc = predict_folder.main(argv + ["--output", str(output)])
+    rc = cli.main(argv + ["--output", str(output)])
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "Traceback" in err and "TypeError: unsupported operand" in err
@@ -326,21 +328,21 @@ def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, p
     # --keep-going: every video gets a row, the error is counted and the exit code is still 1
     _forward_failing_on(monkeypatch, {3})
     output = tmp_path / "kept.csv"
-    rc = predict_folder.main(argv + ["--output", str(output), "--keep-going"])
+    rc = cli.main(argv + ["--output", str(output), "--keep-going"])
     captured = capsys.readouterr()
     assert rc == 1
     # the traceback is logged (stderr on the command line; pytest holds the log records)
     assert any(r.exc_info and r.exc_info[0] is TypeError and failed in r.getMessage() for r in caplog.records)
     rows = dict(_read_csv(output))
     assert sorted(rows) == mp4s and rows[failed] == 0.5
-    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    metrics = json.loads(cli.metrics_path_for(output).read_text())
     assert metrics["fallbacks"]["error"] == 1 and "TypeError" in metrics["fallback_videos"][failed]
     assert "1 video failed with an error" in captured.out + captured.err
 
 
 def test_a_partly_decodable_video_is_scored_with_a_warning(tmp_path, project_checkpoint, test_videos, capsys,
                                                            caplog):
-    from preprocessing.video import iter_frames
+    from core.video import iter_frames
     from tests.conftest import write_truncated_video
 
     folder = tmp_path / "videos"
@@ -350,13 +352,13 @@ def test_a_partly_decodable_video_is_scored_with_a_warning(tmp_path, project_che
     write_truncated_video(frames, folder / "cut.mp4", keep_frames=6)
     shutil.copy(source, folder / "whole.mp4")
     output = tmp_path / "out.csv"
-    rc = predict_folder.main(["--test-dir", str(folder), "--models", str(project_checkpoint), "--output", str(output),
+    rc = cli.main(["--test-dir", str(folder), "--models", str(project_checkpoint), "--output", str(output),
                               "--frames-per-video", "4", "--no-progress"])
     assert rc == 0
     assert "partly decoded (scored on the frames that decode): 1 video(s): cut.mp4" in capsys.readouterr().err
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert [w for w in warnings if f"cut.mp4: only 6 of the {len(frames)} frames" in w] and len(warnings) == 1
-    metrics = json.loads(predict_folder.metrics_path_for(output).read_text())
+    metrics = json.loads(cli.metrics_path_for(output).read_text())
     assert list(metrics["partly_decoded_videos"]) == ["cut.mp4"]
     assert metrics["fallbacks"]["total"] == 0  # scored on the frames that decode, not 0.5
     assert dict(_read_csv(output))["cut.mp4"] != 0.5

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-import predict_folder
+from prediction import cli
 from tests.prediction.conftest import FRAMES_PER_VIDEO
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -25,7 +25,7 @@ def _chromium(*args: str, timeout: int = 90) -> str:
 
 def test_report_sorts_and_renders_in_chromium(test_videos, project_checkpoint, tmp_path):
     output, report = tmp_path / "out.csv", tmp_path / "report"
-    assert predict_folder.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
+    assert cli.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
                                 str(output), "--frames-per-video", str(FRAMES_PER_VIDEO), "--report", str(report),
                                 "--no-progress"]) == 0
     index = report / "index.html"

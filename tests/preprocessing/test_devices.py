@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from preprocessing.devices import DeviceError, gpu_shortage, main, resolve_device, resolve_precision
+from core.devices import DeviceError, gpu_shortage, main, resolve_device, resolve_precision
 
 NO_CUDA = not torch.cuda.is_available()
 

@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocessing.faces import (
-    FaceDetector,
-    crop_box,
-    crop_face,
-    detector_scale,
-    face_to_model_input,
-    isotropic_resize,
-    pad_to_square,
-    resize_for_detector,
-)
-from preprocessing.video import read_sampled_frames
+from core.geometry import crop_box, crop_face, face_to_model_input, isotropic_resize, pad_to_square
+from core.video import read_sampled_frames
+from faces.mtcnn import FaceDetector, detector_scale, resize_for_detector
 
 
 def _iou(a, b) -> float:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector
-from preprocessing.fast_pooling import SeparableMaxPool2d, replace_max_pools
-from preprocessing.layout import DataLayout
-from preprocessing.video import iter_frames
+from core.video import iter_frames
+from datasets.layout import DataLayout
+from faces.fast_pooling import SeparableMaxPool2d, replace_max_pools
+from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
 
 
 @pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), (3, 1), (2, 1)])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from datasets.dfdc import VideoEntry
+from datasets.layout import DataLayout
 from preprocessing.generate_folds import (
     DEFAULT_N_SPLITS,
     SINGLE_PART_N_SPLITS,
@@ -15,7 +17,6 @@ from preprocessing.generate_folds import (
     default_n_splits,
     identity_groups,
 )
-from preprocessing.layout import DataLayout, VideoEntry
 
 FFPP_FAKE = re.compile(r"^(\d+)_(\d+)_[A-Z0-9]+$")
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from preprocessing.layout import DataLayout, LayoutError, atomic_path, parse_crop_name, write_json_atomic
+from core.files import atomic_path, write_json_atomic
+from datasets.layout import DataLayout, LayoutError, parse_crop_name
 
 
 def _part(root, name, metadata, files=()):

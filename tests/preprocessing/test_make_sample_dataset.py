@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocessing.faces import THRESHOLDS_PREPROCESS, FaceDetector
-from preprocessing.layout import DataLayout
-from preprocessing.make_sample_dataset import SampleDatasetError, generate_sample_dataset, main
-from preprocessing.video import count_frames, iter_frames, probe_video
+from core.video import count_frames, iter_frames, probe_video
+from datasets.layout import DataLayout
+from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
+from sample_data.make_sample_dataset import SampleDatasetError, generate_sample_dataset, main
 from tests.conftest import REPO_ROOT, TINY_SET
 
 FRAMES = round(TINY_SET["seconds"] * TINY_SET["fps"])
@@ -173,7 +173,7 @@ def test_unwritable_out_dir_is_a_clear_error(tmp_path):
 def test_cli_exits_2_on_bad_arguments(tmp_path, capsys):
     assert main([str(tmp_path / "x"), "--reals-per-part", "0"]) == 2
     assert "no training video" in capsys.readouterr().err
-    done = subprocess.run([sys.executable, "-m", "preprocessing.make_sample_dataset", str(tmp_path / "y"),
+    done = subprocess.run([sys.executable, "-m", "sample_data.make_sample_dataset", str(tmp_path / "y"),
                            "--size", "64x48"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "too small" in done.stderr
     assert not (tmp_path / "y").exists() or not list((tmp_path / "y").iterdir())

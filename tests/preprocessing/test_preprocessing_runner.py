@@ -15,13 +15,14 @@ from pathlib import Path
 import cv2
 import pytest
 
+from core.files import TEMP_PREFIX
+from datasets.layout import DataLayout
 from preprocessing import pipeline, runner
 from preprocessing.detect_original_faces import STAGE, detect_original_faces
 from preprocessing.extract_crops import extract_crops
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import generate_landmarks
-from preprocessing.layout import TEMP_PREFIX, DataLayout
 from preprocessing.pipeline import preprocess
 from preprocessing.runner import parse_shard, shard_of
 from tests.conftest import REPO_ROOT, copy_tree, read_only_folder, write_truncated_video
@@ -424,9 +425,9 @@ def test_an_item_that_writes_nothing_is_never_done(tmp_path):
 
 # ---- a video that decodes only partly: a warning with the frame counts, the item done ----------------
 def test_a_partly_decodable_video_is_a_warning_and_its_item_is_done(sample_root, tmp_path, capsys):
+    from core.video import iter_frames
     from preprocessing import detect_original_faces as stage1
     from preprocessing import extract_crops as stage2
-    from preprocessing.video import iter_frames
 
     root = copy_tree(sample_root, tmp_path / "data")
     originals, fakes = _originals_and_fakes(root)

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
+from core.video import iter_frames, probe_video
+from datasets.layout import DataLayout
+from faces.mtcnn import THRESHOLDS_PREPROCESS
 from preprocessing.detect_original_faces import _detector, _WorkerState, detect_video_boxes, load_boxes
 from preprocessing.extract_crops import extract_crops
-from preprocessing.faces import THRESHOLDS_PREPROCESS
 from preprocessing.generate_diffs import generate_diffs
 from preprocessing.generate_folds import generate_folds
 from preprocessing.generate_landmarks import box_in_crop
-from preprocessing.layout import DataLayout
-from preprocessing.video import iter_frames, probe_video
 
 
 def _entries(root):

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from preprocessing.video import (
+from core.video import (
     DecodeCounts,
     VideoReadError,
     evenly_spaced_indices,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from preprocessing.faces import face_to_model_input, isotropic_resize
-from preprocessing.layout import DataLayout, parse_crop_name
+from core.geometry import face_to_model_input, isotropic_resize
+from datasets.layout import DataLayout, parse_crop_name
 from training.transforms.augmentations import (
     RESIZE_INTERPOLATIONS,
     IsotropicResize,

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.zoo.checkpoints import (
-    CheckpointError,
-    load_model,
-    main,
-    read_checkpoint,
-    save_checkpoint,
-)
-from training.zoo.classifiers import DeepFakeClassifier
+from models.checkpoints import CheckpointError, load_model, main, read_checkpoint, save_checkpoint
+from models.classifier2d import DeepFakeClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY_CHECKPOINT = REPO.parent / "shared" / "parity" / "final_111_DeepFakeClassifier_tf_efficientnet_lite0_0_0"

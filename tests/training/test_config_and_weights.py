@@ -10,13 +10,13 @@ import pytest
 import torch
 from skimage import data
 
-from preprocessing.faces import face_to_model_input
+from core.geometry import face_to_model_input
+from models.checkpoints import CheckpointError, load_model
+from models.classifier2d import DEFAULT_INPUT_SIZE, DeepFakeClassifier, timm_name
+from models.pretrained import PretrainedError, lite_package_state_dict, load_pretrained
 from training.tools.config import ConfigError, load_config
 from training.tools.schedulers import create_optimizer, create_scheduler, lr_factor
 from training.transforms.augmentations import image_to_tensor
-from training.zoo.checkpoints import CheckpointError, load_model
-from training.zoo.classifiers import DEFAULT_INPUT_SIZE, DeepFakeClassifier, timm_name
-from training.zoo.pretrained import PretrainedError, lite_package_state_dict, load_pretrained
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

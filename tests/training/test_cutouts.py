@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocessing.layout import DataLayout, parse_crop_name
+from datasets.layout import DataLayout, parse_crop_name
 from training.transforms import cutouts
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from preprocessing.layout import DataLayout
+from datasets.layout import DataLayout
 from tests.conftest import copy_tree
 from training.datasets.classifier_dataset import (
     DeepFakeClassifierDataset,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import predict_folder
+from prediction import cli
 from training.pipelines.train_classifier import TrainOptions, train
 
 pytestmark = pytest.mark.real_data
@@ -64,12 +64,12 @@ def test_training_on_real_ffpp_lowers_the_loss_and_scores_its_videos_better_than
     (test_dir / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in GROUP_A}))
     best = next((tmp_path / "weights").glob("*_best"))
     output = tmp_path / "own.csv"
-    assert predict_folder.main(["--test-dir", str(test_dir), "--models", str(best), "--output", str(output),
+    assert cli.main(["--test-dir", str(test_dir), "--models", str(best), "--output", str(output),
                                 "--frames-per-video", "8", "--no-progress"]) == 0
     rows = pd.read_csv(output)
     y = [int(metadata[n]["label"] == "FAKE") for n in rows["filename"]]
     auc = roc_auc_score(y, rows["label"])
     assert auc > 0.5, rows
-    summary = json.loads(predict_folder.metrics_path_for(output).read_text())
+    summary = json.loads(cli.metrics_path_for(output).read_text())
     assert summary["auc"] == pytest.approx(auc)
     assert set(summary["evaluation"]["per_method"]) == {"DF", "F2F", "FS"}

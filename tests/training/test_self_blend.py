@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocessing.layout import DataLayout, parse_crop_name
+from datasets.layout import DataLayout, parse_crop_name
 from training.datasets.classifier_dataset import (
     DeepFakeClassifierDataset,
     FoldsError,

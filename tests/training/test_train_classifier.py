@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.checkpoints import load_model, read_checkpoint
 from training.pipelines.train_classifier import TrainOptions, main, train
 from training.tools.config import ConfigError
-from training.zoo.checkpoints import load_model, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"

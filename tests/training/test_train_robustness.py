@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from models.checkpoints import CheckpointName, checkpoint_path, parse_checkpoint_name, run_files
+from models.checkpoints import run_name as build_run_name
+from models.weights import default_weights_dir
 from training.pipelines.train_classifier import RunExistsError, TrainOptions, main, prune_epochs, train
-from training.zoo.checkpoints import CheckpointName, checkpoint_path, parse_checkpoint_name, run_files
-from training.zoo.checkpoints import run_name as build_run_name
-from training.zoo.weights import default_weights_dir
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
@@ -71,7 +71,7 @@ def test_run_files_are_only_that_runs(tmp_path):
 
 def test_default_weights_dir_is_one_rule_for_training_and_prediction(tmp_path, monkeypatch):
     """train.sh used to write $PWD/weights while predict_submission.sh read <repo>/weights."""
-    import predict_folder
+    from prediction import cli
     from training.pipelines.train_classifier import build_parser
 
     monkeypatch.delenv("WEIGHTS_DIR", raising=False)
@@ -79,12 +79,12 @@ def test_default_weights_dir_is_one_rule_for_training_and_prediction(tmp_path, m
     monkeypatch.chdir(tmp_path)
     assert default_weights_dir() == REPO / "weights"
     train_default = build_parser().parse_args(["--data-dir", "x"]).output_dir
-    predict_default = predict_folder.build_parser().parse_args(["--test-dir", "x", "--output", "o.csv"]).weights_dir
+    predict_default = cli.build_parser().parse_args(["--test-dir", "x", "--output", "o.csv"]).weights_dir
     assert Path(train_default) == Path(predict_default) == REPO / "weights"
     monkeypatch.setenv("WEIGHTS_DIR", "elsewhere")  # relative: to the working folder, for both
     assert default_weights_dir().absolute() == tmp_path / "elsewhere"
     assert Path(build_parser().parse_args(["--data-dir", "x"]).output_dir).absolute() == tmp_path / "elsewhere"
-    assert Path(predict_folder.build_parser().parse_args(["--video", "x", "--output", "o"]).weights_dir
+    assert Path(cli.build_parser().parse_args(["--video", "x", "--output", "o"]).weights_dir
                 ).absolute() == tmp_path / "elsewhere"
 
 
@@ -127,7 +127,7 @@ def test_second_run_of_the_same_name_is_refused_unless_overwrite(preprocessed_ro
 
 def _kill_during_save(target: Path) -> None:
     """A real kill -9 of a process in the middle of an atomic checkpoint write."""
-    code = ("import os, sys\nfrom preprocessing.layout import atomic_path\n"
+    code = ("import os, sys\nfrom datasets.layout import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half a checkpoint')\n"
             "    os.kill(os.getpid(), 9)\n")
     run = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, env=_env(), timeout=120)
@@ -155,7 +155,7 @@ def test_retention_and_stale_temp_cleanup(preprocessed_root, tmp_path):
     assert names == sorted(expected)
     assert (weights / f"{other_run}_0").read_bytes() == b"another run"
     # _best comes from an earlier epoch than the ones kept, and survives the pruning
-    from training.zoo.checkpoints import read_checkpoint
+    from models.checkpoints import read_checkpoint
 
     assert read_checkpoint(weights / f"{NAME}_best")["epoch"] in (1, 3, 4)
     assert read_checkpoint(weights / f"{NAME}_last")["epoch"] == 4
@@ -225,14 +225,14 @@ def test_train_sh_resume_flag_appended_log_and_overwrite_refusal(preprocessed_ro
     assert '"epochs_run": [1]' in text and "resumed from" in text
 
     # the prediction side finds these checkpoints with the same WEIGHTS_DIR from the same folder
-    import predict_folder
+    from prediction import cli
 
     old = Path.cwd()
     try:
         os.chdir(work)
         os.environ["WEIGHTS_DIR"] = "runs/w"
-        default = predict_folder.build_parser().parse_args(["--video", "v", "--output", "o"]).weights_dir
-        assert [p.name for p in predict_folder.find_checkpoints(default)] == [f"{NAME}_best"]
+        default = cli.build_parser().parse_args(["--video", "v", "--output", "o"]).weights_dir
+        assert [p.name for p in cli.find_checkpoints(default)] == [f"{NAME}_best"]
     finally:
         os.chdir(old)
         del os.environ["WEIGHTS_DIR"]

@@ -16,14 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-import training.zoo.weights as weights
-from training.zoo.download_weights import main
-from training.zoo.weights import (
-    IMAGENET_WEIGHTS,
-    WINNER_CHECKPOINTS,
-    ReleasedFile,
-    ensure_files,
-)
+import models.weights as weights
+from models.download_weights import main
+from models.weights import IMAGENET_WEIGHTS, WINNER_CHECKPOINTS, ReleasedFile, ensure_files
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "final_111_DeepFakeClassifier_tf_efficientnet_lite0_0_1"
@@ -256,7 +251,7 @@ def test_without_a_published_checksum_the_first_verified_copy_is_recorded_and_en
 def test_imagenet_table_is_timms_published_files():
     import timm
 
-    from training.zoo.classifiers import ENCODERS
+    from models.classifier2d import ENCODERS
 
     assert set(IMAGENET_WEIGHTS) == set(ENCODERS)
     for encoder, file in IMAGENET_WEIGHTS.items():
@@ -276,8 +271,8 @@ def test_shell_wrapper_runs_the_module(tmp_path):
 
 
 def test_timm_pretrained_reads_the_downloaded_file_offline(tmp_path, monkeypatch):
-    from training.zoo.classifiers import DeepFakeClassifier
-    from training.zoo.pretrained import PretrainedError, load_pretrained
+    from models.classifier2d import DeepFakeClassifier
+    from models.pretrained import PretrainedError, load_pretrained
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WEIGHTS_DIR", str(tmp_path))

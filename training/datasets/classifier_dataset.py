@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from preprocessing.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name
+from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name
 from training.transforms.augmentations import (
     create_train_transforms,
     create_val_transforms,

@@ -36,14 +36,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from preprocessing.devices import resolve_device, resolve_precision
-from preprocessing.layout import DataLayout, atomic_path, path_problem, write_text_atomic
-from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
-from training.tools.config import load_config
-from training.tools.metrics import video_scores
-from training.tools.schedulers import create_optimizer, create_scheduler
-from training.transforms.augmentations import normalize_batch, tensor_to_image
-from training.zoo.checkpoints import (
+from core.devices import resolve_device, resolve_precision
+from core.files import atomic_path, path_problem, write_text_atomic
+from core.metrics import video_scores
+from datasets.layout import DataLayout
+from models.checkpoints import (
     checkpoint_path,
     load_state_dict_strict,
     parse_checkpoint_name,
@@ -52,9 +49,13 @@ from training.zoo.checkpoints import (
     run_name,
     save_checkpoint,
 )
-from training.zoo.classifiers import DeepFakeClassifier
-from training.zoo.pretrained import load_pretrained
-from training.zoo.weights import default_weights_dir
+from models.classifier2d import DeepFakeClassifier
+from models.pretrained import load_pretrained
+from models.weights import default_weights_dir
+from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
+from training.tools.config import load_config
+from training.tools.schedulers import create_optimizer, create_scheduler
+from training.transforms.augmentations import normalize_batch, tensor_to_image
 
 log = logging.getLogger("train_classifier")
 
@@ -282,7 +283,7 @@ def prune_epochs(weights_dir: Path, name: str, keep: int | None) -> list[Path]:
 def remove_stale_run_temps(weights_dir: Path, name: str) -> int:
     """Temp files a killed save of run ``name`` left (``.tmp.<name>_last.*``); other runs' are left alone,
     they may be in flight."""
-    from preprocessing.runner import remove_stale_temps
+    from core.files import remove_stale_temps
 
     def owned(target: str) -> bool:
         parsed = parse_checkpoint_name(target)
@@ -530,10 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(options)
     except Exception as exc:
+        from models.checkpoints import CheckpointError
+        from models.pretrained import PretrainedError
         from training.datasets.classifier_dataset import FoldsError
         from training.tools.config import ConfigError
-        from training.zoo.checkpoints import CheckpointError
-        from training.zoo.pretrained import PretrainedError
 
         if isinstance(exc, (FoldsError, ConfigError, CheckpointError, PretrainedError, RunExistsError,
                             ValueError)):

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from preprocessing.devices import PRECISION_CHOICES
-from preprocessing.layout import path_problem
+from core.devices import PRECISION_CHOICES
+from core.files import path_problem
 from training.datasets.classifier_dataset import FAKE_SOURCES
 
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).

@@ -16,7 +16,7 @@ import sys
 import cv2
 import numpy as np
 
-from preprocessing.faces import face_to_model_input
+from core.geometry import face_to_model_input
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds
 from training.transforms import cutouts
 from training.transforms.self_blend import SelfBlendParams, self_blend

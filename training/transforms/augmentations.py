@@ -1,6 +1,6 @@
 """Train and validation transforms (albumentations 2 API) and the conversion to a model tensor.
 
-The geometry (isotropic resize, zero padding to a square) is the one in ``preprocessing.faces`` that
+The geometry (isotropic resize, zero padding to a square) is the one in ``faces.mtcnn`` that
 inference uses too, wrapped as albumentations transforms.
 """
 
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import torch
 
-from preprocessing.faces import isotropic_resize, pad_to_square
-from training.zoo.classifiers import normalize_batch
+from core.geometry import isotropic_resize, pad_to_square
+from models.classifier2d import normalize_batch
 
 # (down, up) interpolation pairs the train resize draws from; inference uses the first.
 RESIZE_INTERPOLATIONS = (
@@ -25,7 +25,7 @@ GAUSS_NOISE_STD_RANGE = (10 ** 0.5 / 255, 50 ** 0.5 / 255)
 
 
 class IsotropicResize(A.ImageOnlyTransform):
-    """``preprocessing.faces.isotropic_resize`` as a transform: longer side to ``max_side`` px."""
+    """``core.geometry.isotropic_resize`` as a transform: longer side to ``max_side`` px."""
 
     def __init__(self, max_side: int, interpolation_down: int = cv2.INTER_AREA,
                  interpolation_up: int = cv2.INTER_CUBIC, p: float = 1.0):
@@ -75,7 +75,7 @@ class FancyPCA(A.ImageOnlyTransform):
 
 
 class PadToSquare(A.ImageOnlyTransform):
-    """``preprocessing.faces.pad_to_square``: centre on a zero ``size x size`` canvas."""
+    """``core.geometry.pad_to_square``: centre on a zero ``size x size`` canvas."""
 
     def __init__(self, size: int, p: float = 1.0):
         super().__init__(p=p)
@@ -120,7 +120,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 def image_to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> uint8 (3, H, W), what the training loader returns; ``normalize_batch``
-    (``training.zoo.classifiers``, re-exported here) makes model input of a batch on the device (a quarter of the bytes through the loader, no float
+    (``models.classifier2d``, re-exported here) makes model input of a batch on the device (a quarter of the bytes through the loader, no float
     work in the workers)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 

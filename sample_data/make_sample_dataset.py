@@ -2,7 +2,7 @@
 
 ::
 
-    python -m preprocessing.make_sample_dataset OUT_DIR [--parts 2] [--reals-per-part 4] [--seconds 3]
+    python -m sample_data.make_sample_dataset OUT_DIR [--parts 2] [--reals-per-part 4] [--seconds 3]
         [--fps 25] [--size 640x360] [--seed 0] [--test-videos 12] [--fakes-per-real 2] [--preview PNG]
         [--overwrite] [--workers N] [--no-progress] [--two-person SCENES]
 
@@ -41,16 +41,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocessing.faces import crop_box
-from preprocessing.layout import (
-    METADATA_NAME,
-    TEST_VIDEOS_NAME,
-    DataLayout,
-    atomic_path,
-    write_bytes_atomic,
-    write_json_atomic,
-)
-from preprocessing.sample_faces import (
+from core.files import atomic_path, write_bytes_atomic, write_json_atomic
+from core.geometry import crop_box
+from core.video import iter_frames
+from datasets.dfdc import METADATA_NAME
+from datasets.layout import TEST_VIDEOS_NAME, DataLayout
+from sample_data.sample_faces import (
     Identity,
     draw_recipe,
     load_identities,
@@ -58,7 +54,6 @@ from preprocessing.sample_faces import (
     person_of,
     scaled,
 )
-from preprocessing.video import iter_frames
 
 MIN_SIDE_PX = 160  # below this the face would be smaller than ~48 px, too small for MTCNN to be reliable
 FACE_TO_FRAME = 0.32  # dlib face-box side / shorter frame side at zoom 1
@@ -714,7 +709,7 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
 
 # ---- CLI -------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m preprocessing.make_sample_dataset",
+    parser = argparse.ArgumentParser(prog="python -m sample_data.make_sample_dataset",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="DATA_ROOT to create (gets dfdc_train_part_*/ and test_videos/)")
     parser.add_argument("--parts", type=int, default=2, help="number of dfdc_train_part_<k> folders")

@@ -7,7 +7,7 @@ Precisions: ``auto``, ``fp32``, ``fp16``, ``bf16``; ``none`` (the training confi
 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler. fp16/bf16 on the CPU
 are errors rather than a silent fp32 run.
 
-    python -m preprocessing.devices --need-gpus N    # exit 2 with a message when N GPUs are not there
+    python -m core.devices --need-gpus N    # exit 2 with a message when N GPUs are not there
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Files are read with ``torch.load(weights_only=True)``: tensors and plain Python 
 number scalars (the winner's training script stored its best validation loss, ``bce_best``, as the
 NumPy float scikit-learn's ``log_loss`` returns). Nothing in a file can run code when it is read. A file
 that needs more is refused with a message; if its source is trusted, ``python -m
-training.zoo.checkpoints convert-trusted SRC DST`` writes a copy that loads (``save_checkpoint`` only
+models.checkpoints convert-trusted SRC DST`` writes a copy that loads (``save_checkpoint`` only
 writes such files).
 """
 
@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from preprocessing.layout import atomic_path
-from training.zoo.classifiers import DEFAULT_INPUT_SIZE, ENCODERS, DeepFakeClassifier
-from training.zoo.weights import DOWNLOAD_COMMAND, released_file
+from core.files import atomic_path
+from models.classifier2d import DEFAULT_INPUT_SIZE, ENCODERS, DeepFakeClassifier
+from models.weights import DOWNLOAD_COMMAND, released_file
 
 _UNUSED_PREFIXES = ("encoder.classifier.",)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")  # accepted after a name (downloaded files)
@@ -139,7 +139,7 @@ def _refusal(path: Path, exc: pickle.UnpicklingError) -> str:
     reason = reason.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
     return (f"checkpoint {path} was not loaded: it holds Python objects beyond tensors and plain values "
             f"({reason or 'see torch.load'}), and rebuilding them would run code from the file. If you trust "
-            f"where it came from, convert it once: python -m training.zoo.checkpoints convert-trusted {path} "
+            f"where it came from, convert it once: python -m models.checkpoints convert-trusted {path} "
             f"{path}.plain (then use {path}.plain)")
 
 
@@ -285,7 +285,7 @@ def convert_trusted(source: str | os.PathLike, destination: str | os.PathLike) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.zoo.checkpoints")
+    parser = argparse.ArgumentParser(prog="python -m models.checkpoints")
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert-trusted", help="copy a checkpoint you trust into plain types "
                                   "(it is fully unpickled once: only for files from a trusted source)")

@@ -13,8 +13,8 @@ from functools import cache, lru_cache
 import cv2
 import numpy as np
 
-from preprocessing.faces import shape_predictor_path
-from training.transforms.self_blend import blend, moved_face, resample, soft_hull_mask
+from core.blending import blend, moved_face, resample, soft_hull_mask
+from faces.landmarks import shape_predictor_path
 
 # dlib's 68-point scheme: 0-16 jaw, 17-26 eyebrows (BROWS), 27-35 nose, 36-47 eyes, 48-67 mouth
 

@@ -49,7 +49,7 @@ def timm_name(encoder: str) -> str:
 
 
 def create_encoder(encoder: str, drop_path_rate: float = 0.0) -> nn.Module:
-    """A timm encoder without weights (ImageNet weights are loaded by ``training.zoo.pretrained``).
+    """A timm encoder without weights (ImageNet weights are loaded by ``models.pretrained``).
 
     The ImageNet head is dropped (``num_classes=0``): the classifier only uses ``forward_features``.
     """

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.zoo.weights import (
+from models.weights import (
     CONNECT_TIMEOUT_S,
     IMAGENET_WEIGHTS,
     WINNER_CHECKPOINTS,

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from preprocessing.layout import write_json_atomic
+from core.files import write_json_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 WINNER_RELEASE_URL = "https://github.com/selimsef/dfdc_deepfake_challenge/releases/download/0.0.1/"
 TIMM_RELEASE_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
 IMAGENET_FOLDER = "imagenet"
@@ -124,7 +124,7 @@ def released_file(name: str) -> ReleasedFile | None:
 
 def imagenet_file(encoder: str) -> ReleasedFile:
     """The ImageNet weights file of an encoder (project or timm name)."""
-    from training.zoo.classifiers import timm_name  # imports torch: only when an encoder is asked for
+    from models.classifier2d import timm_name  # imports torch: only when an encoder is asked for
 
     for project_name, file in IMAGENET_WEIGHTS.items():
         if encoder in (project_name, timm_name(project_name)):

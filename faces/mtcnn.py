@@ -1,44 +1,27 @@
-"""Face detection and the face-crop geometry shared by preprocessing, training and inference.
+"""MTCNN face detection (facenet-pytorch), shared by preprocessing and inference.
 
-Written once and imported everywhere: the detector scale rule, the MTCNN wrapper, the 1/3 crop
-margin, the isotropic resize and the zero padding to a square.
+Written once and imported everywhere: the thresholds of each use, the detector scale rule, the frame
+resize for the detector and the batched MTCNN wrapper (boxes in full-resolution pixels).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from preprocessing.devices import resolve_device  # noqa: F401  (its one home; imported from here too)
+from core.devices import resolve_device
 
 # MTCNN stage thresholds used by the DFDC winning recipe
 THRESHOLDS_PREPROCESS = (0.85, 0.95, 0.95)  # boxes of the training originals: precision first
 THRESHOLDS_LANDMARKS = (0.65, 0.75, 0.75)  # 5-point landmarks on already-cut crops
 THRESHOLDS_INFERENCE = (0.7, 0.8, 0.8)  # test videos: recall first
 
-CROP_MARGIN = 1 / 3  # of the box width/height, added on each side
-
 # frames per MTCNN call: on the CPU small batches keep the image pyramid in cache (8 frames of 960x540
 # run about 1.4x faster than 32, with the same boxes); a GPU wants larger ones
 DETECTOR_BATCH_CPU = 8
 DETECTOR_BATCH_GPU = 32
-
-
-def shape_predictor_path() -> Path:
-    """dlib's 68-point model inside the face_recognition_models package (found without importing
-    that package, which needs the pkg_resources that new setuptools dropped)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face_recognition_models is not installed (it ships dlib's "
-                           "shape_predictor_68_face_landmarks.dat); install the pinned requirements.txt")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise RuntimeError(f"{path} is missing; reinstall face_recognition_models")
-    return path
 
 
 def detector_scale(width: int, height: int) -> float:
@@ -90,7 +73,7 @@ class FaceDetector:
                  resize: str = "cv2", face_order: str = "score"):
         """``batch_size``: frames per MTCNN call (default by device: DETECTOR_BATCH_CPU or _GPU).
         ``fast_pooling``: on the CPU, compute the networks' max pooling separably
-        (:mod:`preprocessing.fast_pooling`; bit-identical boxes, 1.2-1.4x faster detection);
+        (:mod:`faces.fast_pooling`; bit-identical boxes, 1.2-1.4x faster detection);
         False keeps facenet-pytorch's modules as they are (the benchmarks' baseline).
         ``resize``: how a frame is scaled for the detector (see :func:`resize_for_detector`).
         ``face_order``: ``score`` (highest first) or ``area`` (largest first, facenet-pytorch's
@@ -115,7 +98,7 @@ class FaceDetector:
                            keep_all=True)
         self.fast_pooling = bool(fast_pooling) and self.device == "cpu"
         if self.fast_pooling:  # on a GPU the stock cuDNN pooling is a single fast kernel
-            from preprocessing.fast_pooling import replace_max_pools
+            from faces.fast_pooling import replace_max_pools
 
             replace_max_pools(self.mtcnn)
 
@@ -151,68 +134,3 @@ class FaceDetector:
         return (boxes_out, points_out) if landmarks else boxes_out
 
 
-def crop_box(box: Sequence[float], frame_shape: Sequence[int], margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
-    """Integer crop rectangle ``(x1, y1, x2, y2)``: the box plus ``margin`` of its size on each side,
-    clipped to the frame.
-
-    The box corners are truncated first, then the margin of the integer size is truncated: for the
-    1/3 margin ``int(w * (1 / 3)) == w // 3`` for every size (tested), so this is also the DFDC
-    winner's integer arithmetic (``int(b * 2)`` on its half-resolution boxes, ``w // 3``).
-    """
-    x1, y1, x2, y2 = (int(v) for v in box[:4])
-    pad_w = int((x2 - x1) * margin)
-    pad_h = int((y2 - y1) * margin)
-    height, width = frame_shape[:2]
-    return (max(x1 - pad_w, 0), max(y1 - pad_h, 0), min(x2 + pad_w, width), min(y2 + pad_h, height))
-
-
-def crop_face(frame: np.ndarray, box: Sequence[float], margin: float = CROP_MARGIN) -> np.ndarray:
-    """The face with ``margin`` of context on each side (a view into ``frame``)."""
-    x1, y1, x2, y2 = crop_box(box, frame.shape, margin)
-    return frame[y1:y2, x1:x2]
-
-
-RESIZE_ROUNDINGS = ("round", "truncate")
-
-
-def isotropic_resize(image: np.ndarray, size: int, interpolation_down: int = cv2.INTER_AREA,
-                     interpolation_up: int = cv2.INTER_CUBIC, rounding: str = "round") -> np.ndarray:
-    """Resize so that the longer side is ``size``, keeping the aspect ratio.
-
-    ``rounding``: the shorter side's new length rounded (training's), or truncated like the DFDC
-    winner's predictor (``int(side * scale)``; for a square crop that side is the width, so a square
-    can come out one pixel narrower, as it did there).
-    """
-    height, width = image.shape[:2]
-    if max(height, width) == size:
-        return image
-    if rounding == "truncate":
-        # the winner's arithmetic: the longer side (the height when equal) set to size, the other scaled
-        if width > height:
-            scale = size / width
-            new_w, new_h = size, max(1, int(height * scale))
-        else:
-            scale = size / height
-            new_w, new_h = max(1, int(width * scale)), size
-    elif rounding == "round":
-        scale = size / max(height, width)
-        new_w = max(1, int(round(width * scale)))
-        new_h = max(1, int(round(height * scale)))
-    else:
-        raise ValueError(f"unknown resize rounding {rounding!r}; use one of {', '.join(RESIZE_ROUNDINGS)}")
-    return cv2.resize(image, (new_w, new_h), interpolation=interpolation_up if scale > 1 else interpolation_down)
-
-
-def pad_to_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Place ``image`` (sides <= size) at the centre of a zero ``size x size`` canvas."""
-    height, width = image.shape[:2]
-    canvas = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
-    top = (size - height) // 2
-    left = (size - width) // 2
-    canvas[top:top + height, left:left + width] = image
-    return canvas
-
-
-def face_to_model_input(face: np.ndarray, size: int, resize_rounding: str = "round") -> np.ndarray:
-    """Isotropic resize to ``size`` then zero padding to a square: the classifier's input geometry."""
-    return pad_to_square(isotropic_resize(face, size, rounding=resize_rounding), size)

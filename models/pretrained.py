@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.zoo.checkpoints import CheckpointError, clean_state_dict, read_checkpoint
-from training.zoo.classifiers import timm_name
-from training.zoo.weights import (
+from models.checkpoints import CheckpointError, clean_state_dict, read_checkpoint
+from models.classifier2d import timm_name
+from models.weights import (
     DOWNLOAD_COMMAND,
     IMAGENET_WEIGHTS,
     WeightsError,

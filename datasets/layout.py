@@ -1,0 +1,165 @@
+"""The DATA_ROOT layout: the one place that knows where inputs and outputs live.
+
+Input (never written to)::
+
+    DATA_ROOT/dfdc_train_part_*/{*.mp4, metadata.json}
+
+Outputs::
+
+    boxes/<original>.json
+    crops/<video>/<frame>_<face>.png
+    landmarks/<original>/<frame>_<face>.npy
+    landmarks68/<original>/<frame>_<face>.npy
+    diffs/<fake>/<frame>_<face>_diff.png
+    folds.csv
+    logs/<stage>.jsonl
+    progress/<stage>/<item>.json    (the runner's markers of finished items)
+
+Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from datasets import dfdc
+from datasets.dfdc import PART_GLOB, PART_PREFIX, LayoutProblem, VideoEntry
+
+TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
+FOLDS_COLUMNS = ("video", "file", "label", "original", "frame", "fold")  # folds.csv, written by stage 5
+_CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
+
+
+class LayoutError(Exception):
+    """DATA_ROOT cannot be used at all (missing folder, no parts)."""
+
+
+def parse_crop_name(name: str) -> tuple[int, int] | None:
+    """``'120_0.png'`` -> ``(120, 0)``; None for anything else."""
+    match = _CROP_NAME.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def crop_name(frame: int, face: int) -> str:
+    return f"{frame}_{face}.png"
+
+
+class DataLayout:
+    """Paths and metadata of one DATA_ROOT."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # ---- input -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise LayoutError when the root is unusable (the only fatal case for a stage)."""
+        if not self.root.is_dir():
+            raise LayoutError(f"DATA_ROOT {self.root} does not exist or is not a folder; pass the folder "
+                              f"that holds the {PART_GLOB} folders")
+        if not self.parts():
+            raise LayoutError(f"no {PART_GLOB} folders in {self.root}; DATA_ROOT must hold the DFDC parts, "
+                              f"e.g. make one with `python -m sample_data.make_sample_dataset {self.root}`")
+
+    def part_dir(self, index: int) -> Path:
+        """Input folder ``dfdc_train_part_<index>`` (only the sample-dataset generator writes one)."""
+        return self.root / f"{PART_PREFIX}{index}"
+
+    @property
+    def test_videos_dir(self) -> Path:
+        return self.root / TEST_VIDEOS_NAME
+
+    def parts(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.glob(PART_GLOB) if p.is_dir()), key=_part_sort_key)
+
+    def scan(self) -> tuple[list[VideoEntry], list[LayoutProblem]]:
+        """Every video listed in every part's metadata.json, sorted by id, plus the problems found
+        (:func:`datasets.dfdc.scan`)."""
+        return dfdc.scan(self)
+
+    # ---- outputs -----------------------------------------------------------------------------
+    @property
+    def boxes_dir(self) -> Path:
+        return self.root / "boxes"
+
+    def boxes_path(self, original_id: str) -> Path:
+        return self.boxes_dir / f"{original_id}.json"
+
+    @property
+    def crops_root(self) -> Path:
+        return self.root / "crops"
+
+    def crops_dir(self, video_id: str) -> Path:
+        return self.crops_root / video_id
+
+    def crop_path(self, video_id: str, frame: int, face: int) -> Path:
+        return self.crops_dir(video_id) / crop_name(frame, face)
+
+    @property
+    def landmarks_root(self) -> Path:
+        return self.root / "landmarks"
+
+    def landmarks_dir(self, original_id: str) -> Path:
+        return self.landmarks_root / original_id
+
+    def landmarks_path(self, original_id: str, frame: int, face: int) -> Path:
+        return self.landmarks_dir(original_id) / f"{frame}_{face}.npy"
+
+    @property
+    def landmarks68_root(self) -> Path:
+        return self.root / "landmarks68"
+
+    def landmarks68_dir(self, original_id: str) -> Path:
+        return self.landmarks68_root / original_id
+
+    def landmarks68_path(self, original_id: str, frame: int, face: int) -> Path:
+        return self.landmarks68_dir(original_id) / f"{frame}_{face}.npy"
+
+    @property
+    def diffs_root(self) -> Path:
+        return self.root / "diffs"
+
+    def diffs_dir(self, fake_id: str) -> Path:
+        return self.diffs_root / fake_id
+
+    def diff_path(self, fake_id: str, frame: int, face: int) -> Path:
+        return self.diffs_dir(fake_id) / f"{frame}_{face}_diff.png"
+
+    @property
+    def folds_csv(self) -> Path:
+        return self.root / "folds.csv"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def log_path(self, stage: str) -> Path:
+        return self.logs_dir / f"{stage}.jsonl"
+
+    def progress_path(self, stage: str, item: str) -> Path:
+        """Marker a stage writes last for a finished item (its outputs, options and input fingerprints,
+        so reruns skip it while those still hold)."""
+        return self.root / "progress" / stage / f"{item}.json"
+
+    def crop_files(self, video_id: str) -> list[tuple[int, int]]:
+        """(frame, face) of every crop on disk for a video, sorted."""
+        folder = self.crops_dir(video_id)
+        if not folder.is_dir():
+            return []
+        found = (parse_crop_name(p.name) for p in folder.iterdir())
+        return sorted(f for f in found if f is not None)
+
+
+def part_number(name: str, default: int = -1) -> int:
+    """The number a part folder's name ends with (``dfdc_train_part_12`` -> 12), else ``default``."""
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else default
+
+
+def _part_sort_key(path: Path):
+    return (part_number(path.name), path.name)
+
+

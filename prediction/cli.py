@@ -1,0 +1,547 @@
+"""Folder predictor: every .mp4 in a folder -> submission CSV (``filename,label``), scored when labels exist.
+
+    python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
+        [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
+        [--prefetch 2] [--encoder NAME] [--labels metadata.json] [--report DIR] [--report-videos 8]
+        [--explain [N]] [--keep-going] [--no-progress]
+
+``--preset NAME`` sets every prediction option (``default``: this project's faster settings;
+``winner``: the DFDC winning submission's predictor); prediction options given on the command line
+override the preset's (``--help`` lists them). Without ``--models`` the checkpoints are taken from
+``--weights-dir`` (default ``$WEIGHTS_DIR``, else ``weights/`` in the repository:
+where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files (fetch them with
+``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file of every run,
+or its ``*_last`` file when the run has no best one.
+With labels (``--labels``, or a ``metadata.json`` in the folder) the evaluation protocol
+(``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per manipulation
+method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several folders (one per
+dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``: per video, per
+person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes an HTML report
+(``prediction.report``: run context, scores, the highest log losses, a sortable table of every video, one
+page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM heatmaps of each
+person's N most fake faces (on the report's pages, else in ``OUT.explain/``).
+
+Exit codes: 0 done; 2 bad input, found before any video is read (missing or empty folder, a folder
+where a file is needed or the reverse, no checkpoint, a checkpoint that does not fit, an unreadable
+labels file, an output that cannot be written, an unknown preset or option value); 1 an error that is not a property of the input (a
+bug): the traceback is printed and the CSV holds the rows done before it (``--keep-going``: every
+video gets a row, the failed ones 0.5, and the exit code is still 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import InputError
+from core.files import path_problem, write_json_atomic, write_text_atomic
+from datasets.dfdc import METADATA_NAME, read_labels, read_methods
+from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_options
+
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("predict_folder")
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------
+
+
+def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints ``train.sh`` produced under ``weights_dir``: per run its ``*_best*`` file,
+    or its ``*_last*`` file when it has none; sorted by path."""
+    from models.checkpoints import parse_checkpoint_name
+
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        return []
+    runs: dict[tuple[Path, str], dict[str, list[Path]]] = {}
+    for path in sorted(weights_dir.rglob("*")):
+        parsed = parse_checkpoint_name(path.name)
+        if parsed is None or parsed.which not in ("best", "last") or not path.is_file():
+            continue
+        runs.setdefault((path.parent, parsed.run), {"best": [], "last": []})[parsed.which].append(path)
+    chosen: list[Path] = []
+    for kinds in runs.values():
+        chosen.extend(kinds["best"] or kinds["last"])
+    return sorted(chosen)
+
+
+def preset_checkpoints(preset: str, weights_dir: str | os.PathLike) -> list[Path] | None:
+    """The checkpoints a preset names, in ``weights_dir``; None when the preset names none.
+
+    Raises InputError naming every missing file and the command that fetches them."""
+    names = get_preset(preset).checkpoint_names
+    if not names:
+        return None
+    paths = [Path(weights_dir) / name for name in names]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"--preset {preset} uses {len(names)} released checkpoints and {len(missing)} are missing "
+                         f"from {weights_dir}: {', '.join(p.name for p in missing)}; fetch them with "
+                         f"./download_weights.sh (or pass --weights-dir DIR, or --models CKPT ...)")
+    return paths
+
+
+def list_input_videos(test_dirs: list[str] | None, video: str | None) -> list[Path]:
+    if video is not None:
+        path = Path(video)
+        problem = path_problem(path, want="file")
+        if problem:
+            fix = f"use --test-dir {path} for a folder of videos" if problem == "is a folder" else "pass an .mp4 file"
+            raise InputError(f"--video {path} {problem}; {fix}")
+        return [path]
+    from prediction.predictor import list_videos
+
+    videos = []
+    for test_dir in test_dirs:
+        folder = Path(test_dir)
+        problem = path_problem(folder, want="folder")
+        if problem:
+            fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of .mp4 files"
+            raise InputError(f"--test-dir {folder} {problem}; {fix}")
+        found = list_videos(folder)
+        if not found:
+            raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
+        videos += found
+    return videos
+
+
+def folder_keys(folders: list[Path]) -> dict[Path, str]:
+    """A short unique name per folder: its last path component, with more parents where two would clash
+    (``a/x`` and ``b/x`` -> ``a/x``, ``b/x``)."""
+    parts = {f: f.resolve().parts for f in folders}
+    if len(set(parts.values())) < len(folders):
+        raise InputError("--test-dir names the same folder twice; pass each folder once")
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        keys = {f: "/".join(p[-depth:]) for f, p in parts.items()}
+        if len(set(keys.values())) == len(folders):
+            return keys
+    raise AssertionError("distinct resolved paths always have distinct suffixes")
+
+
+def label_coverage(labels: dict[str, int], videos: list[Path]) -> tuple[int, list[str]]:
+    """(how many of ``videos`` have a label, the label names that match no video)."""
+    names = {v.name for v in videos}
+    return sum(v.name in labels for v in videos), sorted(set(labels) - names)
+
+
+# ---- outputs --------------------------------------------------------------------------------------------
+
+
+def write_problem(path: str | os.PathLike, want: str = "file") -> str | None:
+    """Why nothing can be written at ``path`` (a file, or a folder to create files in), checked before
+    any work: the wrong kind of thing is already there ("is a folder"), a file stands where a folder is
+    needed, or the nearest existing folder refuses a new file (permissions, read-only file system).
+    None when fine."""
+    path = Path(path).absolute()
+    if path.exists() and (path.is_dir() if want == "file" else not path.is_dir()):
+        return "is a folder" if want == "file" else "is a file"
+    folder = path.parent if want == "file" else path
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:  # the real test: root ignores permission bits, and a read-only mount refuses everyone
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp.write-check."):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    return None
+
+
+def write_submission(path: str | os.PathLike, predictions) -> None:
+    """``filename,label`` for every prediction, sorted by file name."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["filename", "label"])
+    for pred in sorted(predictions, key=lambda p: p.name):
+        writer.writerow([pred.name, repr(float(pred.probability))])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def metrics_path_for(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".metrics.json")
+
+
+def persons_path_for(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".persons.json")
+
+
+def explain_path_for(output: str | os.PathLike) -> Path:
+    """Where ``--explain`` writes heatmaps without ``--report`` (with it: in the report's video folders)."""
+    output = Path(output)
+    return output.with_name(output.stem + ".explain")
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the code's checkout, or why there is none."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown (git: {exc})"
+    return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
+
+
+def run_context(predictor, argv: list[str]) -> dict:
+    """When and how a run was made: date, command line, code version, the checkpoints (epoch, validation)."""
+    import datetime
+    import shlex
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["python", "predict_folder.py", *argv]),
+            "code_version": code_version(),
+            "checkpoints": [{"path": str(m.path), "encoder": m.encoder, "input_size": m.input_size,
+                             "epoch": m.epoch, "validation_score": m.validation_score} for m in predictor.models]}
+
+
+def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
+              methods: dict[str, str] | None = None) -> dict:
+    """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
+    (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
+    ``folder_of`` and ``methods`` are keyed by the prediction's name."""
+    from prediction.evaluation import ScoredVideo, evaluate, method_of
+
+    kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
+    summary: dict = {
+        "n_videos": len(predictions),
+        "fallbacks": {"total": sum(kinds.values()), **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "error")}},
+        "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
+        "partly_decoded_videos": {p.name: p.decode_warning for p in predictions if p.decode_warning},
+    }
+    if labels:
+        labelled = [p for p in predictions if p.name in labels]
+        folder_of, methods = folder_of or {}, methods or {}
+        evaluation = evaluate(
+            ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
+                        p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
+                        method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
+            for p in labelled)
+        scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
+        scores["n_labelled"] = scores.pop("n_videos")
+        summary.update(scores)
+        summary["n_unlabelled"] = len(predictions) - len(labelled)
+        summary["evaluation"] = evaluation
+    return summary
+
+
+def settings_record(preset: str, predictor, labels_path: Path | None) -> dict:
+    """How the results were made: the preset, every resolved option (device and precision as used)."""
+    return {"preset": preset, **predictor.options.as_dict(), "device": predictor.device,
+            "precision": str(predictor.dtype).replace("torch.", ""),
+            "labels": str(labels_path) if labels_path is not None else None}
+
+
+def _json_safe(value):
+    """NaN (e.g. AUC with one class) as null, so that the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------
+
+
+def _option_parser(spec: dataclasses.Field):
+    """text -> value of one option; argparse turns a ValueError into a usage error naming the flag."""
+    parse = spec.metadata["parse"] or type(spec.default)
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = spec.name  # argparse names the type in its error message
+    return convert
+
+
+def _none_text(meta) -> str:
+    """What an option's None means on the command line: the first word of its metavar (``auto|N`` -> auto)."""
+    return meta["metavar"].split("|")[0] if meta["metavar"] else "auto"
+
+
+def add_option_arguments(group) -> None:
+    """One flag per PredictorOptions field; a flag not given stays absent, so only explicit flags
+    override the preset (``argparse.SUPPRESS``)."""
+    for spec in dataclasses.fields(PredictorOptions):
+        flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
+        meta = spec.metadata
+        if isinstance(spec.default, bool):
+            group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"{meta['help']} (default: {spec.default})")
+        else:
+            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=meta["choices"],
+                               metavar=meta["metavar"], default=argparse.SUPPRESS,
+                               help=f"{meta['help']} (default: {_none_text(meta) if spec.default is None else spec.default})")
+
+
+def options_from_args(args: argparse.Namespace) -> PredictorOptions:
+    """The preset's options with the prediction flags given on the command line on top."""
+    overrides = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(PredictorOptions)
+                 if hasattr(args, spec.name)}
+    try:
+        return resolve_options(args.preset, **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-dir", nargs="+", metavar="DIR",
+                        help="folder(s) of .mp4 files (every one gets a row); with several (one per dataset) "
+                             "the rows are named FOLDER/FILE and the scores are broken down per folder")
+    source.add_argument("--video", help="a single .mp4 file")
+    models = parser.add_argument_group("models")
+    models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
+                        "and the DFDC winner's); default: the preset's checkpoints in --weights-dir (winner: "
+                        "its seven released files), else the *_best (else *_last) files there")
+    from models.weights import default_weights_dir
+
+    models.add_argument("--weights-dir", default=str(default_weights_dir()),
+                        help="where train.sh wrote checkpoints ($WEIGHTS_DIR, else weights/ in the repository)")
+    models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
+                        "their file name")
+    pred = parser.add_argument_group("prediction", "every option defaults to the preset's value")
+    pred.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                      help="named set of prediction options (default: default; winner: the DFDC winning "
+                           "submission's predictor and its seven checkpoints)")
+    add_option_arguments(pred)
+    pred.add_argument("--prefetch", type=int, default=2, help="videos decoded ahead in a reader thread")
+    pred.add_argument("--keep-going", action="store_true",
+                      help="on an error that is not a known input problem: log its traceback, give the video "
+                           "0.5, go on (the exit code is still 1)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", required=True, help="submission CSV (filename,label)")
+    out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
+                     "next to the videos (in each --test-dir), when present")
+    out.add_argument("--report", metavar="DIR", help="write an HTML report here")
+    out.add_argument("--report-videos", type=int, default=8,
+                     help="videos in the report's 'highest log loss' list (every video gets its own page)")
+    out.add_argument("--explain", type=int, nargs="?", const=3, default=0, metavar="N",
+                     help="Grad-CAM heatmaps of each person's N most fake faces (default N: 3): on the report's "
+                          "video pages with --report, else in OUT.explain/")
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def check_outputs(output: Path, report: str | None, explain: int = 0) -> None:
+    """Every place this run will write, checked before any work (else a whole prediction could be lost)."""
+    targets = [(f"--output {output}", output, "file"),
+               (f"the metrics file of --output, {metrics_path_for(output)}", metrics_path_for(output), "file"),
+               (f"the persons file of --output, {persons_path_for(output)}", persons_path_for(output), "file")]
+    if report:
+        targets.append((f"--report {report}", Path(report), "folder"))
+    if explain and not report:
+        targets.append((f"the heatmap folder of --explain, {explain_path_for(output)}", explain_path_for(output),
+                        "folder"))
+    for what, path, want in targets:
+        problem = write_problem(path, want)
+        if problem:
+            sep = " " if problem.startswith("is ") else ": "
+            raise InputError(f"{what}{sep}{problem}; choose a writable {'file name' if want == 'file' else 'folder'}")
+
+
+def video_folder_keys(args: argparse.Namespace, videos: list[Path]) -> dict[Path, str]:
+    folders = [Path(d) for d in args.test_dir] if args.test_dir else [videos[0].parent]
+    keys = folder_keys(folders)
+    by_resolved = {f.resolve(): k for f, k in keys.items()}
+    return {v: by_resolved[v.parent.resolve()] for v in videos}
+
+
+def load_labels(args: argparse.Namespace, videos: list[Path]):
+    """(labels keyed by row name or None, the labels file used, {video: row name} where the row name is
+    not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or the folder's
+    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE."""
+    several = bool(args.test_dir) and len(args.test_dir) > 1
+    if not several:
+        labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
+        labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
+        methods = read_methods(labels_path) if labels is not None else {}
+        if labels is not None:
+            labels = checked_labels(labels, videos, labels_path, args.test_dir[0] if args.test_dir else args.video)
+        return labels, labels_path, {}, methods
+    if args.labels:
+        raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
+                         f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
+    keys = video_folder_keys(args, videos)
+    display = {v: f"{keys[v]}/{v.name}" for v in videos}
+    labels: dict[str, int] = {}
+    methods: dict[str, str] = {}
+    for test_dir in args.test_dir:
+        folder = Path(test_dir)
+        path = folder / METADATA_NAME
+        if not path.is_file():
+            print(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored", file=sys.stderr)
+            continue
+        mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
+        found = checked_labels(read_labels(path), mine, path, test_dir)
+        if found:
+            key = keys[mine[0]]
+            labels.update({f"{key}/{name}": y for name, y in found.items()})
+            methods.update({f"{key}/{name}": m for name, m in read_methods(path).items()})
+    return (labels or None), Path(args.test_dir[0]) / METADATA_NAME, display, methods
+
+
+def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path, where) -> dict[str, int] | None:
+    """The labels, after warning when they name none (None) or only some of the videos."""
+    n_labelled, unmatched = label_coverage(labels, videos)
+    if n_labelled == 0:
+        print(f"warning: labels file {labels_path} names none of the {len(videos)} video(s) in {where} "
+              f"(it names e.g. {', '.join(sorted(labels)[:3])}); no score is computed. Pass the labels of "
+              f"these videos with --labels", file=sys.stderr)
+        return None
+    if n_labelled < len(videos) or unmatched:
+        print(f"labels: {n_labelled} of {len(videos)} videos have a label in {labels_path}; "
+              f"{len(unmatched)} labels name no video here", file=sys.stderr)
+    return labels
+
+
+def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
+    argv_used = sys.argv[1:] if argv_used is None else argv_used
+    output = Path(args.output)
+    if args.explain < 0:
+        raise InputError(f"--explain {args.explain}: give the number of faces per person to explain (1 or more)")
+    check_outputs(output, args.report, args.explain)
+    videos = list_input_videos(args.test_dir, args.video)
+    options = options_from_args(args)
+    if args.models:
+        checkpoints = [Path(p) for p in args.models]
+    else:
+        checkpoints = preset_checkpoints(args.preset, args.weights_dir)
+        if checkpoints is None:
+            checkpoints = find_checkpoints(args.weights_dir)
+    if not checkpoints:
+        raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file under "
+                         f"{args.weights_dir} (the default is $WEIGHTS_DIR, else weights/ in the repository; "
+                         f"`make demo` writes output/demo/weights: WEIGHTS_DIR=output/demo/weights); train one "
+                         f"with ./train.sh or pass --models CKPT")
+    for path in checkpoints:
+        problem = path_problem(path, want="file")
+        if problem:
+            fix = (f"pass a checkpoint file in it (e.g. {path}/<name>_best) or --weights-dir {path}"
+                   if problem == "is a folder" else "check the path (or train with ./train.sh)")
+            raise InputError(f"checkpoint {path} {problem}; {fix}")
+    labels, labels_path, display, methods = load_labels(args, videos)
+    folder_of = {display.get(v, v.name): key for v, key in video_folder_keys(args, videos).items()}
+
+    from tqdm import tqdm
+
+    from models.checkpoints import CheckpointError
+    from prediction.explain import explain_prediction, write_heatmaps
+    from prediction.persons import write_persons
+    from prediction.predictor import VideoPredictor, predict_on_video_set
+    from prediction.report import ReportWriter, page_slug
+
+    explain_dir = explain_path_for(output) if args.explain and not args.report else None
+    try:
+        predictor = VideoPredictor(checkpoints, options, encoder=args.encoder,
+                                   keep_face_crops=bool(args.report or args.explain))
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        raise InputError(str(exc)) from exc
+    print(f"{len(videos)} videos, {len(checkpoints)} model(s): "
+          + ", ".join(f"{m.path.name} ({m.encoder}, {m.input_size} px)" for m in predictor.models),
+          file=sys.stderr)
+
+    start = time.perf_counter()
+    predictions = []
+    report = ReportWriter(args.report, labels, predictor.options, args.report_videos) if args.report else None
+    explain_slugs: set[str] = set()
+    stream = predict_on_video_set(predictor, videos, prefetch=args.prefetch, keep_going=args.keep_going)
+    try:
+        for pred in tqdm(stream, total=len(videos), unit="video", desc="predict", disable=not args.progress):
+            pred.display_name = display.get(pred.path)
+            predictions.append(pred)
+            # a video's pages and heatmaps are written as it arrives; then its crops are dropped
+            heatmaps = explain_prediction(predictor, pred, args.explain) if args.explain else {}
+            if report is not None:
+                report.add(pred, heatmaps)
+            elif heatmaps:
+                write_heatmaps(explain_dir / page_slug(pred.name, explain_slugs), pred, heatmaps)
+            pred.face_crops = []
+    except BaseException:
+        # keep what is done: the rows so far (the failed video and the ones after it have none)
+        write_submission(output, predictions)
+        failed = videos[len(predictions)] if len(predictions) < len(videos) else None
+        print(f"stopped at {failed}: wrote the {len(predictions)} of {len(videos)} rows done to {output}",
+              file=sys.stderr)
+        raise
+    elapsed_s = time.perf_counter() - start
+
+    write_submission(output, predictions)
+    summary = summarize(predictions, labels, folder_of, methods)
+    summary["seconds_per_video"] = elapsed_s / len(predictions)
+    summary["models"] = [str(m.path) for m in predictor.models]
+    summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)
+    metrics_file = metrics_path_for(output)
+    write_json_atomic(metrics_file, _json_safe(summary))
+    persons_file = write_persons(persons_path_for(output), predictions)
+
+    print(f"wrote {output} ({len(predictions)} rows), {metrics_file} and {persons_file}")
+    fb = summary["fallbacks"]
+    print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
+          f"error {fb['error']})")
+    if summary["partly_decoded_videos"]:
+        partial = sorted(summary["partly_decoded_videos"])
+        print(f"partly decoded (scored on the frames that decode): {len(partial)} video(s): "
+              f"{', '.join(partial[:5])}{' ...' if len(partial) > 5 else ''} (warnings above, list in {metrics_file})",
+              file=sys.stderr)
+    if labels:
+        print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
+              f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
+        from prediction.evaluation import format_table
+
+        print(format_table(summary["evaluation"]))
+    if explain_dir is not None:
+        print(f"Grad-CAM heatmaps: {explain_dir}")
+    if report is not None:
+        index = report.finish(predictions, summary, run_context(predictor, argv_used),
+                              [output, metrics_file, persons_file])
+        print(f"report: {index}")
+    if fb["error"]:
+        print(f"{fb['error']} video{' failed' if fb['error'] == 1 else 's failed'} with an error (tracebacks above; "
+              f"their rows hold 0.5): exit code {EXIT_ERROR}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, sys.argv[1:] if argv is None else list(argv))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception:
+        traceback.print_exc()
+        print(f"error: the run stopped on an error that is not a known input problem (traceback above); "
+              f"exit code {EXIT_ERROR}. --keep-going predicts the other videos anyway", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

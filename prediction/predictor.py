@@ -1,0 +1,437 @@
+"""Inference library: one probability per video from an ensemble of face classifiers.
+
+For each video: N evenly spaced frames decoded in one pass, MTCNN on all of them in batched calls
+(detector scale by the resolution rule shared with preprocessing), every face cropped with the training margin and
+brought to the model size with the training geometry, each model run on the same face batch, the
+face scores aggregated per model (``confident``, ``mean`` or ``max``) and the models combined. The
+aggregation option says over which faces: ``winner`` pools every face of the video (the DFDC winner's
+rule); ``per-person`` links the faces into tracks (``faces.tracks``; short tracks dropped as
+detector false positives), applies the same rule to each person's faces and gives the video its most
+fake person's score, so one swapped face among real ones is not averaged away. Both values are kept
+on every prediction.
+How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
+the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
+
+A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), or in
+which no face is found, gets 0.5 (the competition's neutral answer) with the reason in
+``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
+``predict_on_video_set(..., keep_going=True)`` logs it with its traceback, gives that video 0.5 with
+``fallback_kind="error"`` and goes on.
+
+``VideoPredictor`` wraps load + preprocess + run for one video (like detectron2's DefaultPredictor);
+``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread and scores
+one clip's faces in a classifier thread while the next clip goes through face detection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from core.devices import resolve_device, resolve_precision
+from core.geometry import crop_face, face_to_model_input
+from core.video import DecodeCounts, VideoReadError, read_sampled_frames
+from faces.mtcnn import THRESHOLDS_INFERENCE, FaceDetector
+from faces.tracks import TrackOptions, link_faces
+from models.checkpoints import CheckpointError, LoadedModel, load_model
+from models.classifier2d import normalize_batch
+from prediction.aggregation import STRATEGIES, combine_models
+from prediction.options import PredictorOptions, resolve_options
+
+logger = logging.getLogger(__name__)
+
+NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
+# faces per classifier call: a GPU wants large batches; on the CPU small ones stay in cache and run
+# faster than a whole video's faces at once (measured with Lite0/B0 on 2 cores)
+CLASSIFIER_BATCH_GPU = 64
+CLASSIFIER_BATCH_CPU = 8
+
+# ---- results --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoPrediction:
+    """The answer for one video and what it was made of."""
+
+    path: Path
+    probability: float
+    frame_indices: list[int] = field(default_factory=list)  # sampled frames that decoded
+    face_frame_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # per face [x1, y1, x2, y2, detector score], full-frame pixels, in face order
+    face_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), dtype=np.float32))
+    face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
+    model_probabilities: list[float] = field(default_factory=list)
+    fallback_reason: str | None = None
+    fallback_kind: str | None = None  # "unreadable", "no_face", or "error" (a bug, only with keep_going)
+    decode_warning: str | None = None  # set when the video decoded only partly (the frames that did were used)
+    timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
+    # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
+    # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
+    face_crops: list[np.ndarray] = field(default_factory=list, repr=False)
+    # the row name when the file name alone is ambiguous (several folders in one run: "folder/file.mp4")
+    display_name: str | None = None
+    # per face its person (a track of faces.tracks; -1: a dropped short track), and per person
+    # its score (the strategy over its faces per model, the models combined)
+    face_persons: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    person_scores: list[float] = field(default_factory=list)
+    aggregate: str = "winner"  # the rule that made ``probability``
+    pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
+    per_person_probability: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.path.name
+
+    @property
+    def n_faces(self) -> int:
+        return int(self.face_frame_indices.size)
+
+    @property
+    def fell_back(self) -> bool:
+        return self.fallback_reason is not None
+
+    @property
+    def n_persons(self) -> int:
+        return len(self.person_scores)
+
+    @property
+    def mean_face_scores(self) -> np.ndarray:
+        """Per face, the mean over the models (the scores plotted in the report)."""
+        return self.face_scores.mean(axis=0) if self.face_scores.size else np.zeros(0)
+
+    @property
+    def frame_scores(self) -> dict[int, float]:
+        """Per sampled frame with a face, the mean score of its faces (mean over the models)."""
+        scores = self.mean_face_scores
+        return {int(f): float(scores[self.face_frame_indices == f].mean())
+                for f in np.unique(self.face_frame_indices)}
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled frames of one video, or why there are none."""
+
+    path: Path
+    frame_indices: list[int]
+    frames: list[np.ndarray]
+    error: str | None = None
+    decode_s: float = 0.0
+    warning: str | None = None  # a partly decodable video: how many of its header's frames decoded
+
+
+@dataclass
+class VideoFaces:
+    """Every face found in the sampled frames, cropped with the training margin (RGB uint8)."""
+
+    frame_indices: list[int]
+    face_frame_indices: np.ndarray
+    crops: list[np.ndarray]
+    boxes: np.ndarray  # (faces, 5): [x1, y1, x2, y2, detector score]
+    detect_s: float = 0.0
+
+
+@dataclass
+class DetectedVideo:
+    """A video between detection and classification: its faces, or the fallback it already ended in."""
+
+    path: Path
+    frame_indices: list[int]
+    faces: VideoFaces | None
+    timings_s: dict[str, float]
+    fallback: VideoPrediction | None = None
+    decode_warning: str | None = None
+
+
+def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Square RGB uint8 faces ``(H, W, 3)`` -> an ImageNet-normalised ``(N, 3, H, W)`` tensor."""
+    batch = torch.from_numpy(np.stack(faces)).to(device).permute(0, 3, 1, 2)
+    # contiguous NCHW like training's (a channels-last model converts it in its first layer)
+    return normalize_batch(batch).to(dtype).contiguous()
+
+
+# prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
+resolve_dtype = resolve_precision
+
+
+def decode_video(path: str | os.PathLike, frames_per_video: int, sampling: str = "round") -> DecodedVideo:
+    """The sampled frames of a video; unreadable videos come back with ``error`` set (never raise)."""
+    path = Path(path)
+    start = time.perf_counter()
+    counts = DecodeCounts()
+    try:
+        indices, frames = read_sampled_frames(path, frames_per_video, sampling, counts=counts)
+        error = None
+    except VideoReadError as exc:
+        indices, frames, error = [], [], f"unreadable video: {exc}"
+    except (cv2.error, OSError) as exc:  # what OpenCV and the file system raise on a damaged or vanished file
+        indices, frames, error = [], [], f"unreadable video: {path}: {type(exc).__name__}: {exc}"
+    warning = counts.partial_warning(path) if error is None else None
+    if warning:
+        logger.warning("%s", warning)
+    return DecodedVideo(path, indices, frames, error, time.perf_counter() - start, warning)
+
+
+# ---- the one-video predictor ----------------------------------------------------------------------------
+
+
+class VideoPredictor:
+    """Loads the detector and an ensemble of checkpoints once; ``predict_video(path)`` per video.
+
+    ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
+    loaded by ``models.checkpoints.load_model``); models with different input sizes share the
+    face crops, each gets them resized to its own size. ``options``: how (default:
+    ``resolve_options("default")``). ``encoder``: for checkpoints that name none;
+    ``keep_face_crops``: keep the scored crops on each prediction (for reports).
+    """
+
+    def __init__(self, checkpoints: Sequence[str | os.PathLike] | None = None,
+                 options: PredictorOptions | None = None, *, models: Sequence[LoadedModel] | None = None,
+                 encoder: str | None = None, keep_face_crops: bool = False):
+        options = resolve_options() if options is None else options
+        if not isinstance(options, PredictorOptions):
+            raise TypeError(f"options must be a PredictorOptions (from resolve_options), got {type(options).__name__}")
+        if options.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {options.strategy!r}; use one of {sorted(STRATEGIES)}")
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_dtype(options.precision, self.device)
+        self.strategy = STRATEGIES[options.strategy]
+        self.keep_face_crops = bool(keep_face_crops)
+        self.classifier_batch_size = options.classifier_batch_size or (
+            CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
+        if models is None:
+            if not checkpoints:
+                raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
+            models = [self._load(path, encoder) for path in checkpoints]
+        if not models:
+            raise ValueError("no model given")
+        self.models = list(models)
+        for loaded in self.models:
+            # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
+            loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
+                                   if options.channels_last else torch.contiguous_format)
+        self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=options.min_face_size_px,
+                                     batch_size=options.detector_batch_size, fast_pooling=options.detector_fast_pooling,
+                                     resize=options.detector_resize, face_order=options.face_order)
+
+    def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
+        """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
+        try:
+            return load_model(path, device=self.device)
+        except CheckpointError:
+            if encoder is None:
+                raise
+            return load_model(path, encoder=encoder, device=self.device)
+
+    # -- stages (public so that a caller can time or reuse them) --
+    def decode(self, path: str | os.PathLike) -> DecodedVideo:
+        return decode_video(path, self.options.frames_per_video, self.options.frame_sampling)
+
+    def extract_faces(self, frame_indices: Sequence[int], frames: Sequence[np.ndarray]) -> VideoFaces:
+        """Every face MTCNN finds in the frames (batched calls), cropped with the training margin;
+        at most ``options.max_faces``, the first ones in frame order (a frame's faces in detector order)."""
+        start = time.perf_counter()
+        boxes_per_frame = self.detector.detect(frames, scale=self.options.detector_scale)
+        limit = self.options.max_faces
+        crops: list[np.ndarray] = []
+        owners: list[int] = []
+        kept_boxes: list[np.ndarray] = []
+        for frame_index, frame, boxes in zip(frame_indices, frames, boxes_per_frame):
+            for box in boxes if boxes is not None else ():
+                if limit is not None and len(crops) >= limit:
+                    break
+                crop = crop_face(frame, box)
+                if crop.shape[0] < 2 or crop.shape[1] < 2:  # a box outside the frame: nothing to classify
+                    continue
+                crops.append(crop)
+                owners.append(int(frame_index))
+                kept_boxes.append(box)
+        boxes_array = np.asarray(kept_boxes, dtype=np.float32).reshape(-1, 5)
+        return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops, boxes_array,
+                          time.perf_counter() - start)
+
+    @torch.inference_mode()
+    def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Fake probability of every face crop under every model: ``(models, faces)``."""
+        scores = np.zeros((len(self.models), len(crops)), dtype=np.float64)
+        if not crops:
+            return scores
+        inputs_by_size: dict[int, list[np.ndarray]] = {}
+        for row, loaded in enumerate(self.models):
+            size = loaded.input_size
+            if size not in inputs_by_size:
+                inputs_by_size[size] = [face_to_model_input(crop, size, self.options.resize_rounding)
+                                        for crop in crops]
+            faces = inputs_by_size[size]
+            for start in range(0, len(faces), self.classifier_batch_size):
+                batch = to_model_batch(faces[start:start + self.classifier_batch_size], self.device, self.dtype)
+                probs = torch.sigmoid(loaded.model(batch).float()).squeeze(1)
+                if self.options.tta:
+                    flipped = torch.sigmoid(loaded.model(torch.flip(batch, dims=[3])).float()).squeeze(1)
+                    probs = (probs + flipped) / 2
+                scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
+        return scores
+
+    def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
+        """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
+        per_model = [self.strategy(row) for row in face_scores]
+        return combine_models(per_model, self.options.combine), per_model
+
+    def link_persons(self, faces: VideoFaces) -> np.ndarray:
+        """Person id per face (``-1``: a dropped short track), by ``faces.tracks.link_faces``."""
+        return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
+                          n_frames=len(faces.frame_indices))
+
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray) -> list[float]:
+        """Per person (id order) the pooled rule over that person's faces only."""
+        return [self.aggregate(face_scores[:, face_persons == person])[0]
+                for person in range(int(face_persons.max(initial=-1)) + 1)]
+
+    # -- one video --
+    def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
+        """First half of a prediction: the faces of a decoded video, or the fallback it ends in."""
+        timings = {"decode": decoded.decode_s, "detect": 0.0, "classify": 0.0}
+        if decoded.error is not None:
+            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
+                                 self._fallback(decoded.path, "unreadable", decoded.error, timings))
+        # no catch-all here: an exception in detection is a bug (or a setting such as an out-of-memory
+        # batch), and a 0.5 for every video would hide it
+        faces = self.extract_faces(decoded.frame_indices, decoded.frames)
+        timings["detect"] = faces.detect_s
+        if not faces.crops:
+            return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
+                                 self._fallback(decoded.path, "no_face", f"no face found in {len(decoded.frames)} "
+                                                f"sampled frames", timings, decoded.frame_indices,
+                                                decoded.warning))
+        return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings, decode_warning=decoded.warning)
+
+    def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
+        """Second half: every model on the faces, then the strategy and the model combination."""
+        if detected.fallback is not None:
+            return detected.fallback
+        timings = detected.timings_s
+        start = time.perf_counter()
+        face_scores = self.score_faces(detected.faces.crops)
+        pooled, per_model = self.aggregate(face_scores)
+        face_persons = self.link_persons(detected.faces)
+        person_scores = self.person_scores(face_scores, face_persons)
+        per_person = max(person_scores)
+        probability = per_person if self.options.aggregate == "per-person" else pooled
+        timings["classify"] = time.perf_counter() - start
+        return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
+                               face_persons=face_persons, person_scores=person_scores,
+                               aggregate=self.options.aggregate, pooled_probability=pooled,
+                               per_person_probability=per_person,
+                               face_frame_indices=detected.faces.face_frame_indices,
+                               face_boxes=detected.faces.boxes, face_scores=face_scores,
+                               model_probabilities=per_model, timings_s=timings,
+                               decode_warning=detected.decode_warning,
+                               face_crops=detected.faces.crops if self.keep_face_crops else [])
+
+    def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
+        return self.classify_detected(self.detect_decoded(decoded))
+
+    def predict_video(self, path: str | os.PathLike) -> VideoPrediction:
+        return self.predict_decoded(self.decode(path))
+
+    __call__ = predict_video
+
+    def error_prediction(self, path: str | os.PathLike, exc: BaseException) -> VideoPrediction:
+        """The 0.5 answer for a video whose prediction raised (``keep_going``); logs the traceback."""
+        logger.error("%s: prediction failed with %s (a bug, not a property of the video)", path,
+                     type(exc).__name__, exc_info=exc)
+        return self._fallback(Path(path), "error", f"prediction failed: {type(exc).__name__}: {exc}", {})
+
+    def _fallback(self, path: Path, kind: str, reason: str, timings: dict[str, float],
+                  frame_indices: Sequence[int] = (), decode_warning: str | None = None) -> VideoPrediction:
+        logger.warning("%s: %s; predicting %.1f", path, reason, NEUTRAL_PROBABILITY)
+        return VideoPrediction(path, NEUTRAL_PROBABILITY, list(frame_indices),
+                               face_scores=np.zeros((len(self.models), 0)), fallback_reason=reason,
+                               aggregate=self.options.aggregate,
+                               fallback_kind=kind, timings_s=timings, decode_warning=decode_warning)
+
+
+# ---- many videos ----------------------------------------------------------------------------------------
+
+
+def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.PathLike],
+                         prefetch: int = 2, keep_going: bool = False) -> Iterator[VideoPrediction]:
+    """``predictor.predict_video`` over ``paths``, in order, as a three-stage pipeline: a reader thread
+    decodes the next ``prefetch`` videos, the caller's thread detects faces, and a classifier thread
+    scores the previous video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN
+    leaves cores idle between its many small steps, so the stages overlap even on two cores.
+    ``prefetch=0``: one video after the other, nothing overlapped. The results are the same either way.
+
+    An exception (a bug: known input problems are fallbacks, not exceptions) ends the iteration after
+    the videos before it were yielded; with ``keep_going`` it is logged with its traceback and the
+    video gets ``predictor.error_prediction`` instead.
+    """
+    paths = [Path(p) for p in paths]
+
+    def guarded(path: Path, step: Callable[[], VideoPrediction | DetectedVideo]):
+        try:
+            return step()
+        except Exception as exc:
+            if not keep_going:
+                raise
+            return predictor.error_prediction(path, exc)
+
+    if prefetch < 1:
+        for path in paths:
+            yield guarded(path, lambda path=path: predictor.predict_video(path))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier") as classifier:
+        decoding: deque[tuple[Path, Future[DecodedVideo]]] = deque()
+        classifying: deque[tuple[Path, Future[VideoPrediction]]] = deque()
+        next_index = 0
+        while next_index < len(paths) and len(decoding) < prefetch:
+            decoding.append((paths[next_index], reader.submit(predictor.decode, paths[next_index])))
+            next_index += 1
+        while decoding:
+            path, decoding_future = decoding.popleft()
+            if next_index < len(paths):
+                decoding.append((paths[next_index], reader.submit(predictor.decode, paths[next_index])))
+                next_index += 1
+            detected = guarded(path, lambda f=decoding_future: predictor.detect_decoded(f.result()))
+            del decoding_future  # the frames stay alive only through the face crops
+            if isinstance(detected, VideoPrediction):  # it failed, with keep_going
+                classifying.append((path, _done(detected)))
+            else:
+                classifying.append((path, classifier.submit(predictor.classify_detected, detected)))
+            while len(classifying) > 1:  # one video classified while the next is detected
+                done_path, future = classifying.popleft()
+                yield guarded(done_path, future.result)
+        while classifying:
+            done_path, future = classifying.popleft()
+            yield guarded(done_path, future.result)
+
+
+def _done(value: VideoPrediction) -> Future[VideoPrediction]:
+    future: Future[VideoPrediction] = Future()
+    future.set_result(value)
+    return future
+
+
+def list_videos(folder: str | os.PathLike) -> list[Path]:
+    """Every ``.mp4`` file directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def predict_folder(predictor: VideoPredictor, folder: str | os.PathLike,
+                   prefetch: int = 2) -> Iterator[VideoPrediction]:
+    """Predictions for every ``.mp4`` in ``folder``, sorted by file name."""
+    return predict_on_video_set(predictor, list_videos(folder), prefetch=prefetch)
