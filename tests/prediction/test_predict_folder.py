@@ -16,8 +16,6 @@ import torch
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from core import errors
-from datasets.dfdc import read_labels
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
 from prediction import cli
@@ -168,17 +166,6 @@ def test_find_checkpoints_prefers_best_then_last(tmp_path):
     found = [p.relative_to(tmp_path).as_posix() for p in find_checkpoints(tmp_path)]
     assert found == ["a_0_best", "b_1_last", "c_2_best.pth", "sub/d_0_last"]
     assert find_checkpoints(tmp_path / "none") == []
-
-
-def test_read_labels_json_and_csv(tmp_path):
-    meta = tmp_path / "metadata.json"
-    meta.write_text(json.dumps({"a.mp4": {"label": "FAKE"}, "b.mp4": {"label": "REAL"}}))
-    table = tmp_path / "labels.csv"
-    table.write_text("filename,label\na.mp4,1\nb.mp4,0\n")
-    assert read_labels(meta) == read_labels(table) == {"a.mp4": 1, "b.mp4": 0}
-    table.write_text("filename,label\na.mp4,maybe\n")
-    with pytest.raises(errors.InputError, match="maybe"):
-        read_labels(table)
 
 
 def test_predict_submission_sh_uses_train_sh_checkpoints(test_videos, tmp_path):
