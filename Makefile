@@ -23,6 +23,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 sample-data: venv
 	$(PY) -m sample_data.make_sample_dataset $(SAMPLE_DIR)
