@@ -127,7 +127,7 @@ def test_second_run_of_the_same_name_is_refused_unless_overwrite(preprocessed_ro
 
 def _kill_during_save(target: Path) -> None:
     """A real kill -9 of a process in the middle of an atomic checkpoint write."""
-    code = ("import os, sys\nfrom datasets.layout import atomic_path\n"
+    code = ("import os, sys\nfrom core.files import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half a checkpoint')\n"
             "    os.kill(os.getpid(), 9)\n")
     run = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, env=_env(), timeout=120)
