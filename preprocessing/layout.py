@@ -316,17 +316,20 @@ def _entry_of(part: Path, file_name: str, info) -> VideoEntry | LayoutProblem:
 
 
 def _fake_problem(fake: VideoEntry, entries: dict[str, VideoEntry], listed: dict[str, list]) -> str | None:
-    """Why a fake has no usable original (the end of a message), None when it has one."""
+    """Why a fake is left out for want of a usable original, with the fix; None when it has one."""
     original = fake.original_id
+    set_it = 'it is left out (set its "original" to the real video it was made from)'
     if original is None:
-        return f'names no "original" in its {METADATA_NAME}'
+        return f'names no "original" in its {METADATA_NAME}; {set_it}'
     if original == fake.video_id:
-        return "names itself as its original"
+        return f"names itself as its original; {set_it}"
     if original in entries:
-        return f"names {entries[original].path}, a fake, as its original" if entries[original].is_fake else None
+        return f"names {entries[original].path}, a fake, as its original; {set_it}" \
+            if entries[original].is_fake else None
     if original in listed:
-        return f"names original {original}, whose id is listed more than once (see that entry)"
-    return f"names original {original}.mp4, which is not in the data"
+        return f"names original {original}, whose id is listed more than once; it is left out until that is fixed"
+    return (f"names original {original}.mp4, which is not in the data; it is left out (add the part that holds "
+            f"{original}.mp4, if you have it)")
 
 
 def _unique_entries(found: list[VideoEntry]) -> tuple[dict[str, VideoEntry], list[LayoutProblem]]:
@@ -344,8 +347,7 @@ def _unique_entries(found: list[VideoEntry]) -> tuple[dict[str, VideoEntry], lis
     for entry in (e for e in entries.values() if e.is_fake):
         reason = _fake_problem(entry, entries, by_id)
         if reason:
-            problems.append(LayoutProblem(entry.video_id, f"fake {entry.path} {reason}; it is left out (a fake "
-                                                          f"must name the real video it was made from)"))
+            problems.append(LayoutProblem(entry.video_id, f"fake {entry.path} {reason}"))
     return entries, problems
 
 
