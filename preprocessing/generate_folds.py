@@ -28,6 +28,7 @@ from preprocessing.layout import (
     VideoEntry,
     parse_crop_name,
     part_number,
+    remove_inside,
     stable_id_hash,
     write_text_atomic,
 )
@@ -124,12 +125,12 @@ def folds_rows(layout: DataLayout, entries: list[VideoEntry], n_splits: int | No
     return rows
 
 
-def write_folds_csv(target: Path, rows: list[tuple]) -> None:
+def write_folds_csv(target: Path, rows: list[tuple], root: Path | None = None) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows(rows)
-    write_text_atomic(target, buffer.getvalue())
+    write_text_atomic(target, buffer.getvalue(), root)
 
 
 def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
@@ -141,10 +142,10 @@ def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[P
     rows = folds_rows(layout, list(item.videos), options.get("n_splits"))
     if not rows:
         # an old folds.csv would list crops that are gone: training must not find one
-        layout.folds_csv.unlink(missing_ok=True)
+        remove_inside(layout.root, layout.folds_csv)
         raise ItemError(f"no crops under {layout.crops_root} for any video listed in the parts' metadata.json, so "
                         f"no {layout.folds_csv}: run the stages before it (./preprocess_data.sh {layout.root})")
-    write_folds_csv(layout.folds_csv, rows)
+    write_folds_csv(layout.folds_csv, rows, root=layout.root)
     return [layout.folds_csv]
 
 

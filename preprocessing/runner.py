@@ -31,7 +31,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -48,7 +47,9 @@ from preprocessing.layout import (
     DataLayout,
     LayoutError,
     LayoutProblem,
+    OutsideRootError,
     VideoEntry,
+    remove_inside,
     stable_id_hash,
     temp_target_name,
     write_json_atomic,
@@ -122,6 +123,7 @@ class StageSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (item, error)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (item, warning) of items done
     log_path: Path | None = None
+    log_problem: str | None = None  # why log_path could not be written (a full disk), None when it could
 
     @property
     def videos_per_s(self) -> float:
@@ -132,7 +134,9 @@ class StageSummary:
         warnings = f", {n_warnings} warning{'s' if n_warnings != 1 else ''}" if n_warnings else ""
         text = (f"{self.stage}: done {self.done}, skipped {self.skipped} (already complete), "
                 f"failed {self.failed}{warnings} in {self.elapsed_s:.1f} s ({self.videos_per_s:.2f} videos/s)")
-        if (self.failed or n_warnings) and self.log_path is not None:
+        if self.log_problem is not None:
+            text += f"; {self.log_problem}: the messages above are the only record of them"
+        elif (self.failed or n_warnings) and self.log_path is not None:
             text += f"; {'failures' if self.failed else 'warnings'} are listed in {self.log_path}"
         return text
 
@@ -164,15 +168,15 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 # ---- temp files and markers ----------------------------------------------------------------------
 def remove_stale_temps(folder: Path, owned: Callable[[str], bool] | None = None) -> int:
     """Delete temp files left by a killed run in ``folder`` (only those whose target name ``owned``
-    accepts, so that concurrent shards never delete each other's files in flight)."""
+    accepts, so that concurrent shards never delete each other's files in flight). Folders are never
+    temp files: left alone."""
     if not folder.is_dir():
         return 0
     removed = 0
     for path in folder.iterdir():
         target = temp_target_name(path.name)
-        if target is not None and (owned is None or owned(target)):
-            path.unlink(missing_ok=True)
-            removed += 1
+        if target is not None and (owned is None or owned(target)) and (path.is_symlink() or not path.is_dir()):
+            removed += remove_inside(folder, path)
     return removed
 
 
@@ -268,34 +272,57 @@ def outputs_present(root: Path, relative_paths: Sequence[str]) -> bool:
     return True
 
 
+def _output_below_root(layout: DataLayout, path: Path) -> str:
+    """An output's path below DATA_ROOT as it is named there: an output folder may be a symlink to
+    another disk (``crops/``), which resolving would take outside DATA_ROOT."""
+    try:
+        return str(path.absolute().relative_to(layout.root.absolute()))
+    except ValueError:  # named through another path to DATA_ROOT
+        return str(path.resolve().relative_to(layout.root.resolve()))
+
+
 def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path],
                   inputs: dict[str, str | None]) -> None:
-    relative = sorted(str(Path(p).resolve().relative_to(layout.root.resolve())) for p in outputs)
+    relative = sorted(_output_below_root(layout, Path(p)) for p in outputs)
     write_json_atomic(layout.progress_path(stage.name, item.key),
                       {"format": MARKER_FORMAT, "item": item.key, "options": _marker_options(stage, options),
-                       "inputs": inputs, "outputs": relative})
+                       "inputs": inputs, "outputs": relative}, root=layout.progress_dir(stage.name))
 
 
 def _clear_item(layout: DataLayout, stage: Stage, item: WorkItem) -> None:
     """Remove the marker, then the outputs of an item about to be (re)done: what its new run writes
-    is then all there is (no crop of older boxes next to the new ones)."""
-    layout.progress_path(stage.name, item.key).unlink(missing_ok=True)
+    is then all there is (no crop of older boxes next to the new ones). Each removal is checked to stay
+    inside the output folder it belongs to (``remove_inside``)."""
+    remove_inside(layout.progress_dir(stage.name), layout.progress_path(stage.name, item.key))
+    roots = [Path(root) for root in (stage.output_dirs(layout) if stage.output_dirs else [])]
     for path in (stage.item_outputs(layout, item) if stage.item_outputs else []):
-        path = Path(path)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove_inside(_output_root_of(Path(path), roots, stage.name), path)
 
 
-def _append_log(layout: DataLayout, stage: str, item: str, message: str, kind: str = "error") -> None:
+def _output_root_of(path: Path, roots: list[Path], stage: str) -> Path:
+    """The output folder ``path`` is named under (by its name only: ``remove_inside`` then checks where it
+    really is, so ``crops/..`` is found here and refused there)."""
+    named = [root for root in roots if path.is_relative_to(root)]
+    if not named:
+        raise OutsideRootError(f"{stage} names {path} as an output of an item, but it is in none of the stage's "
+                               f"output folders ({', '.join(map(str, roots))}); this is a bug, please report it")
+    return max(named, key=lambda root: len(root.parts))
+
+
+def _append_log(layout: DataLayout, stage: str, item: str, message: str, kind: str = "error") -> str | None:
+    """Append one line to the stage's log; returns why it could not be written (a full disk, say), else
+    None: the item's message is in the summary anyway, so losing the log must not end the run."""
     # appended, never truncated: shards on several machines may share one log file
     path = layout.log_path(stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"item": item, "stage": stage, "kind": kind, kind: message,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        return f"cannot write {path} ({exc.strerror or exc})"
+    return None
 
 
 # ---- writable outputs ----------------------------------------------------------------------------
@@ -451,7 +478,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     def fail(item_key: str, error: str) -> None:
         # logged at once, so that a run killed later still leaves the failures seen so far
         summary.failures.append((item_key, error))
-        _append_log(layout, stage.name, item_key, error)
+        summary.log_problem = _append_log(layout, stage.name, item_key, error) or summary.log_problem
 
     for problem in problems:
         if in_shard(problem.item, shard):
@@ -484,7 +511,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
         if error is None:
             for warning in warnings:
                 summary.warnings.append((item.key, warning))
-                _append_log(layout, stage.name, item.key, warning, kind="warning")
+                summary.log_problem = _append_log(layout, stage.name, item.key, warning, "warning") or summary.log_problem
             if not stage.always_run:
                 _write_marker(layout, stage, item, options, [Path(p) for p in outputs], inputs_of[item.key])
             summary.done += 1
@@ -585,7 +612,7 @@ def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -
         # failures (the item is not done) and warnings (it is) both say the file and what to do
         messages = summary.failures + summary.warnings
         for shown, (item, message) in enumerate(messages):
-            if shown == max_warnings:
+            if shown == max_warnings and summary.log_problem is None:  # else this output is their only record
                 print(f"warning: {summary.stage}: ... {len(messages) - shown} more in {summary.log_path}",
                       file=sys.stderr)
                 break

@@ -301,3 +301,14 @@ def test_folder_as_config_says_it_is_a_folder(tmp_path):
     run = subprocess.run([str(REPO / "train.sh"), str(tmp_path), "0", str(tmp_path)], env=_env(),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and f"config {tmp_path} is a folder" in run.stderr
+
+
+def test_a_prefix_that_would_leave_the_weights_folder_is_refused(preprocessed_root, tmp_path, capsys):
+    weights = tmp_path / "weights"
+    for prefix in ("../escaped_", ".hidden_", "a/b_"):
+        argv = ["--data-dir", str(preprocessed_root), "--output-dir", str(weights), "--log-dir", str(tmp_path / "l"),
+                "--no-progress", "--prefix", prefix, *[a for o in TINY + ["epochs=1"] for a in ("--set", o)]]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"--prefix {prefix!r}" in err and "plain --prefix" in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no checkpoint, log or args anywhere

@@ -37,7 +37,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from preprocessing.devices import resolve_device, resolve_precision
-from preprocessing.layout import DataLayout, atomic_path, path_problem, write_text_atomic
+from preprocessing.layout import (
+    DataLayout,
+    atomic_path,
+    name_problem,
+    path_problem,
+    remove_inside,
+    write_text_atomic,
+)
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
 from training.tools.metrics import video_scores
@@ -196,7 +203,7 @@ def _drop_replaced(weights_dir: Path, name: str, replaced: list[Path], resume_ep
     if resume_epoch is not None and best.is_file() and int(read_checkpoint(best).get("epoch", -1)) > resume_epoch:
         doomed.append(best)
     for path in doomed:
-        path.unlink(missing_ok=True)
+        remove_inside(weights_dir, path)
     log.warning("%s: --overwrite: deleted %s", name, ", ".join(p.name for p in doomed))
 
 
@@ -229,7 +236,7 @@ def resume_checkpoint(options: TrainOptions) -> Path | None:
         if options.config is None:
             raise ValueError("--resume last needs --config: the run name (and so its _last file) comes from it")
         config = load_config(options.config, options.overrides)
-        last = checkpoint_path(options.output_dir, run_name(config, int(options.seed), options.prefix), "last")
+        last = checkpoint_path(options.output_dir, checked_run_name(config, int(options.seed), options.prefix), "last")
         if not last.is_file():
             log.info("--resume last: no %s yet in %s; starting the run", last.name, last.parent)
             return None
@@ -239,6 +246,18 @@ def resume_checkpoint(options: TrainOptions) -> Path | None:
         raise ValueError(f"--resume {options.resume} {problem}; pass a checkpoint file such as "
                          f"{Path(options.output_dir) / '<name>_last'} (or --resume last)")
     return Path(options.resume)
+
+
+def checked_run_name(config: dict, seed: int, prefix: str) -> str:
+    """The run's name, which names its files in the weights folder and its log folder: ValueError when it
+    could not (a ``--prefix`` holding a path separator or starting with a dot)."""
+    name = run_name(config, seed, prefix)
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"the run name {name!r} (--prefix {prefix!r} + network_encoder_seed) {problem}; it names "
+                         f"files in --output-dir and a folder in --log-dir, so pass a plain --prefix such as "
+                         f"'trial1_' (to write elsewhere, use --output-dir / --log-dir)")
+    return name
 
 
 def check_run_folder(weights_dir: Path, name: str, resume_epoch: int | None, overwrite: bool) -> list[Path]:
@@ -275,7 +294,7 @@ def prune_epochs(weights_dir: Path, name: str, keep: int | None) -> list[Path]:
                     if isinstance(parse_checkpoint_name(p.name).which, int))
     doomed = [p for _, p in epochs[:max(len(epochs) - keep, 0)]]
     for path in doomed:
-        path.unlink(missing_ok=True)
+        remove_inside(weights_dir, path)
     return doomed
 
 
@@ -305,7 +324,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> Tra
     resume_data = read_checkpoint(resume_path) if resume_path is not None else None
     config = resolve(options, resume_data)
     seed = int(options.seed)
-    name = run_name(config, seed, options.prefix)
+    name = checked_run_name(config, seed, options.prefix)
     weights_dir = Path(options.output_dir)
     continuing = resume_data is not None and not options.from_zero
     resume_epoch = int(resume_data["epoch"]) if continuing else None
