@@ -31,6 +31,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import stat
 import sys
 import tempfile
@@ -53,6 +54,14 @@ from preprocessing.layout import (
     stable_id_hash,
     temp_target_name,
     write_json_atomic,
+)
+from preprocessing.run_control import (
+    LockError,
+    Stopped,
+    exit_with_parent,
+    preprocessing_lock,
+    stop_exit_code,
+    stop_on_sigterm,
 )
 
 
@@ -402,7 +411,9 @@ def _use_gpu_of_worker(options: dict, index: int) -> None:
         torch.cuda.set_device(index % torch.cuda.device_count())
 
 
-def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter) -> None:
+def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # a killed run leaves no worker behind that goes on writing
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     with counter.get_lock():
         _WORKER["index"] = counter.value
         counter.value += 1
@@ -463,13 +474,20 @@ def _task_size(stage: Stage, n_items: int, n_workers: int) -> int:
 def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None = None,
               workers: int | None = None, shard: tuple[int, int] | str | None = None,
               progress: bool = True) -> StageSummary:
-    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable."""
+    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable, LockError when
+    a conflicting run holds DATA_ROOT (see ``preprocessing.run_control``)."""
     options = dict(options or {})
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     workers = default_workers() if workers is None else check_workers(workers)
     layout = DataLayout(data_root)
     layout.check()
     check_writable(layout, [stage])
+    with preprocessing_lock(layout.root, shard):
+        return _run_stage_locked(stage, layout, options, workers, shard, progress)
+
+
+def _run_stage_locked(stage: Stage, layout: DataLayout, options: dict, workers: int,
+                      shard: tuple[int, int] | None, progress: bool) -> StageSummary:
     started = time.perf_counter()
     summary = StageSummary(stage.name, log_path=layout.log_path(stage.name))
 
@@ -535,23 +553,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
             finally:  # in-process runs (tests, notebooks) leave the caller's settings as they were
                 _restore_threads(previous)
         elif todo:
-            # spawn: torch and OpenMP are not fork-safe once initialised in the parent
-            context = multiprocessing.get_context("spawn")
-            started_workers = context.Value("i", 0)  # numbers the workers (GPU choice, worker_index())
-            with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(stage, options, str(layout.root), THREADS_PER_WORKER,
-                                               started_workers)) as pool:
-                size = _task_size(stage, len(todo), n_workers)
-                tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
-                futures = [pool.submit(_worker_run, task) for task in tasks]
-                for task, future in zip(tasks, futures):
-                    try:
-                        results = future.result()
-                    except BrokenProcessPool as exc:
-                        results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item",
-                                    []) for item in task]
-                    for result in results:
-                        finish(*result)
+            _run_in_pool(stage, layout, todo, options, n_workers, finish)
     finally:
         if bar is not None:
             bar.close()
@@ -559,6 +561,52 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     summary.failed = len(summary.failures)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _run_in_pool(stage: Stage, layout: DataLayout, todo: list[WorkItem], options: dict, n_workers: int,
+                 finish: Callable) -> None:
+    """``todo`` in ``n_workers`` worker processes, ``finish`` called with each result in order. Anything
+    that ends this early (SIGTERM, Ctrl-C, an error) stops the workers at once: a pool left to itself
+    would finish every queued item first."""
+    # spawn: torch and OpenMP are not fork-safe once initialised in the parent
+    context = multiprocessing.get_context("spawn")
+    started_workers = context.Value("i", 0)  # numbers the workers (GPU choice, worker_index())
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
+                               initargs=(stage, options, str(layout.root), THREADS_PER_WORKER, started_workers,
+                                         os.getpid()))
+    try:
+        size = _task_size(stage, len(todo), n_workers)
+        tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
+        futures = [pool.submit(_worker_run, task) for task in tasks]
+        for task, future in zip(tasks, futures):
+            try:
+                results = future.result()
+            except BrokenProcessPool as exc:
+                results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item",
+                            []) for item in task]
+            for result in results:
+                finish(*result)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes now and wait for them to end."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((pool._processes or {}).values())  # the only handle on them before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -621,11 +669,17 @@ def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -
 
 
 def run_cli(run: Callable[[], StageSummary | Sequence[StageSummary]]) -> int:
-    """Call ``run``, print the summary; exit code 2 when DATA_ROOT is unusable or an option is bad."""
+    """Call ``run``, print the summary; exit code 2 when DATA_ROOT is unusable, an option is bad or
+    another run holds DATA_ROOT; 143 (130) when SIGTERM (Ctrl-C) stopped the run."""
     try:
-        result = run()
-    except (LayoutError, ValueError) as exc:  # unusable DATA_ROOT or option: nothing could run
+        with stop_on_sigterm():
+            result = run()
+    except (LayoutError, LockError, ValueError) as exc:  # nothing could run
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as exc:
+        print(f"\n{str(exc) or 'stopped by SIGINT'}: the items in flight were dropped, every finished item is kept; "
+              f"run the same command again to finish", file=sys.stderr)
+        return stop_exit_code(exc)
     print_summaries([result] if isinstance(result, StageSummary) else list(result))
     return 0

@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,14 @@ from preprocessing.layout import (
     remove_inside,
     write_text_atomic,
 )
+from preprocessing.run_control import (
+    LOCKS_FOLDER,
+    LockError,
+    Stopped,
+    hold_lock,
+    stop_exit_code,
+    stop_on_sigterm,
+)
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
 from training.tools.metrics import video_scores
@@ -58,6 +67,7 @@ from training.zoo.checkpoints import (
     run_files,
     run_name,
     save_checkpoint,
+    save_error,
 )
 from training.zoo.classifiers import DeepFakeClassifier
 from training.zoo.pretrained import load_pretrained
@@ -208,8 +218,11 @@ def _drop_replaced(weights_dir: Path, name: str, replaced: list[Path], resume_ep
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    try:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    except OSError as exc:
+        raise save_error(dst, exc, src.stat().st_size) from exc
 
 
 def resolve(options: TrainOptions, resume_data: dict | None = None) -> dict:
@@ -310,22 +323,34 @@ def remove_stale_run_temps(weights_dir: Path, name: str) -> int:
     return remove_stale_temps(weights_dir, owned)
 
 
+def run_lock(weights_dir: Path, name: str):
+    """The lock rank 0 holds while it trains run ``name`` into ``weights_dir`` (a context manager): a
+    second trainer of that run there is refused with a LockError naming the first; other runs (seeds)
+    may train into the same folder at the same time."""
+    return hold_lock(weights_dir / LOCKS_FOLDER / f"{name}.lock", f"a trainer of {name} in {weights_dir}",
+                     "wait for it to end or stop it (kill its pid; train.sh --resume then continues after its "
+                     "last finished epoch), or train into another folder (WEIGHTS_DIR / --output-dir)")
+
+
 def train(options: TrainOptions) -> TrainResult:
     ctx, device = init_distributed(options.device)
     try:
-        return _train(options, ctx, device)
+        with ExitStack() as held:  # the run lock, from the moment the run's name is known to the end
+            return _train(options, ctx, device, held)
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> TrainResult:
+def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: ExitStack) -> TrainResult:
     resume_path = resume_checkpoint(options)
     resume_data = read_checkpoint(resume_path) if resume_path is not None else None
     config = resolve(options, resume_data)
     seed = int(options.seed)
     name = checked_run_name(config, seed, options.prefix)
     weights_dir = Path(options.output_dir)
+    if ctx.is_main:
+        held.enter_context(run_lock(weights_dir, name))
     continuing = resume_data is not None and not options.from_zero
     resume_epoch = int(resume_data["epoch"]) if continuing else None
     replaced = check_run_folder(weights_dir, name, resume_epoch, options.overwrite)
@@ -547,7 +572,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = TrainOptions(**{k: v for k, v in vars(args).items() if k in TrainOptions.__dataclass_fields__})
     try:
-        result = train(options)
+        with stop_on_sigterm():
+            result = train(options)
+    except (Stopped, KeyboardInterrupt) as exc:
+        print(f"\n{str(exc) or 'stopped by SIGINT'}: the epoch in progress is lost, the ones finished are saved "
+              f"(<name>_last in {options.output_dir}); continue with --resume last (train.sh --resume)", file=sys.stderr)
+        return stop_exit_code(exc)
     except Exception as exc:
         from training.datasets.classifier_dataset import FoldsError
         from training.tools.config import ConfigError
@@ -555,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.zoo.pretrained import PretrainedError
 
         if isinstance(exc, (FoldsError, ConfigError, CheckpointError, PretrainedError, RunExistsError,
-                            ValueError)):
+                            LockError, ValueError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

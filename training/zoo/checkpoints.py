@@ -29,9 +29,11 @@ writes such files).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pickle
 import re
+import shutil
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -263,14 +265,55 @@ def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
     return repr(value)
 
 
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (a full disk, say); the checkpoints saved before are intact."""
+
+
+# errnos of a write that failed for want of room: a full file system, a user quota
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def save_error(path: str | os.PathLike, exc: OSError, needed_bytes: int) -> CheckpointSaveError:
+    """What to say when writing checkpoint ``path`` (about ``needed_bytes``) failed with ``exc``."""
+    path = Path(path)
+    if exc.errno not in NO_SPACE_ERRNOS:
+        return CheckpointSaveError(f"cannot save checkpoint {path} ({exc.strerror or exc}); the checkpoints "
+                                   f"saved before are intact")
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return CheckpointSaveError(
+        f"cannot save checkpoint {path}: no space left on the disk of {path.parent} ({free}, this file needs "
+        f"about {needed_bytes / 2**20:.0f} MB); free space there, keep fewer epoch files (--set "
+        f"keep_checkpoints=1) or train into a disk with room (WEIGHTS_DIR / --output-dir), then continue with "
+        f"train.sh --resume; the checkpoints saved before are intact")
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: dict[str, Any],
                     **extra: Any) -> None:
     """Atomically write this project's checkpoint format (weights without the DDP prefix), in plain
-    types only, so that ``read_checkpoint`` loads it with weights_only."""
+    types only, so that ``read_checkpoint`` loads it with weights_only. A failed write (a full disk)
+    raises CheckpointSaveError and leaves no partial file."""
     target = model.module if hasattr(model, "module") else model
     payload = to_plain({"state_dict": target.state_dict(), "config": config, **extra})
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            # through a Python file: a full disk is then an OSError(ENOSPC), where torch's own writer
+            # of a path reports only "unexpected pos"
+            torch.save(payload, handle)
+    except OSError as exc:
+        raise save_error(path, exc, _tensor_bytes(payload)) from exc
 
 
 def convert_trusted(source: str | os.PathLike, destination: str | os.PathLike) -> None:
