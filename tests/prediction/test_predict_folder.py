@@ -523,7 +523,7 @@ def test_a_full_disk_keeps_the_predictions_in_a_recovery_file(tmp_path, full_dis
     monkeypatch.setattr(tempfile, "tempdir", str(recovery))
     output = full_disk / "out.csv"
     argv = ["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--frames-per-video", "1",
-            "--no-progress", "--no-labels"]
+            "--no-progress"]
     rc = predict_folder.main(argv + ["--output", str(output)])
     err = capsys.readouterr().err
     assert rc == predict_folder.EXIT_WRITE_FAILED, err
