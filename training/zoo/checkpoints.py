@@ -21,9 +21,10 @@ head (``encoder.classifier.*``), which the classifier never uses.
 Files are read with ``torch.load(weights_only=True)``: tensors and plain Python values only, plus NumPy
 number scalars (the winner's training script stored its best validation loss, ``bce_best``, as the
 NumPy float scikit-learn's ``log_loss`` returns). Nothing in a file can run code when it is read. A file
-that needs more is refused with a message; if its source is trusted, ``python -m
-training.zoo.checkpoints convert-trusted SRC DST`` writes a copy that loads (``save_checkpoint`` only
-writes such files).
+that needs more is refused as unsafe, with the object it asks for and never torch's advice to load it with
+``weights_only=False``; if its source is trusted, ``python -m training.zoo.checkpoints convert-trusted SRC
+DST`` writes a copy that loads (``save_checkpoint`` only writes such files). A file that calls into a
+module torch blocks outright (``os``, ``sys``) is never converted.
 """
 
 from __future__ import annotations
