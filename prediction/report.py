@@ -41,16 +41,18 @@ PAGE_STEM_MAX_CHARS = 120  # a page's stem, so that "<stem>.html" stays far belo
 
 def page_slug(name: str, taken: set[str]) -> str:
     """A safe, unique stem for a video's page (``folder/a b.mp4`` -> ``folder__a_b``): letters, digits,
-    ``.``, ``_`` and ``-`` only, never starting with a dot (no ``..``, no hidden file), never a separator,
-    at most ``PAGE_STEM_MAX_CHARS``, and unique in ``taken`` ignoring case (a case-insensitive file system
-    would merge ``A`` and ``a``). The stem is added to ``taken``, in lower case."""
+    ``_`` and ``-`` only (never a dot or a separator), at most ``PAGE_STEM_MAX_CHARS``, and unique in
+    ``taken`` ignoring case (a case-insensitive file system would merge ``A`` and ``a``). The stem is added
+    to ``taken``, in lower case."""
     from kernel_utils import VIDEO_SUFFIXES
 
     base, dot, suffix = name.rpartition(".")
     if dot and base and f".{suffix.lower()}" in VIDEO_SUFFIXES:
         name = base
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__").replace("\\", "__"))
-    stem = re.sub(r"^\.+", lambda dots: "_" * len(dots.group()), stem)[:PAGE_STEM_MAX_CHARS] or "video"
+    # no dot at all: no "..", no hidden file, and no stem ending in ".html" whose image folder would be
+    # another video's page
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name.replace("/", "__").replace("\\", "__"))
+    stem = stem[:PAGE_STEM_MAX_CHARS] or "video"
     slug, n = stem, 1
     while slug.lower() in taken:
         n += 1

@@ -457,7 +457,7 @@ def test_read_labels_names_the_bad_line_and_entry(tmp_path):
 
 
 HOSTILE_NAMES = ["...mp4", "..mp4", ".hidden.mp4", "=HYPERLINK(1).mp4", "+1.mp4", "-2.mp4", "@SUM(1).mp4", "a b.mp4",
-                 "a_b.mp4", "A_B.mp4", "x.mp4"]
+                 "a_b.mp4", "A_B.mp4", "x.mp4", "x.html.mp4", "back\\slash.mp4", "v" * 240 + ".mp4"]
 
 
 def test_hostile_names_stay_in_the_report_and_do_not_run_in_a_spreadsheet(tmp_path, project_checkpoint, test_videos,
