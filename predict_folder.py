@@ -618,8 +618,8 @@ def rows_kept(output: Path, predictions, n_videos: int) -> tuple[Path | None, st
     if where == output:
         return where, f"{done} are in {output}"
     if where is not None:
-        return where, (f"{failures[0]}; {done} are saved in the recovery file {where}: free space there (or "
-                       f"choose another --output) and copy it to {output}")
+        return where, (f"{failures[0]}; {done} are saved in the recovery file {where}: free space on the disk "
+                       f"of {output} (or choose another --output) and copy the file there")
     print(submission_text(predictions), end="")
     return None, (f"no place could take {done} ({'; '.join(failures)}): they are printed above on stdout "
                   f"(filename,label); free space and save them")
