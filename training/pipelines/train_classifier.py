@@ -348,13 +348,13 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: 
     config = resolve(options, resume_data)
     seed = int(options.seed)
     name = checked_run_name(config, seed, options.prefix)
+    dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     weights_dir = Path(options.output_dir)
     if ctx.is_main:
         held.enter_context(run_lock(weights_dir, name))
     continuing = resume_data is not None and not options.from_zero
     resume_epoch = int(resume_data["epoch"]) if continuing else None
     replaced = check_run_folder(weights_dir, name, resume_epoch, options.overwrite)
-    dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source,
