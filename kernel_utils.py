@@ -21,6 +21,8 @@ from prediction.predictor import (
     CLASSIFIER_BATCH_CPU,
     CLASSIFIER_BATCH_GPU,
     NEUTRAL_PROBABILITY,
+    OTHER_VIDEO_SUFFIXES,
+    VIDEO_SUFFIXES,
     DecodedVideo,
     DetectedVideo,
     VideoFaces,
@@ -32,9 +34,11 @@ from prediction.predictor import (
     predict_on_video_set,
     resolve_dtype,
     to_model_batch,
+    unread_videos,
 )
 
 __all__ = [
     "PredictorOptions", "resolve_options", "VideoPredictor", "VideoPrediction", "predict_on_video_set",
-    "predict_folder", "list_videos", "confident_strategy", "describe_strategy", "combine_models",
+    "predict_folder", "list_videos", "unread_videos", "VIDEO_SUFFIXES", "confident_strategy",
+    "describe_strategy", "combine_models",
 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Predict every .mp4 in TEST_DIR into OUT.csv (filename,label).
+# Predict every video in TEST_DIR (.mp4 .mov .mkv .avi .webm .m4v, any case) into OUT.csv (filename,label).
 #   ./predict_submission.sh TEST_DIR OUT.csv [CKPT ...] [-- extra predict_folder.py options]
-# Without CKPT: the checkpoints train.sh wrote (per run *_best, else *_last) in $WEIGHTS_DIR, else in
-# weights/ of this repository (models.weights.default_weights_dir, the rule train.sh follows).
+# Without CKPT: the checkpoints train.sh wrote (per run *_best, else *_last) in $WEIGHTS_DIR itself (not
+# its subfolders), else in weights/ of this repository (models.weights.default_weights_dir, the
+# rule train.sh follows).
 # When TEST_DIR holds a metadata.json the score is printed too.
 # Examples of extra options: -- --report output/report --frames-per-video 16 --tta
 set -euo pipefail

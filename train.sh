@@ -8,6 +8,8 @@
 #                one starts); a seed whose run is complete stops at once
 #   --overwrite  start again over a run of the same name (its files are deleted); without it a new run
 #                into a folder that holds one is refused
+# A second trainer of a run that is training into the same folder is refused (exit 2, naming it).
+# SIGTERM or Ctrl-C stops the trainer too (exit 143 / 130); --resume continues after the last epoch.
 # Environment:
 #   WEIGHTS_DIR   checkpoint folder, the one predict_submission.sh reads (default: weights/ in this
 #                 repository, wherever this is run from); OUTPUT_DIR is accepted as its older name
@@ -79,6 +81,30 @@ read -r -a torchrun_args <<< "${TORCHRUN_ARGS:-}"
 read -r -a train_args <<< "${TRAIN_ARGS:-}"
 [[ ${#torchrun_args[@]} -gt 0 ]] || torchrun_args=(--standalone)
 
+train_seed() {  # runs as the first process of a pipeline: exec makes that process the trainer itself
+    if [[ $num_gpus -eq 0 ]]; then
+        exec "$python" -m training.pipelines.train_classifier "$@"
+    else
+        exec "$python" -m torch.distributed.run --nproc_per_node "$num_gpus" "${torchrun_args[@]}" \
+            -m training.pipelines.train_classifier "$@"
+    fi
+}
+
+# SIGTERM or Ctrl-C stops the trainer too, and train.sh ends once it has. The trainer runs in the
+# background (a trap runs only while bash waits in `wait`, not while a foreground pipeline runs) and
+# gets SIGTERM for either signal: background commands ignore SIGINT. tee -i keeps logging its last words.
+stop_trainer() {
+    trap - TERM INT
+    local trainer
+    trainer=$(jobs -p %+ 2>/dev/null) || true
+    [[ -z $trainer ]] || kill -TERM "$trainer" 2>/dev/null || true
+    wait || true
+    echo "train.sh: stopped by SIG$1; ./train.sh --resume with the same arguments continues after the last finished epoch" >&2
+    exit $((128 + $(kill -l "$1")))
+}
+trap 'stop_trainer TERM' TERM
+trap 'stop_trainer INT' INT
+
 for seed in "${seeds[@]}"; do
     log_file="$log_dir/${config_name}_${seed}.log"
     args=(--config "$config" --data-dir "$data_root" --seed "$seed" --fold "$fold" --device "$device"
@@ -86,10 +112,6 @@ for seed in "${seeds[@]}"; do
           "${resume_args[@]+"${resume_args[@]}"}" "${train_args[@]+"${train_args[@]}"}")
     echo "seed $seed: log $log_file"
     echo "== $(date '+%Y-%m-%d %H:%M:%S') train.sh $invocation (seed $seed) ==" >> "$log_file"
-    if [[ $num_gpus -eq 0 ]]; then
-        "$python" -m training.pipelines.train_classifier "${args[@]}" 2>&1 | tee -a "$log_file"
-    else
-        "$python" -m torch.distributed.run --nproc_per_node "$num_gpus" "${torchrun_args[@]}" \
-            -m training.pipelines.train_classifier "${args[@]}" 2>&1 | tee -a "$log_file"
-    fi
+    train_seed "${args[@]}" 2>&1 | tee -i -a "$log_file" &
+    wait %+  # the pipeline's status (pipefail): a failed seed ends train.sh, as set -e says
 done

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import InputError
-from core.files import path_problem
+from core.files import is_inside, name_problem, path_problem
 
 if TYPE_CHECKING:
     from datasets.layout import DataLayout
@@ -58,79 +58,188 @@ def video_id_of(file_name: str) -> str:
     return Path(file_name).stem
 
 
+# ---- reading metadata.json ------------------------------------------------------------------------
+_ENTRY_EXAMPLE = '{"label": "FAKE", "original": "xyz.mp4"}'
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _read_metadata(part: Path) -> tuple[dict, LayoutProblem | None]:
+    """A part's metadata.json as a dict, or the problem that skips the whole part."""
+    meta_path = part / METADATA_NAME
+    if not meta_path.is_file():
+        return {}, LayoutProblem(part.name, f"{meta_path} is missing; this part is skipped "
+                                            f"(restore metadata.json from the dataset archive)")
+    try:
+        metadata = json.loads(meta_path.read_text())
+        if not isinstance(metadata, dict):
+            raise ValueError(f"its top level is {_type_name(metadata)}, expected an object "
+                             f'{{"<video>.mp4": {_ENTRY_EXAMPLE}, ...}}')
+    except (OSError, ValueError) as exc:
+        return {}, LayoutProblem(part.name, f"{meta_path} cannot be read: {exc}; this part is skipped")
+    return metadata, None
+
+
+def _original_id(meta_path: Path, file_name: str, info: dict) -> str | None | LayoutProblem:
+    """The id of a fake's original (None: it names none), or the problem with its "original" value."""
+    original = info.get("original")
+    if original is None:
+        return None
+    problem = None
+    if not isinstance(original, str):
+        problem = f"is {_type_name(original)} ({original!r})"
+    elif Path(original).name != original or name_problem(video_id_of(original)):
+        problem = f"is {original!r}, not the file name of a video of the dataset"
+    if problem:
+        return LayoutProblem(video_id_of(file_name), f'{meta_path}: "original" of {file_name} {problem}; '
+                                                      f'expected the file name of the real video it was made '
+                                                      f'from, e.g. "xyz.mp4" (this video is skipped)')
+    return video_id_of(original)
+
+
+def _entry_of(part: Path, file_name: str, info) -> VideoEntry | LayoutProblem:
+    """One entry of a part's metadata.json as a VideoEntry, or the problem that leaves it out."""
+    meta_path = part / METADATA_NAME
+    video_id = video_id_of(file_name)
+    id_problem = name_problem(video_id)
+    if id_problem:
+        return LayoutProblem(file_name, f"{meta_path}: {file_name!r} gives the video id {video_id!r}, which "
+                                        f"{id_problem}; rename the file and its entry to a plain name such as "
+                                        f"abc.mp4 (this entry is skipped)")
+    path = part / file_name
+    # a plain name is inside by construction (a video that is itself a symlink is the user's link);
+    # only names with folders in them are resolved (a stat per folder: DFDC lists 120,000 videos)
+    if Path(file_name).name != file_name and not is_inside(part, path):
+        return LayoutProblem(video_id, f"{meta_path}: {file_name!r} is not inside its part folder {part}; list "
+                                       f"a part's videos by their names in it, e.g. abc.mp4 (this entry is "
+                                       f"skipped, nothing outside {part} is read)")
+    if not isinstance(info, dict):
+        return LayoutProblem(video_id, f"{meta_path}: the entry of {file_name} is {_type_name(info)} ({info!r}), "
+                                       f"expected an object such as {_ENTRY_EXAMPLE} (this video is skipped)")
+    if not path.is_file():
+        return LayoutProblem(video_id, f"{path} is listed in {meta_path} but missing")
+    label = info.get("label")
+    if not isinstance(label, str) or label.upper() not in ("REAL", "FAKE"):
+        return LayoutProblem(video_id, f"{meta_path}: label of {file_name} is {label!r}, expected REAL or FAKE")
+    original = _original_id(meta_path, file_name, info)
+    if isinstance(original, LayoutProblem):
+        return original
+    return VideoEntry(video_id, path, label.upper(), original if label.upper() == "FAKE" else None, part.name)
+
+
+def _fake_problem(fake: VideoEntry, entries: dict[str, VideoEntry], listed: dict[str, list]) -> str | None:
+    """Why a fake is left out for want of a usable original, with the fix; None when it has one."""
+    original = fake.original_id
+    set_it = 'it is left out (set its "original" to the real video it was made from)'
+    if original is None:
+        return f'names no "original" in its {METADATA_NAME}; {set_it}'
+    if original == fake.video_id:
+        return f"names itself as its original; {set_it}"
+    if original in entries:
+        return f"names {entries[original].path}, a fake, as its original; {set_it}" \
+            if entries[original].is_fake else None
+    if original in listed:
+        return f"names original {original}, whose id is listed more than once; it is left out until that is fixed"
+    return (f"names original {original}.mp4, which is not in the data; it is left out (add the part that holds "
+            f"{original}.mp4, if you have it)")
+
+
+def _unique_entries(found: list[VideoEntry]) -> tuple[dict[str, VideoEntry], list[LayoutProblem]]:
+    """The entries by id, each id listed once; an id listed more than once is left out everywhere (its
+    outputs would share one name: a fake would be cut with another video's boxes). Fakes whose original
+    is missing, listed twice, themselves or another fake are kept, each with a problem."""
+    by_id: dict[str, list[VideoEntry]] = {}
+    for entry in found:
+        by_id.setdefault(entry.video_id, []).append(entry)
+    entries = {video_id: same[0] for video_id, same in by_id.items() if len(same) == 1}
+    problems = [LayoutProblem(video_id, f"video id {video_id} is listed {len(same)} times: "
+                                        f"{' and '.join(str(e.path) for e in same)}; outputs are named by id, "
+                                        f"so none of them is used: rename or remove all but one")
+                for video_id, same in sorted(by_id.items()) if len(same) > 1]
+    for entry in (e for e in entries.values() if e.is_fake):
+        reason = _fake_problem(entry, entries, by_id)
+        if reason:
+            problems.append(LayoutProblem(entry.video_id, f"fake {entry.path} {reason}"))
+    return entries, problems
+
+
 def scan(layout: DataLayout) -> tuple[list[VideoEntry], list[LayoutProblem]]:
     """Every video listed in every part's metadata.json, sorted by id, plus the problems found.
 
-    Problems (not fatal): a part without metadata.json or with unreadable JSON, a listed file
-    that is missing, a fake whose original is not listed anywhere.
+    Problems (not fatal, each entry concerned is left out): a part without metadata.json or with
+    unreadable JSON, an entry of the wrong type, a file name that gives no usable id or points
+    outside its part folder, a listed file that is missing, an id listed more than once (in one
+    part or several: none of them is used). Fakes whose original is missing, is themselves or is
+    another fake stay listed with a problem each (no stage has an item for them).
     """
-    entries: dict[str, VideoEntry] = {}
+    found: list[VideoEntry] = []
     problems: list[LayoutProblem] = []
     for part in layout.parts():
-        meta_path = part / METADATA_NAME
-        if not meta_path.is_file():
-            problems.append(LayoutProblem(part.name, f"{meta_path} is missing; this part is skipped "
-                                                     f"(restore metadata.json from the dataset archive)"))
-            continue
-        try:
-            metadata = json.loads(meta_path.read_text())
-            if not isinstance(metadata, dict):
-                raise ValueError("top level is not an object")
-        except (OSError, ValueError) as exc:
-            problems.append(LayoutProblem(part.name, f"{meta_path} cannot be read: {exc}"))
+        metadata, problem = _read_metadata(part)
+        if problem is not None:
+            problems.append(problem)
             continue
         for file_name, info in sorted(metadata.items()):
-            path = part / file_name
-            video_id = video_id_of(file_name)
-            if not path.is_file():
-                problems.append(LayoutProblem(video_id, f"{path} is listed in {meta_path} but missing"))
-                continue
-            info = info if isinstance(info, dict) else {}
-            label = str(info.get("label", "")).upper()
-            if label not in ("REAL", "FAKE"):
-                problems.append(LayoutProblem(video_id, f"{meta_path}: label of {file_name} is "
-                                                        f"{info.get('label')!r}, expected REAL or FAKE"))
-                continue
-            original = info.get("original") if label == "FAKE" else None
-            entries[video_id] = VideoEntry(video_id, path, label,
-                                           video_id_of(original) if original else None, part.name)
-    for entry in list(entries.values()):
-        if entry.is_fake and (entry.original_id is None or entry.original_id not in entries):
-            problems.append(LayoutProblem(entry.video_id, f"fake {entry.path} names original "
-                                                          f"{entry.original_id}.mp4, which is not in the data"))
-    return [entries[k] for k in sorted(entries)], problems
+            entry = _entry_of(part, file_name, info)
+            (found if isinstance(entry, VideoEntry) else problems).append(entry)
+    entries, identity_problems = _unique_entries(found)
+    return [entries[k] for k in sorted(entries)], problems + identity_problems
+
+
+NO_LABELS_HINT = ("fix it, or predict without scoring: add --no-labels (every video still gets its row; "
+                  "only the scores are left out)")
+
+
+def parse_label(value) -> int | None:
+    """1 (FAKE), 0 (REAL), or None for anything else; a ``metadata.json`` entry is a dict with ``"label"``."""
+    if isinstance(value, dict):
+        value = value.get("label")
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    text = str(value).strip().upper()
+    return 1 if text in ("FAKE", "1", "1.0") else 0 if text in ("REAL", "0", "0.0") else None
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, int]:
-    """``file name -> 1 (FAKE) / 0 (REAL)`` from a DFDC ``metadata.json`` or a ``filename,label`` CSV."""
+    """``file name -> 1 (FAKE) / 0 (REAL)`` from a DFDC ``metadata.json`` or a ``filename,label`` CSV.
+
+    A bad entry (a label that is not FAKE/REAL/1/0, a name given twice with two labels) is an InputError
+    naming the file and the entry, and ``--no-labels``."""
     path = Path(path)
     problem = path_problem(path, want="file")
     if problem:
-        raise InputError(f"labels file {path} {problem}; pass a DFDC metadata.json or a filename,label CSV")
-
-    def parse(name: str, value) -> int:
-        if isinstance(value, dict):
-            value = value.get("label")
-        text = str(value).strip().upper()
-        if text in ("FAKE", "1", "1.0"):
-            return 1
-        if text in ("REAL", "0", "0.0"):
-            return 0
-        raise InputError(f"{path}: label of {name} is {value!r}; expected FAKE/REAL or 1/0")
-
+        raise InputError(f"labels file {path} {problem}; pass a DFDC metadata.json or a filename,label CSV, "
+                         f"or add --no-labels")
     try:
         if path.suffix.lower() == ".csv":
             with path.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            if rows and not {"filename", "label"} <= set(rows[0]):
-                raise InputError(f"{path} needs the columns filename,label (has {sorted(rows[0])})")
-            return {row["filename"]: parse(row["filename"], row["label"]) for row in rows}
-        data = json.loads(path.read_text())
+                reader = csv.DictReader(handle)
+                entries = [(f"line {reader.line_num}", row.get("filename"), row.get("label")) for row in reader]
+                if reader.fieldnames is not None and not {"filename", "label"} <= set(reader.fieldnames):
+                    raise InputError(f"labels file {path} needs the columns filename,label (has "
+                                     f"{sorted(reader.fieldnames)}); {NO_LABELS_HINT}")
+        else:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise InputError(f"labels file {path}: expected a JSON object of file name -> "
+                                 f"{{'label': 'FAKE'|'REAL'}}, found a {type(data).__name__}; {NO_LABELS_HINT}")
+            entries = [(f"entry {name!r}", name, value) for name, value in data.items()]
     except (OSError, ValueError, csv.Error) as exc:
-        raise InputError(f"labels file {path} cannot be read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object of file name -> {{'label': 'FAKE'|'REAL'}}")
-    return {name: parse(name, value) for name, value in data.items()}
+        raise InputError(f"labels file {path} cannot be read: {exc}; {NO_LABELS_HINT}") from exc
+    labels: dict[str, int] = {}
+    for where, name, value in entries:
+        label = parse_label(value)
+        if not name or label is None:
+            what = "has no file name" if not name else f"{name} has the label {value!r} (expected FAKE/REAL or 1/0)"
+            raise InputError(f"labels file {path}, {where}: {what}; {NO_LABELS_HINT}")
+        if labels.get(name, label) != label:
+            raise InputError(f"labels file {path}, {where}: {name} is labelled twice, as {labels[name]} and "
+                             f"{label}; {NO_LABELS_HINT}")
+        labels[name] = label
+    return labels
 
 
 def read_methods(path: Path) -> dict[str, str]:

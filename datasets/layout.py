@@ -15,7 +15,10 @@ Outputs::
     logs/<stage>.jsonl
     progress/<stage>/<item>.json    (the runner's markers of finished items)
 
-Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names.
+Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names. An id names
+output files and folders, so one that is empty, ``.``, ``..``, starts with a dot or holds a path
+separator is refused, as is a listed file outside its part folder or an id listed twice; every delete
+and overwrite of an output is checked to stay inside its output folder (``guard_inside``).
 """
 
 from __future__ import annotations
@@ -139,10 +142,13 @@ class DataLayout:
     def log_path(self, stage: str) -> Path:
         return self.logs_dir / f"{stage}.jsonl"
 
+    def progress_dir(self, stage: str) -> Path:
+        return self.root / "progress" / stage
+
     def progress_path(self, stage: str, item: str) -> Path:
         """Marker a stage writes last for a finished item (its outputs, options and input fingerprints,
         so reruns skip it while those still hold)."""
-        return self.root / "progress" / stage / f"{item}.json"
+        return self.progress_dir(stage) / f"{item}.json"
 
     def crop_files(self, video_id: str) -> list[tuple[int, int]]:
         """(frame, face) of every crop on disk for a video, sorted."""

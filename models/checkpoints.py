@@ -21,17 +21,20 @@ head (``encoder.classifier.*``), which the classifier never uses.
 Files are read with ``torch.load(weights_only=True)``: tensors and plain Python values only, plus NumPy
 number scalars (the winner's training script stored its best validation loss, ``bce_best``, as the
 NumPy float scikit-learn's ``log_loss`` returns). Nothing in a file can run code when it is read. A file
-that needs more is refused with a message; if its source is trusted, ``python -m
-models.checkpoints convert-trusted SRC DST`` writes a copy that loads (``save_checkpoint`` only
-writes such files).
+that needs more is refused as unsafe, with the object it asks for and never torch's advice to load it with
+``weights_only=False``; if its source is trusted, ``python -m models.checkpoints convert-trusted SRC
+DST`` writes a copy that loads (``save_checkpoint`` only writes such files). A file that calls into a
+module torch blocks outright (``os``, ``sys``) is never converted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pickle
 import re
+import shutil
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -134,13 +137,41 @@ def _numpy_scalar_globals() -> list:
     return [multiarray.scalar, (multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtype_classes]
 
 
+# What torch's weights-only unpickler says when a file asks for something it will not build: a class or
+# function outside its allowlist ("Unsupported global: GLOBAL x was not an allowed global"), one from a
+# blocked module such as os or subprocess ("unsupported GLOBAL posix.system whose module posix is
+# blocked"), or a call, object or build step on such a thing. Each means: the file wants code run.
+_UNSAFE_PATTERNS = (r"unsupported global", r"whose module \S+ is blocked", r"call reduce for unrecognized",
+                    r"can only create new object", r"can only build ")
+# torch's own advice (load again with weights_only=False) is the one thing never to repeat to a user
+_TORCH_ADVICE = re.compile(r"weights_only|Weights only load failed|add_safe_globals|safe_globals|"
+                           r"documentation of torch\.load|pytorch\.org|file an issue", re.IGNORECASE)
+
+
+def unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's error that says what was wrong with the file, without torch's advice."""
+    lines = [line.strip().removeprefix("WeightsUnpickler error: ") for line in str(exc).splitlines()]
+    reasons = [line for line in lines if line and not _TORCH_ADVICE.search(line)]
+    if not reasons:  # the reason shares its line with the advice: keep the part before it
+        reasons = [re.split(r"\. Please use|\. Re-running", line)[0] for line in lines
+                   if re.search("|".join(_UNSAFE_PATTERNS), line, re.IGNORECASE)]
+    return reasons[0] if reasons else type(exc).__name__
+
+
+def is_unsafe_refusal(exc: BaseException) -> bool:
+    """True when torch refused the file because it asks for code to run (not because it is damaged)."""
+    return isinstance(exc, pickle.UnpicklingError) and any(
+        re.search(pattern, str(exc), re.IGNORECASE) for pattern in _UNSAFE_PATTERNS)
+
+
 def _refusal(path: Path, exc: pickle.UnpicklingError) -> str:
-    reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
-    reason = reason.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
-    return (f"checkpoint {path} was not loaded: it holds Python objects beyond tensors and plain values "
-            f"({reason or 'see torch.load'}), and rebuilding them would run code from the file. If you trust "
-            f"where it came from, convert it once: python -m models.checkpoints convert-trusted {path} "
-            f"{path}.plain (then use {path}.plain)")
+    reason = unpickler_reason(exc).split(" was not an allowed global")[0].rstrip(".")
+    head = (f"checkpoint {path} was refused as unsafe and not loaded: it asks for Python objects beyond tensors "
+            f"and plain values ({reason}), and rebuilding them would run code from the file.")
+    if re.search(r"whose module \S+ is blocked", reason):  # os, sys: no checkpoint needs those
+        return f"{head} No checkpoint needs that module: do not load or convert this file; delete it"
+    return (f"{head} If you trust where it came from, convert it once: python -m models.checkpoints "
+            f"convert-trusted {path} {path}.plain (then use {path}.plain)")
 
 
 def load_weights_only(path: str | os.PathLike) -> Any:
@@ -158,13 +189,12 @@ def load_weights_only(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # a well-formed pickle asking for a class or function
+        if is_unsafe_refusal(exc):  # a well-formed pickle asking for a class or function
             raise CheckpointError(_refusal(path, exc)) from exc
-        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), str(exc))
-        raise CheckpointError(f"checkpoint {path} cannot be read (UnpicklingError: {detail}); the file is "
-                              f"damaged or not a PyTorch checkpoint") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be read (UnpicklingError: {unpickler_reason(exc)}); "
+                              f"the file is damaged or not a PyTorch checkpoint") from exc
     except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {unpickler_reason(exc)}); "
                               f"the file is damaged or not a PyTorch checkpoint") from exc
 
 
@@ -263,21 +293,68 @@ def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
     return repr(value)
 
 
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (a full disk, say); the checkpoints saved before are intact."""
+
+
+# errnos of a write that failed for want of room: a full file system, a user quota
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def save_error(path: str | os.PathLike, exc: OSError, needed_bytes: int) -> CheckpointSaveError:
+    """What to say when writing checkpoint ``path`` (about ``needed_bytes``) failed with ``exc``."""
+    path = Path(path)
+    if exc.errno not in NO_SPACE_ERRNOS:
+        return CheckpointSaveError(f"cannot save checkpoint {path} ({exc.strerror or exc}); the checkpoints "
+                                   f"saved before are intact")
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return CheckpointSaveError(
+        f"cannot save checkpoint {path}: no space left on the disk of {path.parent} ({free}, this file needs "
+        f"about {needed_bytes / 2**20:.0f} MB); free space there, keep fewer epoch files (--set "
+        f"keep_checkpoints=1) or train into a disk with room (WEIGHTS_DIR / --output-dir), then continue with "
+        f"train.sh --resume; the checkpoints saved before are intact")
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: dict[str, Any],
                     **extra: Any) -> None:
     """Atomically write this project's checkpoint format (weights without the DDP prefix), in plain
-    types only, so that ``read_checkpoint`` loads it with weights_only."""
+    types only, so that ``read_checkpoint`` loads it with weights_only. A failed write (a full disk)
+    raises CheckpointSaveError and leaves no partial file."""
     target = model.module if hasattr(model, "module") else model
     payload = to_plain({"state_dict": target.state_dict(), "config": config, **extra})
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            # through a Python file: a full disk is then an OSError(ENOSPC), where torch's own writer
+            # of a path reports only "unexpected pos"
+            torch.save(payload, handle)
+    except OSError as exc:
+        raise save_error(path, exc, _tensor_bytes(payload)) from exc
 
 
 def convert_trusted(source: str | os.PathLike, destination: str | os.PathLike) -> None:
     """Rewrite a checkpoint whose source the user trusts into one that loads with weights_only.
 
-    The one place that unpickles a file fully, and only on the user's explicit command.
+    The one place that unpickles a file fully, and only on the user's explicit command; never a file that
+    calls into a module torch blocks outright (os, sys: no checkpoint needs them).
     """
+    try:
+        torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever else is wrong, the full load below reports it
+        if isinstance(exc, pickle.UnpicklingError) and re.search(r"whose module \S+ is blocked", str(exc)):
+            raise CheckpointError(_refusal(Path(source), exc)) from exc
     data = torch.load(source, map_location="cpu", weights_only=False)
     with atomic_path(destination) as tmp:
         torch.save(to_plain(data, trusted_conversion=True), tmp)

@@ -1,36 +1,46 @@
-"""Folder predictor: every .mp4 in a folder -> submission CSV (``filename,label``), scored when labels exist.
+"""Folder predictor: every video in a folder -> submission CSV (``filename,label``), scored when labels exist.
 
     python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
-        [--prefetch 2] [--encoder NAME] [--labels metadata.json] [--report DIR] [--report-videos 8]
+        [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--report DIR] [--report-videos 8]
         [--explain [N]] [--keep-going] [--no-progress]
 
-``--preset NAME`` sets every prediction option (``default``: this project's faster settings;
-``winner``: the DFDC winning submission's predictor); prediction options given on the command line
-override the preset's (``--help`` lists them). Without ``--models`` the checkpoints are taken from
-``--weights-dir`` (default ``$WEIGHTS_DIR``, else ``weights/`` in the repository:
-where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files (fetch them with
-``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file of every run,
-or its ``*_last`` file when the run has no best one.
-With labels (``--labels``, or a ``metadata.json`` in the folder) the evaluation protocol
-(``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per manipulation
-method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several folders (one per
-dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``: per video, per
-person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes an HTML report
-(``prediction.report``: run context, scores, the highest log losses, a sortable table of every video, one
-page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM heatmaps of each
-person's N most fake faces (on the report's pages, else in ``OUT.explain/``).
+Videos: the files directly in each folder ending in ``.mp4``, ``.mov``, ``.mkv``, ``.avi``, ``.webm`` or
+``.m4v`` (any case); files in other video formats (``.flv``, ``.wmv``, ``.mpg``...) are left out with a
+warning that counts them. ``--preset NAME`` sets every prediction option (``default``: this project's
+faster settings; ``winner``: the DFDC winning submission's predictor); prediction options given on the
+command line override the preset's (``--help`` lists them). Without ``--models`` the checkpoints are
+taken from ``--weights-dir`` itself, never its subfolders (default ``$WEIGHTS_DIR``, else ``weights/`` in
+the repository: where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files
+(fetch them with ``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file
+of every run, or its ``*_last`` file when the run has no best one.
+With labels (``--labels``, or a ``metadata.json`` in the folder; ``--no-labels`` reads none) the evaluation
+protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per
+manipulation method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several
+folders (one per dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
+per video, per person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes
+an HTML report (``prediction.report``: run context, scores, the highest log losses, a sortable table of
+every video, one page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM
+heatmaps of each person's N most fake faces (on the report's pages, else in ``OUT.explain/``).
+
+In the CSV a video name that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab, carriage
+return) is written behind a single quote (``'=x.mp4``), so that a spreadsheet shows it as text; every
+other name is written as it is.
 
 Exit codes: 0 done; 2 bad input, found before any video is read (missing or empty folder, a folder
-where a file is needed or the reverse, no checkpoint, a checkpoint that does not fit, an unreadable
-labels file, an output that cannot be written, an unknown preset or option value); 1 an error that is not a property of the input (a
-bug): the traceback is printed and the CSV holds the rows done before it (``--keep-going``: every
-video gets a row, the failed ones 0.5, and the exit code is still 1).
+where a file is needed or the reverse, no checkpoint, a checkpoint that does not fit or is refused as
+unsafe, an unreadable labels file or a bad entry in it, an output that cannot be written, an unknown
+preset or option value); 1 an error that is not a property of the input (a bug): the traceback is printed
+and the CSV holds the rows done before it (``--keep-going``: every video gets a row, the failed ones 0.5,
+and the exit code is still 1); 3 an output could not be written during the run (disk full, quota): the
+predictions are in ``OUT.csv``, else in a recovery file in the temp or home folder, else printed on
+stdout, and the message says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -52,31 +62,46 @@ from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_op
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_WRITE_FAILED = 3
 
 log = logging.getLogger("predict_folder")
+
+
+class OutputWriteError(Exception):
+    """An output could not be written (disk full, quota, a file system gone read-only); the message says
+    where the predictions are. Exit code 3."""
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
 
 
 def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
-    """The checkpoints ``train.sh`` produced under ``weights_dir``: per run its ``*_best*`` file,
-    or its ``*_last*`` file when it has none; sorted by path."""
+    """The checkpoints ``train.sh`` wrote in ``weights_dir`` itself (never in its subfolders: a backup
+    copy in ``weights/old/`` must not join the ensemble): per run its ``*_best*`` file, or its ``*_last*``
+    file when it has none; sorted by path."""
     from models.checkpoints import parse_checkpoint_name
 
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         return []
-    runs: dict[tuple[Path, str], dict[str, list[Path]]] = {}
-    for path in sorted(weights_dir.rglob("*")):
+    runs: dict[str, dict[str, list[Path]]] = {}
+    for path in sorted(weights_dir.iterdir()):
         parsed = parse_checkpoint_name(path.name)
         if parsed is None or parsed.which not in ("best", "last") or not path.is_file():
             continue
-        runs.setdefault((path.parent, parsed.run), {"best": [], "last": []})[parsed.which].append(path)
+        runs.setdefault(parsed.run, {"best": [], "last": []})[parsed.which].append(path)
     chosen: list[Path] = []
     for kinds in runs.values():
         chosen.extend(kinds["best"] or kinds["last"])
     return sorted(chosen)
+
+
+def subfolder_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
+    """The ``*_best``/``*_last`` files in the subfolders of ``weights_dir`` (not used; named in messages)."""
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        return []
+    return sorted(p for sub in weights_dir.iterdir() if sub.is_dir() for p in find_checkpoints(sub))
 
 
 def preset_checkpoints(preset: str, weights_dir: str | os.PathLike) -> list[Path] | None:
@@ -96,25 +121,33 @@ def preset_checkpoints(preset: str, weights_dir: str | os.PathLike) -> list[Path
 
 
 def list_input_videos(test_dirs: list[str] | None, video: str | None) -> list[Path]:
+    """The videos to predict; warns (stderr) about files in a format left out on purpose, with the count."""
     if video is not None:
         path = Path(video)
         problem = path_problem(path, want="file")
         if problem:
-            fix = f"use --test-dir {path} for a folder of videos" if problem == "is a folder" else "pass an .mp4 file"
+            fix = f"use --test-dir {path} for a folder of videos" if problem == "is a folder" else "pass a video file"
             raise InputError(f"--video {path} {problem}; {fix}")
         return [path]
-    from prediction.predictor import list_videos
+    from prediction.predictor import VIDEO_SUFFIXES, list_videos, unread_videos
 
     videos = []
     for test_dir in test_dirs:
         folder = Path(test_dir)
         problem = path_problem(folder, want="folder")
         if problem:
-            fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of .mp4 files"
+            fix = f"use --video {folder} for one video" if problem == "is a file" else "pass the folder of videos"
             raise InputError(f"--test-dir {folder} {problem}; {fix}")
         found = list_videos(folder)
+        skipped = unread_videos(folder)
+        if skipped:
+            kinds = Counter(p.suffix.lower() for p in skipped)
+            print(f"warning: {folder}: {len(skipped)} file(s) skipped, in video formats this predictor does not read "
+                  f"({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}; e.g. {skipped[0].name}); they get "
+                  f"no row. Convert them, e.g. ffmpeg -i {skipped[0].name} {skipped[0].stem}.mp4", file=sys.stderr)
         if not found:
-            raise InputError(f"--test-dir {folder} holds no .mp4 file; pass the folder of the test videos")
+            raise InputError(f"--test-dir {folder} holds no video file ({' '.join(VIDEO_SUFFIXES)}, any case); "
+                             f"pass the folder of the test videos")
         videos += found
     return videos
 
@@ -163,14 +196,51 @@ def write_problem(path: str | os.PathLike, want: str = "file") -> str | None:
     return None
 
 
-def write_submission(path: str | os.PathLike, predictions) -> None:
-    """``filename,label`` for every prediction, sorted by file name."""
+# a cell starting with one of these is a formula to a spreadsheet (=, +, -, @; tab and carriage return
+# are read as one too): such a name is written behind a single quote, which spreadsheets show as text
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text``, or ``'text`` when a spreadsheet would run it as a formula; other names are left as they
+    are, so that the competition's scorer matches them."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def submission_text(predictions) -> str:
+    """``filename,label`` for every prediction, sorted by file name (formula-like names quoted)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["filename", "label"])
     for pred in sorted(predictions, key=lambda p: p.name):
-        writer.writerow([pred.name, repr(float(pred.probability))])
-    write_text_atomic(path, buffer.getvalue())
+        writer.writerow([spreadsheet_safe(pred.name), repr(float(pred.probability))])
+    return buffer.getvalue()
+
+
+def write_submission(path: str | os.PathLike, predictions) -> None:
+    write_text_atomic(path, submission_text(predictions))
+
+
+def recovery_paths(output: Path) -> list[Path]:
+    """Where the rows go when ``output`` cannot be written (a full disk): the system's temp folder, then
+    the home folder; both are often on another disk."""
+    name = f"{output.stem}.recovered-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.csv"
+    return [Path(tempfile.gettempdir()) / name, Path.home() / name]
+
+
+def save_submission(output: Path, predictions) -> tuple[Path | None, list[str]]:
+    """Write the CSV to ``output``, else to the first recovery file that takes it.
+
+    Returns (where the rows are, or None when no place took them; why each place before it failed)."""
+    failures: list[str] = []
+    for target in [output, *recovery_paths(output)]:
+        try:
+            write_submission(target, predictions)
+        except OSError as exc:
+            failures.append(f"{target}: {exc.strerror or exc}")
+            continue
+        return target, failures
+    return None, failures
 
 
 def metrics_path_for(output: str | os.PathLike) -> Path:
@@ -312,9 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test-dir", nargs="+", metavar="DIR",
-                        help="folder(s) of .mp4 files (every one gets a row); with several (one per dataset) "
-                             "the rows are named FOLDER/FILE and the scores are broken down per folder")
-    source.add_argument("--video", help="a single .mp4 file")
+                        help="folder(s) of videos (.mp4 .mov .mkv .avi .webm .m4v, any case; every one gets a "
+                             "row); with several (one per dataset) the rows are named FOLDER/FILE and the scores "
+                             "are broken down per folder")
+    source.add_argument("--video", help="a single video file")
     models = parser.add_argument_group("models")
     models.add_argument("--models", nargs="+", metavar="CKPT", help="checkpoints (any mix of this project's "
                         "and the DFDC winner's); default: the preset's checkpoints in --weights-dir (winner: "
@@ -335,9 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="on an error that is not a known input problem: log its traceback, give the video "
                            "0.5, go on (the exit code is still 1)")
     out = parser.add_argument_group("output")
-    out.add_argument("--output", required=True, help="submission CSV (filename,label)")
-    out.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
-                     "next to the videos (in each --test-dir), when present")
+    out.add_argument("--output", required=True, help="submission CSV (filename,label; a name that starts like "
+                     "a spreadsheet formula, = + - @, is written behind a ')")
+    labels = out.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help="DFDC metadata.json or filename,label CSV; default: metadata.json "
+                        "next to the videos (in each --test-dir), when present")
+    labels.add_argument("--no-labels", action="store_true", help="read no labels (not even a metadata.json next "
+                        "to the videos): predict only, no scores")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
     out.add_argument("--report-videos", type=int, default=8,
                      help="videos in the report's 'highest log loss' list (every video gets its own page)")
@@ -375,10 +450,13 @@ def video_folder_keys(args: argparse.Namespace, videos: list[Path]) -> dict[Path
 def load_labels(args: argparse.Namespace, videos: list[Path]):
     """(labels keyed by row name or None, the labels file used, {video: row name} where the row name is
     not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or the folder's
-    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE."""
+    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE.
+    ``--no-labels``: none read."""
     several = bool(args.test_dir) and len(args.test_dir) > 1
     if not several:
         labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
+        if args.no_labels:
+            return None, None, {}, {}
         labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
         methods = read_methods(labels_path) if labels is not None else {}
         if labels is not None:
@@ -389,6 +467,8 @@ def load_labels(args: argparse.Namespace, videos: list[Path]):
                          f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
     keys = video_folder_keys(args, videos)
     display = {v: f"{keys[v]}/{v.name}" for v in videos}
+    if args.no_labels:
+        return None, None, display, {}
     labels: dict[str, int] = {}
     methods: dict[str, str] = {}
     for test_dir in args.test_dir:
@@ -420,22 +500,21 @@ def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path
     return labels
 
 
-def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
-    argv_used = sys.argv[1:] if argv_used is None else argv_used
-    output = Path(args.output)
-    if args.explain < 0:
-        raise InputError(f"--explain {args.explain}: give the number of faces per person to explain (1 or more)")
-    check_outputs(output, args.report, args.explain)
-    videos = list_input_videos(args.test_dir, args.video)
-    options = options_from_args(args)
+def choose_checkpoints(args: argparse.Namespace) -> list[Path]:
+    """``--models``, else the preset's files, else what ``train.sh`` wrote in ``--weights-dir`` itself."""
     if args.models:
         checkpoints = [Path(p) for p in args.models]
     else:
         checkpoints = preset_checkpoints(args.preset, args.weights_dir)
         if checkpoints is None:
             checkpoints = find_checkpoints(args.weights_dir)
+            nested = subfolder_checkpoints(args.weights_dir)
+            if nested:
+                print(f"note: {len(nested)} checkpoint(s) in subfolders of {args.weights_dir} are not used "
+                      f"(e.g. {nested[0]}): only the folder itself is searched; pass such a file with --models, "
+                      f"or its folder with --weights-dir", file=sys.stderr)
     if not checkpoints:
-        raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file under "
+        raise InputError(f"no checkpoint: none given with --models and no *_best or *_last file in "
                          f"{args.weights_dir} (the default is $WEIGHTS_DIR, else weights/ in the repository; "
                          f"`make demo` writes output/demo/weights: WEIGHTS_DIR=output/demo/weights); train one "
                          f"with ./train.sh or pass --models CKPT")
@@ -445,16 +524,115 @@ def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
             fix = (f"pass a checkpoint file in it (e.g. {path}/<name>_best) or --weights-dir {path}"
                    if problem == "is a folder" else "check the path (or train with ./train.sh)")
             raise InputError(f"checkpoint {path} {problem}; {fix}")
+    return checkpoints
+
+
+@contextlib.contextmanager
+def writing(what: str, then: str):
+    """An OSError inside (disk full, quota, a file system gone read-only) becomes an OutputWriteError
+    naming ``what`` could not be written and, in ``then``, where the predictions are and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputWriteError(f"{what} could not be written ({exc.strerror or exc}); {then}") from exc
+
+
+def rows_kept(output: Path, predictions, n_videos: int) -> tuple[Path | None, str]:
+    """Save the rows (``save_submission``) and say where they are; with no place to keep them, they are
+    printed on stdout."""
+    where, failures = save_submission(output, predictions)
+    done = f"the {len(predictions)} of {n_videos} rows done" if len(predictions) < n_videos else \
+        f"the {len(predictions)} predictions"
+    if where == output:
+        return where, f"{done} are in {output}"
+    if where is not None:
+        return where, (f"{failures[0]}; {done} are saved in the recovery file {where}: free space on the disk "
+                       f"of {output} (or choose another --output) and copy the file there")
+    print(submission_text(predictions), end="")
+    return None, (f"no place could take {done} ({'; '.join(failures)}): they are printed above on stdout "
+                  f"(filename,label); free space and save them")
+
+
+def predict_videos(args: argparse.Namespace, predictor, videos: list[Path], display: dict, report,
+                   explain_dir: Path | None, output: Path) -> tuple[list, float]:
+    """Every video's prediction, its report page and heatmaps written as it arrives; on any exception the
+    rows done so far are kept (``rows_kept``) before it goes on up."""
+    from tqdm import tqdm
+
+    from prediction.explain import explain_prediction, write_heatmaps
+    from prediction.predictor import predict_on_video_set
+    from prediction.report import page_slug
+
+    start = time.perf_counter()
+    predictions = []
+    explain_slugs: set[str] = set()
+    stream = predict_on_video_set(predictor, videos, prefetch=args.prefetch, keep_going=args.keep_going)
+    try:
+        for pred in tqdm(stream, total=len(videos), unit="video", desc="predict", disable=not args.progress):
+            pred.display_name = display.get(pred.path)
+            predictions.append(pred)
+            # a video's pages and heatmaps are written as it arrives; then its crops are dropped
+            heatmaps = explain_prediction(predictor, pred, args.explain) if args.explain else {}
+            with writing(f"the report files of {pred.name}", "free space, or choose another --report or --explain "
+                         "folder, and run again"):
+                if report is not None:
+                    report.add(pred, heatmaps)
+                elif heatmaps:
+                    write_heatmaps(explain_dir / page_slug(pred.name, explain_slugs), pred, heatmaps)
+            pred.face_crops = []
+    except BaseException as exc:
+        # keep what is done: the rows so far (the failed video and the ones after it have none; after a
+        # failed report write, the video whose page failed has its row)
+        kept = rows_kept(output, predictions, len(videos))[1]
+        failed = "" if isinstance(exc, OutputWriteError) or len(predictions) == len(videos) else \
+            f" at {videos[len(predictions)]}"
+        print(f"stopped{failed}: {kept}", file=sys.stderr)
+        raise
+    return predictions, time.perf_counter() - start
+
+
+def print_summary(summary: dict, output: Path, files: list[Path], labels, row_names: list[str]) -> None:
+    print(f"wrote {output} ({summary['n_videos']} rows), {' and '.join(str(f) for f in files)}")
+    fb = summary["fallbacks"]
+    print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
+          f"error {fb['error']})")
+    if fb["no_face"]:
+        print(f"{fb['no_face']} video(s) with no face: if their faces are small (far from the camera), try a larger "
+              f"--detector-scale (each one's warning above names the value)", file=sys.stderr)
+    quoted = [name for name in row_names if spreadsheet_safe(name) != name]
+    if quoted:
+        print(f"{len(quoted)} video name(s) start like a spreadsheet formula (e.g. {quoted[0]}): their rows in "
+              f"{output} begin with a ' so that a spreadsheet shows them as text; rename such files before "
+              f"submitting", file=sys.stderr)
+    if summary["partly_decoded_videos"]:
+        partial = sorted(summary["partly_decoded_videos"])
+        print(f"partly decoded (scored on the frames that decode): {len(partial)} video(s): "
+              f"{', '.join(partial[:5])}{' ...' if len(partial) > 5 else ''} (warnings above, list in {files[0]})",
+              file=sys.stderr)
+    if labels:
+        print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
+              f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
+        from prediction.evaluation import format_table
+
+        print(format_table(summary["evaluation"]))
+
+
+def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
+    argv_used = sys.argv[1:] if argv_used is None else argv_used
+    output = Path(args.output)
+    if args.explain < 0:
+        raise InputError(f"--explain {args.explain}: give the number of faces per person to explain (1 or more)")
+    check_outputs(output, args.report, args.explain)
+    videos = list_input_videos(args.test_dir, args.video)
+    options = options_from_args(args)
+    checkpoints = choose_checkpoints(args)
     labels, labels_path, display, methods = load_labels(args, videos)
     folder_of = {display.get(v, v.name): key for v, key in video_folder_keys(args, videos).items()}
 
-    from tqdm import tqdm
-
     from models.checkpoints import CheckpointError
-    from prediction.explain import explain_prediction, write_heatmaps
     from prediction.persons import write_persons
-    from prediction.predictor import VideoPredictor, predict_on_video_set
-    from prediction.report import ReportWriter, page_slug
+    from prediction.predictor import VideoPredictor
+    from prediction.report import ReportWriter
 
     explain_dir = explain_path_for(output) if args.explain and not args.report else None
     try:
@@ -465,64 +643,31 @@ def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
     print(f"{len(videos)} videos, {len(checkpoints)} model(s): "
           + ", ".join(f"{m.path.name} ({m.encoder}, {m.input_size} px)" for m in predictor.models),
           file=sys.stderr)
+    with writing(f"--report {args.report}", "free space, or choose another --report folder, and run again"):
+        report = ReportWriter(args.report, labels, predictor.options, args.report_videos) if args.report else None
+    predictions, elapsed_s = predict_videos(args, predictor, videos, display, report, explain_dir, output)
 
-    start = time.perf_counter()
-    predictions = []
-    report = ReportWriter(args.report, labels, predictor.options, args.report_videos) if args.report else None
-    explain_slugs: set[str] = set()
-    stream = predict_on_video_set(predictor, videos, prefetch=args.prefetch, keep_going=args.keep_going)
-    try:
-        for pred in tqdm(stream, total=len(videos), unit="video", desc="predict", disable=not args.progress):
-            pred.display_name = display.get(pred.path)
-            predictions.append(pred)
-            # a video's pages and heatmaps are written as it arrives; then its crops are dropped
-            heatmaps = explain_prediction(predictor, pred, args.explain) if args.explain else {}
-            if report is not None:
-                report.add(pred, heatmaps)
-            elif heatmaps:
-                write_heatmaps(explain_dir / page_slug(pred.name, explain_slugs), pred, heatmaps)
-            pred.face_crops = []
-    except BaseException:
-        # keep what is done: the rows so far (the failed video and the ones after it have none)
-        write_submission(output, predictions)
-        failed = videos[len(predictions)] if len(predictions) < len(videos) else None
-        print(f"stopped at {failed}: wrote the {len(predictions)} of {len(videos)} rows done to {output}",
-              file=sys.stderr)
-        raise
-    elapsed_s = time.perf_counter() - start
-
-    write_submission(output, predictions)
+    where, kept = rows_kept(output, predictions, len(videos))
+    if where != output:
+        raise OutputWriteError(kept)
     summary = summarize(predictions, labels, folder_of, methods)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)
-    metrics_file = metrics_path_for(output)
-    write_json_atomic(metrics_file, _json_safe(summary))
-    persons_file = write_persons(persons_path_for(output), predictions)
-
-    print(f"wrote {output} ({len(predictions)} rows), {metrics_file} and {persons_file}")
-    fb = summary["fallbacks"]
-    print(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face {fb['no_face']}, "
-          f"error {fb['error']})")
-    if summary["partly_decoded_videos"]:
-        partial = sorted(summary["partly_decoded_videos"])
-        print(f"partly decoded (scored on the frames that decode): {len(partial)} video(s): "
-              f"{', '.join(partial[:5])}{' ...' if len(partial) > 5 else ''} (warnings above, list in {metrics_file})",
-              file=sys.stderr)
-    if labels:
-        print(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy {summary['accuracy']:.4f}  "
-              f"({summary['n_labelled']} labelled videos, {summary['n_unlabelled']} without label)")
-        from prediction.evaluation import format_table
-
-        print(format_table(summary["evaluation"]))
+    metrics_file, persons_file = metrics_path_for(output), persons_path_for(output)
+    with writing("the metrics, persons file or report", f"{kept}; free space and run again for the rest"):
+        write_json_atomic(metrics_file, _json_safe(summary))
+        write_persons(persons_file, predictions)
+        index = report.finish(predictions, summary, run_context(predictor, argv_used),
+                              [output, metrics_file, persons_file]) if report is not None else None
+    print_summary(summary, output, [metrics_file, persons_file], labels, [p.name for p in predictions])
     if explain_dir is not None:
         print(f"Grad-CAM heatmaps: {explain_dir}")
-    if report is not None:
-        index = report.finish(predictions, summary, run_context(predictor, argv_used),
-                              [output, metrics_file, persons_file])
+    if index is not None:
         print(f"report: {index}")
-    if fb["error"]:
-        print(f"{fb['error']} video{' failed' if fb['error'] == 1 else 's failed'} with an error (tracebacks above; "
+    errors = summary["fallbacks"]["error"]
+    if errors:
+        print(f"{errors} video{' failed' if errors == 1 else 's failed'} with an error (tracebacks above; "
               f"their rows hold 0.5): exit code {EXIT_ERROR}", file=sys.stderr)
         return EXIT_ERROR
     return 0
@@ -536,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputWriteError as exc:
+        print(f"error: {exc}; exit code {EXIT_WRITE_FAILED}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except Exception:
         traceback.print_exc()
         print(f"error: the run stopped on an error that is not a known input problem (traceback above); "

@@ -41,7 +41,7 @@ import torch
 from core.devices import resolve_device, resolve_precision
 from core.geometry import crop_face, face_to_model_input
 from core.video import DecodeCounts, VideoReadError, read_sampled_frames
-from faces.mtcnn import THRESHOLDS_INFERENCE, FaceDetector
+from faces.mtcnn import THRESHOLDS_INFERENCE, FaceDetector, detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
 from models.classifier2d import normalize_batch
@@ -55,6 +55,11 @@ NEUTRAL_PROBABILITY = 0.5  # the answer that costs log(2) whatever the label
 # faster than a whole video's faces at once (measured with Lite0/B0 on 2 cores)
 CLASSIFIER_BATCH_GPU = 64
 CLASSIFIER_BATCH_CPU = 8
+# the containers a folder prediction reads (any case: phones record .MOV); each is decoded in the tests
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+# video formats left out on purpose (not tested here): a folder holding them gets a warning with the count
+OTHER_VIDEO_SUFFIXES = (".flv", ".f4v", ".wmv", ".asf", ".mpg", ".mpeg", ".m2ts", ".mts", ".ts", ".3gp", ".3g2",
+                        ".ogv", ".vob", ".rm", ".rmvb", ".divx")
 
 # ---- results --------------------------------------------------------------------------------------------
 
@@ -261,6 +266,21 @@ class VideoPredictor:
         return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops, boxes_array,
                           time.perf_counter() - start)
 
+    def no_face_reason(self, frames: Sequence[np.ndarray]) -> str:
+        """Why a video has no face, with the smallest face the detector could see at its scale and the
+        ``--detector-scale`` that sees smaller ones (faces far from the camera are the usual cause)."""
+        if not frames:
+            return "no face found: no sampled frame"
+        height, width = frames[0].shape[:2]
+        scale = detector_scale(width, height) if self.options.detector_scale == "auto" else \
+            float(self.options.detector_scale)
+        smallest_px = self.options.min_face_size_px / scale
+        larger = 1.0 if scale < 1 else 2 * scale
+        return (f"no face found in {len(frames)} sampled frames ({width}x{height} px, detector scale {scale:g}: faces "
+                f"smaller than about {smallest_px:.0f} px are not seen; if its faces are small, try "
+                f"--detector-scale {larger:g}, which sees faces from about "
+                f"{self.options.min_face_size_px / larger:.0f} px)")
+
     @torch.inference_mode()
     def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Fake probability of every face crop under every model: ``(models, faces)``."""
@@ -311,9 +331,8 @@ class VideoPredictor:
         timings["detect"] = faces.detect_s
         if not faces.crops:
             return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
-                                 self._fallback(decoded.path, "no_face", f"no face found in {len(decoded.frames)} "
-                                                f"sampled frames", timings, decoded.frame_indices,
-                                                decoded.warning))
+                                 self._fallback(decoded.path, "no_face", self.no_face_reason(decoded.frames), timings,
+                                                decoded.frame_indices, decoded.warning))
         return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings, decode_warning=decoded.warning)
 
     def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
@@ -425,13 +444,20 @@ def _done(value: VideoPrediction) -> Future[VideoPrediction]:
 
 
 def list_videos(folder: str | os.PathLike) -> list[Path]:
-    """Every ``.mp4`` file directly in ``folder``, sorted by name."""
+    """Every video file directly in ``folder`` (``VIDEO_SUFFIXES``, any case), sorted by name."""
     folder = Path(folder)
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file()),
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def unread_videos(folder: str | os.PathLike) -> list[Path]:
+    """The files directly in ``folder`` whose extension names a video format this predictor does not read
+    (``OTHER_VIDEO_SUFFIXES``): they get no row, and a caller should say so."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in OTHER_VIDEO_SUFFIXES and p.is_file()),
                   key=lambda p: p.name)
 
 
 def predict_folder(predictor: VideoPredictor, folder: str | os.PathLike,
                    prefetch: int = 2) -> Iterator[VideoPrediction]:
-    """Predictions for every ``.mp4`` in ``folder``, sorted by file name."""
+    """Predictions for every video in ``folder`` (``list_videos``), sorted by file name."""
     return predict_on_video_set(predictor, list_videos(folder), prefetch=prefetch)

@@ -36,15 +36,28 @@ def _esc(value) -> str:
     return html.escape(str(value))
 
 
+PAGE_STEM_MAX_CHARS = 120  # a page's stem, so that "<stem>.html" stays far below a file name's 255 bytes
+
+
 def page_slug(name: str, taken: set[str]) -> str:
-    """A file-system-safe, unique stem for a video's page (``folder/a b.mp4`` -> ``folder__a_b``)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__"))
-    stem = stem[:-4] if stem.lower().endswith(".mp4") else stem
-    slug, n = stem or "video", 1
-    while slug in taken:
+    """A safe, unique stem for a video's page (``folder/a b.mp4`` -> ``folder__a_b``): letters, digits,
+    ``_`` and ``-`` only (never a dot or a separator), at most ``PAGE_STEM_MAX_CHARS``, and unique in
+    ``taken`` ignoring case (a case-insensitive file system would merge ``A`` and ``a``). The stem is added
+    to ``taken``, in lower case."""
+    from prediction.predictor import VIDEO_SUFFIXES
+
+    base, dot, suffix = name.rpartition(".")
+    if dot and base and f".{suffix.lower()}" in VIDEO_SUFFIXES:
+        name = base
+    # no dot at all: no "..", no hidden file, and no stem ending in ".html" whose image folder would be
+    # another video's page
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name.replace("/", "__").replace("\\", "__"))
+    stem = stem[:PAGE_STEM_MAX_CHARS] or "video"
+    slug, n = stem, 1
+    while slug.lower() in taken:
         n += 1
         slug = f"{stem}-{n}"
-    taken.add(slug)
+    taken.add(slug.lower())
     return slug
 
 
@@ -231,7 +244,7 @@ class ReportWriter:
     # -- one video --
     def add(self, pred, heatmaps: dict | None = None) -> None:
         """Write the video's page now (``heatmaps``: ``prediction.explain.explain_prediction``'s answer)."""
-        slug = page_slug(pred.name, self._slugs)
+        slug = self._page_slug(pred.name)
         label = self.labels.get(pred.name)
         folder = self.dir / "videos" / slug
         parts = [f"<h1>{_esc(pred.name)}</h1>", "<p><a href=\"../index.html\">back to the report</a></p>"]
@@ -262,6 +275,16 @@ class ReportWriter:
         write_text_atomic(self.dir / "videos" / f"{slug}.html", self._page(pred.name, "\n".join(parts)))
         self.rows.append(_Row(pred.name, slug, float(pred.probability), label, pred.n_faces, pred.n_persons,
                               pred.fallback_kind, pred.fallback_reason, float(sum(pred.timings_s.values())), strip))
+
+    def _page_slug(self, name: str) -> str:
+        """A slug whose page and image folder resolve inside ``videos/`` (a link left there by someone else,
+        pointing elsewhere, is passed over rather than written through)."""
+        videos = (self.dir / "videos").resolve()
+        while True:
+            slug = page_slug(name, self._slugs)
+            targets = (self.dir / "videos" / slug, self.dir / "videos" / f"{slug}.html")
+            if all(t.resolve().parent == videos for t in targets):
+                return slug
 
     def _why(self, pred) -> str:
         from prediction.aggregation import describe_strategy

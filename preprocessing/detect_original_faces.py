@@ -245,7 +245,7 @@ def _process(layout: DataLayout, item: WorkItem, state: _WorkerState, options: d
         raise NoFaceError(f"{entry.path}: no face found in any of the {len(boxes)} frames checked; the video "
                           f"gets no boxes and so no crops (check the file, or try --scale 1 or --all-frames)")
     target = layout.boxes_path(entry.video_id)
-    write_json_atomic(target, boxes_to_json(boxes))
+    write_json_atomic(target, boxes_to_json(boxes), root=layout.boxes_dir)
     partial = reader.counts.partial_warning(entry.path)
     return ItemResult([target], [partial] if partial else [])
 

@@ -28,10 +28,11 @@ STAGE_NAME = "extract_crops"
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
-def write_png_atomic(target: Path, image: np.ndarray, rgb: bool = True) -> None:
-    """Write an RGB (or grey, ``rgb=False``) uint8 image as PNG via temp + rename."""
+def write_png_atomic(target: Path, image: np.ndarray, rgb: bool = True, root: Path | None = None) -> None:
+    """Write an RGB (or grey, ``rgb=False``) uint8 image as PNG via temp + rename (``root``: the output
+    folder the target must stay inside)."""
     pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb and image.ndim == 3 else image
-    with atomic_path(target) as tmp:
+    with atomic_path(target, root) as tmp:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(pixels), PNG_PARAMS):
             raise OSError(f"cannot write {target} (disk full or folder not writable?)")
 
@@ -72,7 +73,7 @@ def extract_video_crops(layout: DataLayout, video: VideoEntry, frames: dict[int,
             if crop.size == 0:  # a box entirely outside this frame
                 continue
             target = layout.crop_path(video.video_id, index, face)
-            write_png_atomic(target, crop)
+            write_png_atomic(target, crop, root=layout.crops_root)
             written.append(target)
     return written
 

@@ -52,7 +52,7 @@ def fake_diffs(layout: DataLayout, original_id: str, fake_id: str) -> list[Path]
             diff = ssim_diff(read_rgb(layout.crop_path(original_id, frame, face)),
                              read_rgb(layout.crop_path(fake_id, frame, face)))
             target = layout.diff_path(fake_id, frame, face)
-            write_png_atomic(target, diff, rgb=False)
+            write_png_atomic(target, diff, rgb=False, root=layout.diffs_root)
             written.append(target)
         except ValueError as exc:
             errors.append(f"{layout.crop_path(fake_id, frame, face)}: {exc}")

@@ -21,7 +21,7 @@ import logging
 import re
 from pathlib import Path
 
-from core.files import stable_id_hash, write_text_atomic
+from core.files import remove_inside, stable_id_hash, write_text_atomic
 from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name, part_number
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
@@ -117,12 +117,12 @@ def folds_rows(layout: DataLayout, entries: list[VideoEntry], n_splits: int | No
     return rows
 
 
-def write_folds_csv(target: Path, rows: list[tuple]) -> None:
+def write_folds_csv(target: Path, rows: list[tuple], root: Path | None = None) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows(rows)
-    write_text_atomic(target, buffer.getvalue())
+    write_text_atomic(target, buffer.getvalue(), root)
 
 
 def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
@@ -134,10 +134,10 @@ def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[P
     rows = folds_rows(layout, list(item.videos), options.get("n_splits"))
     if not rows:
         # an old folds.csv would list crops that are gone: training must not find one
-        layout.folds_csv.unlink(missing_ok=True)
+        remove_inside(layout.root, layout.folds_csv)
         raise ItemError(f"no crops under {layout.crops_root} for any video listed in the parts' metadata.json, so "
                         f"no {layout.folds_csv}: run the stages before it (./preprocess_data.sh {layout.root})")
-    write_folds_csv(layout.folds_csv, rows)
+    write_folds_csv(layout.folds_csv, rows, root=layout.root)
     return [layout.folds_csv]
 
 

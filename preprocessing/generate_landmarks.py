@@ -61,8 +61,8 @@ class LandmarkModels:
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
-def save_npy_atomic(target: Path, array: np.ndarray) -> None:
-    with atomic_path(target) as tmp:
+def save_npy_atomic(target: Path, array: np.ndarray, root: Path | None = None) -> None:
+    with atomic_path(target, root) as tmp:
         np.save(tmp, array)
 
 
@@ -111,10 +111,11 @@ def _process(layout: DataLayout, item: WorkItem, models: LandmarkModels, options
             points5 = models.five_points(crop)
             if points5 is not None:
                 target = layout.landmarks_path(original_id, frame, face)
-                save_npy_atomic(target, points5)
+                save_npy_atomic(target, points5, layout.landmarks_root)
                 written.append(target)
             target = layout.landmarks68_path(original_id, frame, face)
-            save_npy_atomic(target, models.sixty_eight_points(crop, box_in_crop(frame_boxes[face])))
+            save_npy_atomic(target, models.sixty_eight_points(crop, box_in_crop(frame_boxes[face])),
+                            layout.landmarks68_root)
             written.append(target)
         except Exception as exc:  # one unreadable crop must not cost the others
             errors.append(str(exc) or type(exc).__name__)

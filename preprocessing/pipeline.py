@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.run_control import preprocessing_lock
 from datasets.layout import DataLayout
 from preprocessing import detect_original_faces as stage1
 from preprocessing import extract_crops as stage2
@@ -50,7 +51,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     called with each as soon as its stage ends).
 
     Raises LayoutError (before any work) when DATA_ROOT is unusable or an output folder of any stage
-    cannot be written, ValueError on a bad option.
+    cannot be written, ValueError on a bad option, LockError when another run holds DATA_ROOT.
     """
     layout = DataLayout(data_root)
     layout.check()
@@ -72,10 +73,11 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     if shard is None:
         stages.append(lambda: generate_folds(data_root, progress=progress, n_splits=n_splits))
     summaries = []
-    for run in stages:
-        summaries.append(run())
-        if on_stage_done is not None:
-            on_stage_done(summaries[-1])
+    with preprocessing_lock(layout.root, shard):  # held from the first stage to the last, for the stages too
+        for run in stages:
+            summaries.append(run())
+            if on_stage_done is not None:
+                on_stage_done(summaries[-1])
     return summaries
 
 

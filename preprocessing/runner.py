@@ -31,7 +31,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -43,7 +43,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.files import TEMP_PREFIX, remove_stale_temps, stable_id_hash, write_json_atomic
+from core.files import (
+    TEMP_PREFIX,
+    OutsideRootError,
+    remove_inside,
+    remove_stale_temps,
+    stable_id_hash,
+    write_json_atomic,
+)
+from core.run_control import (
+    LockError,
+    Stopped,
+    exit_with_parent,
+    preprocessing_lock,
+    stop_exit_code,
+    stop_on_sigterm,
+)
 from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import DataLayout, LayoutError
 
@@ -115,6 +130,7 @@ class StageSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (item, error)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (item, warning) of items done
     log_path: Path | None = None
+    log_problem: str | None = None  # why log_path could not be written (a full disk), None when it could
 
     @property
     def videos_per_s(self) -> float:
@@ -125,7 +141,9 @@ class StageSummary:
         warnings = f", {n_warnings} warning{'s' if n_warnings != 1 else ''}" if n_warnings else ""
         text = (f"{self.stage}: done {self.done}, skipped {self.skipped} (already complete), "
                 f"failed {self.failed}{warnings} in {self.elapsed_s:.1f} s ({self.videos_per_s:.2f} videos/s)")
-        if (self.failed or n_warnings) and self.log_path is not None:
+        if self.log_problem is not None:
+            text += f"; {self.log_problem}: the messages above are the only record of them"
+        elif (self.failed or n_warnings) and self.log_path is not None:
             text += f"; {'failures' if self.failed else 'warnings'} are listed in {self.log_path}"
         return text
 
@@ -247,34 +265,57 @@ def outputs_present(root: Path, relative_paths: Sequence[str]) -> bool:
     return True
 
 
+def _output_below_root(layout: DataLayout, path: Path) -> str:
+    """An output's path below DATA_ROOT as it is named there: an output folder may be a symlink to
+    another disk (``crops/``), which resolving would take outside DATA_ROOT."""
+    try:
+        return str(path.absolute().relative_to(layout.root.absolute()))
+    except ValueError:  # named through another path to DATA_ROOT
+        return str(path.resolve().relative_to(layout.root.resolve()))
+
+
 def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path],
                   inputs: dict[str, str | None]) -> None:
-    relative = sorted(str(Path(p).resolve().relative_to(layout.root.resolve())) for p in outputs)
+    relative = sorted(_output_below_root(layout, Path(p)) for p in outputs)
     write_json_atomic(layout.progress_path(stage.name, item.key),
                       {"format": MARKER_FORMAT, "item": item.key, "options": _marker_options(stage, options),
-                       "inputs": inputs, "outputs": relative})
+                       "inputs": inputs, "outputs": relative}, root=layout.progress_dir(stage.name))
 
 
 def _clear_item(layout: DataLayout, stage: Stage, item: WorkItem) -> None:
     """Remove the marker, then the outputs of an item about to be (re)done: what its new run writes
-    is then all there is (no crop of older boxes next to the new ones)."""
-    layout.progress_path(stage.name, item.key).unlink(missing_ok=True)
+    is then all there is (no crop of older boxes next to the new ones). Each removal is checked to stay
+    inside the output folder it belongs to (``remove_inside``)."""
+    remove_inside(layout.progress_dir(stage.name), layout.progress_path(stage.name, item.key))
+    roots = [Path(root) for root in (stage.output_dirs(layout) if stage.output_dirs else [])]
     for path in (stage.item_outputs(layout, item) if stage.item_outputs else []):
-        path = Path(path)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove_inside(_output_root_of(Path(path), roots, stage.name), path)
 
 
-def _append_log(layout: DataLayout, stage: str, item: str, message: str, kind: str = "error") -> None:
+def _output_root_of(path: Path, roots: list[Path], stage: str) -> Path:
+    """The output folder ``path`` is named under (by its name only: ``remove_inside`` then checks where it
+    really is, so ``crops/..`` is found here and refused there)."""
+    named = [root for root in roots if path.is_relative_to(root)]
+    if not named:
+        raise OutsideRootError(f"{stage} names {path} as an output of an item, but it is in none of the stage's "
+                               f"output folders ({', '.join(map(str, roots))}); this is a bug, please report it")
+    return max(named, key=lambda root: len(root.parts))
+
+
+def _append_log(layout: DataLayout, stage: str, item: str, message: str, kind: str = "error") -> str | None:
+    """Append one line to the stage's log; returns why it could not be written (a full disk, say), else
+    None: the item's message is in the summary anyway, so losing the log must not end the run."""
     # appended, never truncated: shards on several machines may share one log file
     path = layout.log_path(stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"item": item, "stage": stage, "kind": kind, kind: message,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        return f"cannot write {path} ({exc.strerror or exc})"
+    return None
 
 
 # ---- writable outputs ----------------------------------------------------------------------------
@@ -354,7 +395,9 @@ def _use_gpu_of_worker(options: dict, index: int) -> None:
         torch.cuda.set_device(index % torch.cuda.device_count())
 
 
-def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter) -> None:
+def _init_worker(stage: Stage, options: dict, root: str, threads: int, counter, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # a killed run leaves no worker behind that goes on writing
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     with counter.get_lock():
         _WORKER["index"] = counter.value
         counter.value += 1
@@ -415,13 +458,20 @@ def _task_size(stage: Stage, n_items: int, n_workers: int) -> int:
 def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None = None,
               workers: int | None = None, shard: tuple[int, int] | str | None = None,
               progress: bool = True) -> StageSummary:
-    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable."""
+    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable, LockError when
+    a conflicting run holds DATA_ROOT (see ``core.run_control``)."""
     options = dict(options or {})
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     workers = default_workers() if workers is None else check_workers(workers)
     layout = DataLayout(data_root)
     layout.check()
     check_writable(layout, [stage])
+    with preprocessing_lock(layout.root, shard):
+        return _run_stage_locked(stage, layout, options, workers, shard, progress)
+
+
+def _run_stage_locked(stage: Stage, layout: DataLayout, options: dict, workers: int,
+                      shard: tuple[int, int] | None, progress: bool) -> StageSummary:
     started = time.perf_counter()
     summary = StageSummary(stage.name, log_path=layout.log_path(stage.name))
 
@@ -430,7 +480,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     def fail(item_key: str, error: str) -> None:
         # logged at once, so that a run killed later still leaves the failures seen so far
         summary.failures.append((item_key, error))
-        _append_log(layout, stage.name, item_key, error)
+        summary.log_problem = _append_log(layout, stage.name, item_key, error) or summary.log_problem
 
     for problem in problems:
         if in_shard(problem.item, shard):
@@ -463,7 +513,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
         if error is None:
             for warning in warnings:
                 summary.warnings.append((item.key, warning))
-                _append_log(layout, stage.name, item.key, warning, kind="warning")
+                summary.log_problem = _append_log(layout, stage.name, item.key, warning, "warning") or summary.log_problem
             if not stage.always_run:
                 _write_marker(layout, stage, item, options, [Path(p) for p in outputs], inputs_of[item.key])
             summary.done += 1
@@ -487,23 +537,7 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
             finally:  # in-process runs (tests, notebooks) leave the caller's settings as they were
                 _restore_threads(previous)
         elif todo:
-            # spawn: torch and OpenMP are not fork-safe once initialised in the parent
-            context = multiprocessing.get_context("spawn")
-            started_workers = context.Value("i", 0)  # numbers the workers (GPU choice, worker_index())
-            with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(stage, options, str(layout.root), THREADS_PER_WORKER,
-                                               started_workers)) as pool:
-                size = _task_size(stage, len(todo), n_workers)
-                tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
-                futures = [pool.submit(_worker_run, task) for task in tasks]
-                for task, future in zip(tasks, futures):
-                    try:
-                        results = future.result()
-                    except BrokenProcessPool as exc:
-                        results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item",
-                                    []) for item in task]
-                    for result in results:
-                        finish(*result)
+            _run_in_pool(stage, layout, todo, options, n_workers, finish)
     finally:
         if bar is not None:
             bar.close()
@@ -511,6 +545,52 @@ def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None =
     summary.failed = len(summary.failures)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _run_in_pool(stage: Stage, layout: DataLayout, todo: list[WorkItem], options: dict, n_workers: int,
+                 finish: Callable) -> None:
+    """``todo`` in ``n_workers`` worker processes, ``finish`` called with each result in order. Anything
+    that ends this early (SIGTERM, Ctrl-C, an error) stops the workers at once: a pool left to itself
+    would finish every queued item first."""
+    # spawn: torch and OpenMP are not fork-safe once initialised in the parent
+    context = multiprocessing.get_context("spawn")
+    started_workers = context.Value("i", 0)  # numbers the workers (GPU choice, worker_index())
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
+                               initargs=(stage, options, str(layout.root), THREADS_PER_WORKER, started_workers,
+                                         os.getpid()))
+    try:
+        size = _task_size(stage, len(todo), n_workers)
+        tasks = [todo[start:start + size] for start in range(0, len(todo), size)]
+        futures = [pool.submit(_worker_run, task) for task in tasks]
+        for task, future in zip(tasks, futures):
+            try:
+                results = future.result()
+            except BrokenProcessPool as exc:
+                results = [(item, None, f"worker process died ({exc}); rerun the stage to retry this item",
+                            []) for item in task]
+            for result in results:
+                finish(*result)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes now and wait for them to end."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((pool._processes or {}).values())  # the only handle on them before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -564,7 +644,7 @@ def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -
         # failures (the item is not done) and warnings (it is) both say the file and what to do
         messages = summary.failures + summary.warnings
         for shown, (item, message) in enumerate(messages):
-            if shown == max_warnings:
+            if shown == max_warnings and summary.log_problem is None:  # else this output is their only record
                 print(f"warning: {summary.stage}: ... {len(messages) - shown} more in {summary.log_path}",
                       file=sys.stderr)
                 break
@@ -573,11 +653,17 @@ def print_summaries(summaries: Sequence[StageSummary], max_warnings: int = 50) -
 
 
 def run_cli(run: Callable[[], StageSummary | Sequence[StageSummary]]) -> int:
-    """Call ``run``, print the summary; exit code 2 when DATA_ROOT is unusable or an option is bad."""
+    """Call ``run``, print the summary; exit code 2 when DATA_ROOT is unusable, an option is bad or
+    another run holds DATA_ROOT; 143 (130) when SIGTERM (Ctrl-C) stopped the run."""
     try:
-        result = run()
-    except (LayoutError, ValueError) as exc:  # unusable DATA_ROOT or option: nothing could run
+        with stop_on_sigterm():
+            result = run()
+    except (LayoutError, LockError, ValueError) as exc:  # nothing could run
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as exc:
+        print(f"\n{str(exc) or 'stopped by SIGINT'}: the items in flight were dropped, every finished item is kept; "
+              f"run the same command again to finish", file=sys.stderr)
+        return stop_exit_code(exc)
     print_summaries([result] if isinstance(result, StageSummary) else list(result))
     return 0

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.files import atomic_path, write_bytes_atomic, write_json_atomic
+from core.files import atomic_path, name_problem, remove_inside, write_bytes_atomic, write_json_atomic
 from core.geometry import crop_box
 from core.video import iter_frames
 from datasets.dfdc import METADATA_NAME
@@ -427,9 +427,10 @@ def _clear_previous(layout: DataLayout, plan: dict[str, list[str]], overwrite: b
             raise SampleDatasetError(f"{meta_path} belongs to another dataset (other seed or counts); pass an "
                                      f"empty OUT_DIR, or --overwrite to replace the videos it lists")
         for file_name in listed:
-            if Path(file_name).name == file_name:  # never follow a path out of the folder
-                (folder / file_name).unlink(missing_ok=True)
-        meta_path.unlink()
+            # a listed name that is not a plain file name of this folder is never followed
+            if name_problem(file_name) is None and (folder / file_name).is_file():
+                remove_inside(folder, folder / file_name)
+        remove_inside(folder, meta_path)
 
 
 @dataclass(frozen=True)

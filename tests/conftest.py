@@ -123,3 +123,53 @@ def read_only_folder(folder: Path):
         yield folder
     finally:
         subprocess.run(undo, check=True)
+
+
+# ---- real processes: their children, their end ---------------------------------------------------
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process from /proc; None when it is gone (or a zombie)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = text[text.rindex(")") + 2:].split()[:2]  # the name in (...) may hold spaces
+    return None if state in ("Z", "X") else (state, int(ppid))
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and stat[1] == pid:
+                children.append(int(entry.name))
+    return sorted(children)
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def is_alive(pid: int) -> bool:
+    return _proc_stat(pid) is not None
+
+
+def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen | None = None,
+             interval_s: float = 0.05):
+    """Poll ``condition()`` until it returns a true value (returned); fail the test naming ``what`` after
+    ``timeout_s``, or as soon as ``process`` (the one expected to bring it about) has ended."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{process.args} ended (exit code {process.returncode}) before {what}")
+        time.sleep(interval_s)
+    pytest.fail(f"gave up after {timeout_s:.0f} s waiting for {what}")

@@ -42,6 +42,83 @@ def test_scan_lists_videos_and_reports_problems(tmp_path):
     assert any("metadata.json is missing" in p.error for p in problems)
 
 
+def test_ids_and_paths_that_would_leave_their_folder_are_refused_and_named(tmp_path):
+    root = tmp_path / "data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.mp4").write_bytes(b"x")
+    absolute = elsewhere / "y.mp4"
+    absolute.write_bytes(b"x")
+    part = _part(root, "dfdc_train_part_0", {
+        "a.mp4": {"label": "REAL"},
+        "...mp4": {"label": "REAL"},  # id ".."
+        "..mp4": {"label": "REAL"},  # id "."
+        ".hidden.mp4": {"label": "REAL"},
+        "../../elsewhere/x.mp4": {"label": "REAL"},
+        str(absolute): {"label": "REAL"},
+        "link/z.mp4": {"label": "REAL"},
+    }, ["a.mp4", "...mp4", "..mp4", ".hidden.mp4"])
+    (part / "link").symlink_to(elsewhere)
+    (elsewhere / "z.mp4").write_bytes(b"x")
+    entries, problems = DataLayout(root).scan()
+    assert [e.video_id for e in entries] == ["a"]
+    errors = {p.item: p.error for p in problems}
+    assert set(errors) == {"...mp4", "..mp4", ".hidden.mp4", "x", "y", "z"}
+    assert "gives the video id '..', which is '..'" in errors["...mp4"]
+    assert "gives the video id '.', which is '.'" in errors["..mp4"]
+    assert "starts with a dot" in errors[".hidden.mp4"]
+    for item in ("x", "y", "z"):
+        assert f"is not inside its part folder {part}" in errors[item] and "metadata.json" in errors[item]
+
+
+def test_an_id_listed_twice_is_an_error_for_both_and_neither_is_used(tmp_path):
+    _part(tmp_path, "dfdc_train_part_0", {"a.mp4": {"label": "REAL"}, "f.mp4": {"label": "FAKE", "original": "a.mp4"},
+                                          "b.mp4": {"label": "REAL"}}, ["a.mp4", "f.mp4", "b.mp4"])
+    _part(tmp_path, "dfdc_train_part_4", {"a.mp4": {"label": "REAL"}, "b.avi": {"label": "REAL"}},
+          ["a.mp4", "b.avi"])
+    entries, problems = DataLayout(tmp_path).scan()
+    assert [e.video_id for e in entries] == ["f"]  # kept, with a problem: its original is ambiguous
+    errors = {p.item: p.error for p in problems}
+    assert set(errors) == {"a", "b", "f"}
+    for video_id, other in (("a", "dfdc_train_part_4/a.mp4"), ("b", "dfdc_train_part_4/b.avi")):
+        assert "listed 2 times" in errors[video_id] and "none of them is used" in errors[video_id]
+        assert f"dfdc_train_part_0/{video_id}.mp4" in errors[video_id] and other in errors[video_id]
+    assert "names original a, whose id is listed more than once" in errors["f"]
+
+
+def test_fakes_without_a_real_original_and_values_of_the_wrong_type_are_reported(tmp_path):
+    _part(tmp_path, "dfdc_train_part_0", {
+        "a.mp4": {"label": "REAL", "original": None},
+        "f.mp4": {"label": "FAKE", "original": "a.mp4"},
+        "self.mp4": {"label": "FAKE", "original": "self.mp4"},
+        "ff.mp4": {"label": "FAKE", "original": "f.mp4"},
+        "none.mp4": {"label": "FAKE"},
+        "number.mp4": {"label": "FAKE", "original": 123},
+        "listed.mp4": {"label": "FAKE", "original": ["a.mp4"]},
+        "pathy.mp4": {"label": "FAKE", "original": "../a.mp4"},
+        "entry_list.mp4": ["REAL"],
+        "entry_text.mp4": "REAL",
+        "label_number.mp4": {"label": 1},
+    }, ["a.mp4", "f.mp4", "self.mp4", "ff.mp4", "none.mp4", "number.mp4", "listed.mp4", "pathy.mp4",
+        "entry_list.mp4", "entry_text.mp4", "label_number.mp4"])
+    entries, problems = DataLayout(tmp_path).scan()
+    by_id = {e.video_id: e for e in entries}
+    assert sorted(by_id) == ["a", "f", "ff", "none", "self"]
+    assert by_id["f"].source_id == "a"
+    errors = {p.item: p.error for p in problems}
+    assert set(errors) == {"self", "ff", "none", "number", "listed", "pathy", "entry_list", "entry_text",
+                           "label_number"}
+    assert "names itself as its original; it is left out" in errors["self"]
+    assert f"names {tmp_path / 'dfdc_train_part_0' / 'f.mp4'}, a fake, as its original" in errors["ff"]
+    assert 'names no "original"' in errors["none"]
+    assert '"original" of number.mp4 is a number (123)' in errors["number"]
+    assert '"original" of listed.mp4 is a list' in errors["listed"]
+    assert "'../a.mp4', not the file name of a video" in errors["pathy"]
+    assert "the entry of entry_list.mp4 is a list (['REAL']), expected an object" in errors["entry_list"]
+    assert "the entry of entry_text.mp4 is a string" in errors["entry_text"]
+    assert "label of label_number.mp4 is 1, expected REAL or FAKE" in errors["label_number"]
+
+
 def test_read_labels_json_and_csv(tmp_path):
     meta = tmp_path / "metadata.json"
     meta.write_text(json.dumps({"a.mp4": {"label": "FAKE"}, "b.mp4": {"label": "REAL"}}))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,7 @@ def test_a_file_that_needs_a_full_unpickle_is_refused_without_running_it(tmp_pat
         read_checkpoint(path)
     message = str(refused.value)
     assert str(path) in message and "GLOBAL" in message and "run code from the file" in message
+    assert "refused as unsafe" in message and "weights_only" not in message
     assert f"convert-trusted {path}" in message
     assert not marker.exists()
 
@@ -110,11 +113,39 @@ def test_a_file_that_needs_a_full_unpickle_is_refused_without_running_it(tmp_pat
     assert "exists" in capsys.readouterr().err
 
 
+class _ShellPayload:
+    """Unpickling this would run a shell command that creates a file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_calling_os_system_is_refused_as_unsafe_and_never_converted(tmp_path, capsys):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "downloaded_best"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 1, "hook": _ShellPayload(str(marker))}, path)
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(path)
+    message = str(refused.value)
+    # torch 2.14's words for a blocked module, quoted; torch's advice to load it anyway, never
+    assert f"checkpoint {path} was refused as unsafe" in message
+    assert re.search(r"unsupported GLOBAL \S+\.system whose module \S+ is blocked", message)
+    assert "weights_only" not in message and "Weights only load failed" not in message
+    assert "do not load or convert this file" in message and "convert-trusted" not in message
+    assert main(["convert-trusted", str(path), str(tmp_path / "converted")]) == 2
+    assert "refused as unsafe" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "converted").exists()
+
+
 def test_damaged_and_incomplete_files(tmp_path):
     garbage = tmp_path / "garbage_best"
     garbage.write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="garbage_best cannot be read.*damaged"):
+    with pytest.raises(CheckpointError, match="garbage_best cannot be read.*damaged") as damaged:
         read_checkpoint(garbage)
+    assert "weights_only" not in str(damaged.value)
     not_pickle = tmp_path / "pickle_best"
     not_pickle.write_bytes(pickle.dumps({"state_dict": 1}, protocol=2) + b"junk")
     with pytest.raises(CheckpointError, match="pickle_best"):

@@ -67,11 +67,15 @@ def test_videos(sample_root) -> Path:
     return folder
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "libx264",
+                pix_fmt: str = "yuv420p") -> Path:
+    """A real video file of RGB ``frames``; the container follows the extension (any case)."""
+    formats = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm",
+               ".flv": "flv"}
+    with av.open(str(path), "w", format=formats[path.suffix.lower()]) as container:
+        stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2] if frames else (120, 160)
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         if not frames:
             container.start_encoding()  # the header and an empty track, no frame
         for frame in frames:

@@ -16,6 +16,8 @@ import torch
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
+from core import errors
+from datasets.dfdc import read_labels
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
 from prediction import cli
@@ -136,7 +138,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, project_checkpoint, te
     (empty / "notes.txt").write_text("no videos here")
     cases = [
         (["--test-dir", str(tmp_path / "missing")], "does not exist"),
-        (["--test-dir", str(empty)], "holds no .mp4"),
+        (["--test-dir", str(empty)], "holds no video file (.mp4 .mov .mkv .avi .webm .m4v, any case)"),
         (["--test-dir", str(test_videos), "--weights-dir", str(empty)], "no checkpoint"),
         (["--test-dir", str(test_videos), "--models", str(tmp_path / "nope_best")], "nope_best does not exist"),
     ]
@@ -164,7 +166,7 @@ def test_find_checkpoints_prefers_best_then_last(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "d_0_last").write_bytes(b"x")
     found = [p.relative_to(tmp_path).as_posix() for p in find_checkpoints(tmp_path)]
-    assert found == ["a_0_best", "b_1_last", "c_2_best.pth", "sub/d_0_last"]
+    assert found == ["a_0_best", "b_1_last", "c_2_best.pth"]  # never a subfolder's (a backup in weights/old/)
     assert find_checkpoints(tmp_path / "none") == []
 
 
@@ -349,3 +351,220 @@ def test_a_partly_decodable_video_is_scored_with_a_warning(tmp_path, project_che
     assert list(metrics["partly_decoded_videos"]) == ["cut.mp4"]
     assert metrics["fallbacks"]["total"] == 0  # scored on the frames that decode, not 0.5
     assert dict(_read_csv(output))["cut.mp4"] != 0.5
+
+
+# ---- hostile and careless inputs ------------------------------------------------------------------------
+
+# name -> (codec, pixel format): every container the predictor reads, in both cases of the extension
+CONTAINERS = {"clip.mp4": ("libx264", "yuv420p"), "phone.MOV": ("libx264", "yuv420p"), "clip.mov": ("libx264", "yuv420p"),
+              "clip.mkv": ("libx264", "yuv420p"), "clip.M4V": ("libx264", "yuv420p"), "clip.avi": ("mpeg4", "yuv420p"),
+              "motion.AVI": ("mjpeg", "yuvj420p"), "clip.webm": ("libvpx-vp9", "yuv420p"),
+              "vp8.WebM": ("libvpx", "yuv420p")}
+
+
+def test_every_container_in_any_case_is_predicted_and_other_formats_are_counted(tmp_path, project_checkpoint,
+                                                                                test_videos, capsys):
+    from core.video import read_sampled_frames
+    from tests.prediction.conftest import write_video
+
+    folder = tmp_path / "phone_videos"
+    folder.mkdir()
+    _, frames = read_sampled_frames(sorted(test_videos.glob("*.mp4"))[0], 6)
+    for name, (codec, pix_fmt) in CONTAINERS.items():
+        write_video(folder / name, frames, codec=codec, pix_fmt=pix_fmt)
+    write_video(folder / "old.flv", frames)  # a format left out on purpose
+    write_video(folder / "older.FLV", frames)
+    output = tmp_path / "out.csv"
+    rc = cli.main(["--test-dir", str(folder), "--models", str(project_checkpoint), "--output", str(output),
+                              "--frames-per-video", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    rows = dict(_read_csv(output))
+    assert sorted(rows) == sorted(CONTAINERS)
+    assert all(p != 0.5 for p in rows.values()), rows  # each decoded and its face scored, no fallback
+    # the same H.264 stream in mp4, mov, mkv and m4v decodes to the same frames: the same score
+    assert len({rows[n] for n in ("clip.mp4", "phone.MOV", "clip.mov", "clip.mkv", "clip.M4V")}) == 1
+    assert "warning:" in err and "2 file(s) skipped" in err and ".flv: 2" in err and "get no row" in err
+
+
+def test_checkpoints_in_subfolders_do_not_join_the_ensemble(tmp_path, project_checkpoint, test_videos, capsys):
+    weights = tmp_path / "weights"
+    (weights / "old").mkdir(parents=True)
+    shutil.copy(project_checkpoint, weights / project_checkpoint.name)
+    torch.manual_seed(5)
+    save_checkpoint(weights / "old" / "backup_tf_efficientnet_lite0_0_best", DeepFakeClassifier("tf_efficientnet_lite0"),
+                    config={"encoder": "tf_efficientnet_lite0", "size": 64})
+    video = sorted(test_videos.glob("*.mp4"))[0]
+    output = tmp_path / "out.csv"
+    rc = cli.main(["--video", str(video), "--weights-dir", str(weights), "--output", str(output),
+                              "--frames-per-video", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    assert metrics["models"] == [str(weights / project_checkpoint.name)]
+    assert "1 model(s)" in err and f"1 checkpoint(s) in subfolders of {weights} are not used" in err
+    assert str(weights / "old" / "backup_tf_efficientnet_lite0_0_best") in err
+
+    empty = tmp_path / "only_subfolders"
+    shutil.copytree(weights / "old", empty / "old")
+    rc = cli.main(["--video", str(video), "--weights-dir", str(empty), "--output", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"no *_best or *_last file in {empty}" in err and "--models" in err
+
+
+def test_a_bad_labels_entry_is_named_and_no_labels_predicts_anyway(tmp_path, project_checkpoint, test_videos, capsys):
+    folder = shutil.copytree(test_videos, tmp_path / "videos")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    bad_name = sorted(metadata)[1]
+    metadata[bad_name] = {"label": "MAYBE"}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    argv = ["--test-dir", str(folder), "--models", str(project_checkpoint), "--frames-per-video", "1", "--no-progress"]
+    assert cli.main(argv + ["--output", str(tmp_path / "never.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"labels file {folder / 'metadata.json'}, entry '{bad_name}'" in err and "'MAYBE'" in err
+    assert "--no-labels" in err and not (tmp_path / "never.csv").exists()
+
+    output = tmp_path / "out.csv"
+    assert cli.main(argv + ["--output", str(output), "--no-labels"]) == 0
+    assert [n for n, _ in _read_csv(output)] == sorted(metadata)
+    assert "log_loss" not in json.loads(cli.metrics_path_for(output).read_text())
+
+
+def test_read_labels_names_the_bad_line_and_entry(tmp_path):
+    table = tmp_path / "labels.csv"
+    table.write_text("filename,label\na.mp4,1\nb.mp4,0\na.mp4,0\n")
+    with pytest.raises(errors.InputError, match=r"labels\.csv, line 4: a\.mp4 is labelled twice.*--no-labels"):
+        read_labels(table)
+    table.write_text("filename,label\na.mp4,1\n,0\n")
+    with pytest.raises(errors.InputError, match=r"labels\.csv, line 3: has no file name"):
+        read_labels(table)
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"a.mp4": {"label": "FAKE"}, "b.mp4": {"label": ["REAL"]}}))
+    with pytest.raises(errors.InputError, match=r"metadata\.json, entry 'b\.mp4': b\.mp4 has the label"):
+        read_labels(meta)
+    meta.write_text(json.dumps(["a.mp4"]))
+    with pytest.raises(errors.InputError, match="found a list.*--no-labels"):
+        read_labels(meta)
+
+
+HOSTILE_NAMES = ["...mp4", "..mp4", ".hidden.mp4", "=HYPERLINK(1).mp4", "+1.mp4", "-2.mp4", "@SUM(1).mp4", "a b.mp4",
+                 "a_b.mp4", "A_B.mp4", "x.mp4", "x.html.mp4", "back\\slash.mp4", "v" * 240 + ".mp4"]
+
+
+def test_hostile_names_stay_in_the_report_and_do_not_run_in_a_spreadsheet(tmp_path, project_checkpoint, test_videos,
+                                                                         capsys):
+    import pandas as pd
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    source = sorted(test_videos.glob("*.mp4"))[0]
+    for name in HOSTILE_NAMES:
+        shutil.copy(source, folder / name)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    report = tmp_path / "work" / "report"
+    (report / "videos").mkdir(parents=True)
+    (report / "videos" / "x").symlink_to(outside)  # left there by someone: a page must not write through it
+    output = tmp_path / "work" / "out.csv"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "work" not in p.parts)
+    rc = cli.main(["--test-dir", str(folder), "--models", str(project_checkpoint), "--output", str(output),
+                              "--frames-per-video", "1", "--no-progress", "--report", str(report)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "work" not in p.parts) == before
+    assert not any(outside.iterdir())
+    pages = sorted(p.name for p in (report / "videos").glob("*.html"))
+    assert len(pages) == len(HOSTILE_NAMES)  # one page each; names that slug alike do not share one
+    assert len({p.lower() for p in pages}) == len(pages) and not any(p.startswith(".") for p in pages)
+    for path in report.rglob("*"):  # everything written resolves inside the report folder
+        if not path.is_symlink():
+            assert path.resolve().is_relative_to(report.resolve()), path
+
+    cells = pd.read_csv(output, dtype=str)["filename"].tolist()
+    dangerous = {n for n in HOSTILE_NAMES if n[0] in "=+-@"}
+    assert sorted(cells) == sorted(f"'{n}" if n in dangerous else n for n in HOSTILE_NAMES)
+    assert f"{len(dangerous)} video name(s) start like a spreadsheet formula" in captured.err
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real file system with no space left: a 64 KiB tmpfs, filled. Needs root (skips elsewhere)."""
+    mount_point = tmp_path / "full_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        with pytest.raises(OSError, match="No space left"), open(mount_point / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_keeps_the_predictions_in_a_recovery_file(tmp_path, full_disk, project_checkpoint, test_videos,
+                                                              monkeypatch, capsys):
+    import tempfile
+
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(recovery))
+    output = full_disk / "out.csv"
+    argv = ["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--frames-per-video", "1",
+            "--no-progress"]
+    rc = cli.main(argv + ["--output", str(output)])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_WRITE_FAILED, err
+    saved = list(recovery.glob("out.recovered-*.csv"))
+    assert len(saved) == 1 and f"are saved in the recovery file {saved[0]}" in err
+    assert f"{output}: No space left on device" in err and "--keep-going" not in err and "Traceback" not in err
+    rows = _read_csv(saved[0])
+    assert [n for n, _ in rows] == sorted(p.name for p in test_videos.glob("*.mp4"))
+    assert all(p != 0.5 for _, p in rows)
+    assert not output.exists()
+
+    # no place takes them (the temp and home folders on the full disk too): they are printed on stdout
+    monkeypatch.setattr(tempfile, "tempdir", str(full_disk))
+    monkeypatch.setenv("HOME", str(full_disk))
+    rc = cli.main(argv + ["--output", str(output)])
+    captured = capsys.readouterr()
+    assert rc == cli.EXIT_WRITE_FAILED
+    assert "printed above on stdout" in captured.err and "--keep-going" not in captured.err
+    printed = list(csv.reader(captured.out[captured.out.index("filename,label"):].splitlines()))
+    assert [name for name, _ in printed[1:]] == [n for n, _ in rows]
+
+
+def test_a_full_disk_under_the_report_keeps_the_rows_done(tmp_path, full_disk, project_checkpoint, test_videos,
+                                                          capsys):
+    output = tmp_path / "out.csv"
+    rc = cli.main(["--test-dir", str(test_videos), "--models", str(project_checkpoint), "--output",
+                              str(output), "--frames-per-video", "1", "--no-progress", "--report",
+                              str(full_disk / "report")])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_WRITE_FAILED, err
+    first = sorted(p.name for p in test_videos.glob("*.mp4"))[0]
+    assert f"the report files of {first} could not be written (No space left on device)" in err
+    assert f"the 1 of {len(list(test_videos.glob('*.mp4')))} rows done are in {output}" in err
+    assert [n for n, _ in _read_csv(output)] == [first] and "--keep-going" not in err
+
+
+def test_a_malicious_checkpoint_is_refused_as_unsafe_without_running(tmp_path, test_videos, capsys):
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    checkpoint = tmp_path / "shared_by_a_stranger_best"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "config": {"encoder": "tf_efficientnet_lite0"}, "x": Payload()},
+               checkpoint)
+    rc = cli.main(["--test-dir", str(test_videos), "--models", str(checkpoint),
+                              "--output", str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"checkpoint {checkpoint} was refused as unsafe" in err and "unsupported GLOBAL posix.system" in err
+    assert "weights_only" not in err and "convert-trusted" not in err
+    assert not marker.exists()

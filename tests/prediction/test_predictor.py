@@ -158,6 +158,30 @@ def test_bad_videos_get_neutral_answer_and_reason(bad_inputs, loaded_model, capl
     assert missing.fallback_kind == "unreadable" and "missing.mp4" in missing.fallback_reason
 
 
+def test_no_face_among_small_faces_says_which_detector_scale_sees_them(test_videos, loaded_model, tmp_path):
+    """A face of about 20 px in a 1280x720 frame: the auto scale (0.5) cannot see it; the hinted one does."""
+    import cv2
+
+    from tests.prediction.conftest import write_video
+
+    _, frames = read_sampled_frames(sorted(test_videos.glob("*.mp4"))[0], 2)
+    far = []
+    for frame in frames:  # the 320x240 scene (face ~80 px) shrunk 4x onto a wide empty room
+        canvas = np.full((720, 1280, 3), 90, dtype=np.uint8)
+        small = cv2.resize(frame, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+        canvas[300:300 + small.shape[0], 600:600 + small.shape[1]] = small
+        far.append(canvas)
+    video = write_video(tmp_path / "far_away.mp4", far)
+    options = resolve_options(device="cpu", frames_per_video=2)
+    pred = VideoPredictor(models=[loaded_model], options=options).predict_video(video)
+    assert pred.fallback_kind == "no_face"
+    assert "1280x720 px, detector scale 0.5: faces smaller than about 40 px are not seen" in pred.fallback_reason
+    assert "try --detector-scale 1," in pred.fallback_reason
+    hinted = resolve_options(device="cpu", frames_per_video=2, detector_scale=1.0)
+    found = VideoPredictor(models=[loaded_model], options=hinted).predict_video(video)
+    assert found.fallback_kind is None and found.n_faces == 2 and found.face_boxes[0, 2] - found.face_boxes[0, 0] < 30
+
+
 def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, loaded_model):
     """The reader and classifier threads change neither the order nor the answers."""
     predictor = VideoPredictor(models=[loaded_model], options=CPU_OPTIONS)

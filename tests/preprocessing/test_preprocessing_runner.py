@@ -507,3 +507,134 @@ def test_workers_must_be_at_least_one_and_every_stage_takes_no_progress(tmp_path
         assert "does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--workers 0"):
         runner.run_stage(PROBE_STAGE, tmp_path, {}, workers=0, progress=False)
+
+
+# ---- input that names paths or ids outside its folder, the same id twice, a full disk ----------------
+def _small_root(sample_root: Path, root: Path) -> tuple[str, list[str], str]:
+    """A DATA_ROOT of one generated original with its fakes and one more original (ids: original, fakes,
+    other), copied from the sample dataset's part 0."""
+    source = sample_root / "dfdc_train_part_0"
+    metadata = json.loads((source / "metadata.json").read_text())
+    real, other = sorted(name for name, info in metadata.items() if info["label"] == "REAL")[:2]
+    fakes = sorted(name for name, info in metadata.items() if info.get("original") == real)
+    part = root / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    for name in (real, other, *fakes):
+        shutil.copyfile(source / name, part / name)
+    (part / "metadata.json").write_text(json.dumps({name: metadata[name] for name in (real, other, *fakes)}))
+    return Path(real).stem, [Path(f).stem for f in fakes], Path(other).stem
+
+
+def _add_entries(part: Path, video: Path, entries: dict[str, dict | list | str]) -> None:
+    """List ``entries`` in the part's metadata.json; each relative name that is not there yet gets a copy
+    of ``video`` at the place it names."""
+    metadata = json.loads((part / "metadata.json").read_text())
+    for name, info in entries.items():
+        path = part / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(video, path)
+        metadata[name] = info
+    (part / "metadata.json").write_text(json.dumps(metadata))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _log_lines(root: Path, stage: str) -> dict[str, str]:
+    path = DataLayout(root).log_path(stage)
+    return {line["item"]: line["error"] for line in map(json.loads, path.read_text().splitlines())
+            if line["kind"] == "error"}
+
+
+@pytest.mark.slow
+def test_names_that_point_outside_delete_and_read_nothing_there_and_are_logged(sample_root, tmp_path):
+    root = tmp_path / "data"
+    real, fakes, other = _small_root(sample_root, root)
+    part = root / "dfdc_train_part_0"
+    video = part / f"{real}.mp4"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copyfile(video, elsewhere / "x.mp4")  # a video with faces: stage 1 would find boxes in it
+    shutil.copyfile(video, elsewhere / "y.mp4")
+    (elsewhere / "keep.txt").write_text("not the pipeline's")
+    (root / "notes.txt").write_text("the user's file in DATA_ROOT")
+    _add_entries(part, video, {
+        "...mp4": {"label": "REAL"},  # id "..": crops/.. is DATA_ROOT
+        "..mp4": {"label": "REAL"},  # id ".": crops/. is every video's crops
+        "../../elsewhere/x.mp4": {"label": "REAL"},
+        str(elsewhere / "y.mp4"): {"label": "REAL"},
+        "self.mp4": {"label": "FAKE", "original": "self.mp4"},
+        "fake_of_fake.mp4": {"label": "FAKE", "original": f"{fakes[0]}.mp4"},
+        "typed.mp4": {"label": "FAKE", "original": 123},
+        "listed.mp4": ["REAL"],
+    })
+    # the other original's name again in a second part, for another video: neither may be used
+    (root / "dfdc_train_part_1").mkdir()
+    (root / "dfdc_train_part_1" / "metadata.json").write_text("{}")
+    _add_entries(root / "dfdc_train_part_1", part / f"{fakes[0]}.mp4", {f"{other}.mp4": {"label": "REAL"}})
+    inputs_before = {**_files(elsewhere), **{f"data/{k}": v for k, v in _files(root).items()}}
+
+    summaries = preprocess(root, **RUN)
+
+    assert [s.done for s in summaries] == [1, 1, 1, 1, 1]
+    inputs_after = {**_files(elsewhere), **{f"data/{k}": v for k, v in _files(root).items()}}
+    assert {k: v for k, v in inputs_after.items() if k in inputs_before} == inputs_before  # nothing lost
+    assert sorted(os.listdir(root / "boxes")) == [f"{real}.json"]  # x.mp4, y.mp4 and the copies never read
+    assert sorted(os.listdir(root / "crops")) == sorted([real, *fakes])
+    assert sorted(os.listdir(root / "diffs")) == sorted(fakes)
+    refused = {"...mp4": "gives the video id '..'", "..mp4": "gives the video id '.'",
+               "x": f"is not inside its part folder {part}", "y": f"is not inside its part folder {part}",
+               "typed": '"original" of typed.mp4 is a number (123)', "listed": "the entry of listed.mp4 is a list",
+               other: "is listed 2 times"}
+    left_out_fakes = {"self": "names itself as its original", "fake_of_fake": "a fake, as its original"}
+    for stage in STAGES_1_TO_4 + ("generate_folds",):
+        logged = _log_lines(root, stage)
+        # stages 1 and 3 read originals only: a fake left out is not their input
+        fakes_read = stage not in ("detect_original_faces", "generate_landmarks")
+        expected = {**refused, **(left_out_fakes if fakes_read else {})}
+        assert set(logged) == set(expected), stage
+        for item, message in expected.items():
+            assert message in logged[item], (stage, item)
+    assert "dfdc_train_part_0" in logged[other] and "dfdc_train_part_1" in logged[other]
+
+
+@pytest.mark.slow
+def test_crops_on_a_symlinked_disk_are_redone_and_nothing_beside_them_is_deleted(sample_root, tmp_path):
+    root = tmp_path / "data"
+    real, fakes, other = _small_root(sample_root, root)
+    disk = tmp_path / "disk"
+    (disk / "crops").mkdir(parents=True)
+    (disk / "other_project.bin").write_bytes(b"precious")
+    (root / "crops").symlink_to(disk / "crops")
+    part = root / "dfdc_train_part_0"
+    _add_entries(part, part / f"{real}.mp4", {"...mp4": {"label": "REAL"}, "..mp4": {"label": "REAL"}})
+    first = preprocess(root, **RUN)
+    assert [s.done for s in first] == [2, 2, 2, 1, 1]
+    stale = disk / "crops" / real / "999_0.png"
+    stale.write_bytes(b"left from an older run")
+    redone = extract_crops(root, every=5, **RUN)  # another option: every item is cleared and cut again
+    assert (redone.done, redone.skipped) == (2, 0)
+    assert not stale.exists() and (disk / "crops" / real / "0_0.png").is_file()
+    assert (disk / "other_project.bin").read_bytes() == b"precious" and (root / "crops").is_symlink()
+    assert sorted(os.listdir(disk / "crops")) == sorted([real, *fakes, other])
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_log_does_not_stop_the_run(sample_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    real, _, _ = _small_root(sample_root, root)
+    part = root / "dfdc_train_part_0"
+    _add_entries(part, part / f"{real}.mp4", {"ghost.mp4": {"label": "REAL"}})
+    (part / "ghost.mp4").unlink()  # listed, missing: every stage logs it
+    logs = DataLayout(root).logs_dir
+    logs.mkdir()
+    (logs / "generate_landmarks.jsonl").symlink_to("/dev/full")  # every write there: ENOSPC
+    assert pipeline.main([str(root), "--workers", "1", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    summary = [line for line in out.splitlines() if line.startswith("generate_landmarks: done")]
+    assert summary and "No space left on device" in summary[0] and "the only record" in summary[0]
+    assert "warning: generate_landmarks: ghost:" in err
+    assert (root / "folds.csv").is_file()  # the stages after it ran
+    assert "ghost" in _log_lines(root, "generate_diffs")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.run_control import LOCKS_FOLDER
 from models.checkpoints import load_model, read_checkpoint
 from training.pipelines.train_classifier import TrainOptions, main, train
 from training.tools.config import ConfigError
@@ -100,7 +101,7 @@ def test_torchrun_two_cpu_processes_train_and_only_rank0_writes(preprocessed_roo
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count('"name"') == 1, "only rank 0 prints the summary"
-    names = sorted(p.name for p in (tmp_path / "weights").iterdir())
+    names = sorted(p.name for p in (tmp_path / "weights").iterdir() if p.name != LOCKS_FOLDER)
     assert names == sorted([f"{NAME}_0", f"{NAME}_last", f"{NAME}_best", f"{NAME}_args.json"])
     assert len(list((tmp_path / "logs").rglob("events.out.tfevents.*"))) == 1
     checkpoint = read_checkpoint(tmp_path / "weights" / f"{NAME}_last")

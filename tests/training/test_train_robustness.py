@@ -1,21 +1,43 @@
 """Training runs that must not lose or silently reuse anything: an existing run is never overwritten
 without --overwrite, old epochs are pruned (never _best/_last or another run's files), temp files of a
-killed save are removed by the next run, train.sh resumes, appends its log and refuses CUDA-less GPUs."""
+killed save are removed by the next run, train.sh resumes, appends its log and refuses CUDA-less GPUs,
+a second trainer of a running run is refused, SIGTERM to train.sh stops the trainer, and a checkpoint
+save on a full disk says so."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from models.checkpoints import CheckpointName, checkpoint_path, parse_checkpoint_name, run_files
+from core.run_control import LOCKS_FOLDER
+from models.checkpoints import (
+    CheckpointName,
+    CheckpointSaveError,
+    checkpoint_path,
+    parse_checkpoint_name,
+    read_checkpoint,
+    run_files,
+    save_checkpoint,
+)
 from models.checkpoints import run_name as build_run_name
 from models.weights import default_weights_dir
-from training.pipelines.train_classifier import RunExistsError, TrainOptions, main, prune_epochs, train
+from tests.conftest import child_pids, command_line, is_alive, wait_for
+from training.pipelines.train_classifier import (
+    RunExistsError,
+    TrainOptions,
+    main,
+    prune_epochs,
+    run_lock,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
@@ -120,8 +142,8 @@ def test_second_run_of_the_same_name_is_refused_unless_overwrite(preprocessed_ro
 
     again = train(_options(preprocessed_root, weights, "epochs=1", overwrite=True))
     assert again.epochs_run == [0]
-    # the old run's files are gone, not mixed with the new run's
-    assert sorted(p.name for p in weights.iterdir()) == sorted(
+    # the old run's files are gone, not mixed with the new run's (.locks: the runs' lock files)
+    assert sorted(p.name for p in weights.iterdir() if p.name != LOCKS_FOLDER) == sorted(
         [f"{NAME}_0", f"{NAME}_best", f"{NAME}_last", f"{NAME}_args.json"])
 
 
@@ -148,7 +170,7 @@ def test_retention_and_stale_temp_cleanup(preprocessed_root, tmp_path):
 
     result = train(_options(preprocessed_root, weights, "epochs=5", "keep_checkpoints=2", "val_every=2"))
     assert result.epochs_run == [0, 1, 2, 3, 4]
-    names = sorted(p.name for p in weights.iterdir())
+    names = sorted(p.name for p in weights.iterdir() if p.name != LOCKS_FOLDER)
     # the two newest epochs, best and last; the other run's files and temp file untouched
     expected = [f"{NAME}_3", f"{NAME}_4", f"{NAME}_best", f"{NAME}_last", f"{NAME}_args.json"] + others
     expected += [t for t in temps if other_run in t]
@@ -301,3 +323,110 @@ def test_folder_as_config_says_it_is_a_folder(tmp_path):
     run = subprocess.run([str(REPO / "train.sh"), str(tmp_path), "0", str(tmp_path)], env=_env(),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and f"config {tmp_path} is a folder" in run.stderr
+
+
+def test_a_prefix_that_would_leave_the_weights_folder_is_refused(preprocessed_root, tmp_path, capsys):
+    weights = tmp_path / "weights"
+    for prefix in ("../escaped_", ".hidden_", "a/b_"):
+        argv = ["--data-dir", str(preprocessed_root), "--output-dir", str(weights), "--log-dir", str(tmp_path / "l"),
+                "--no-progress", "--prefix", prefix, *[a for o in TINY + ["epochs=1"] for a in ("--set", o)]]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"--prefix {prefix!r}" in err and "plain --prefix" in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no checkpoint, log or args anywhere
+
+
+# ---- one trainer per run, and one that stops when told to ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_second_trainer_is_refused_and_sigterm_to_train_sh_stops_the_trainer(preprocessed_root, tmp_path):
+    config = _tiny_config(tmp_path / "tiny.json", epochs=1000)
+    weights = tmp_path / "w"
+    env = _env(WEIGHTS_DIR=str(weights), LOG_DIR=str(tmp_path / "logs"))
+    command = [str(REPO / "train.sh"), str(preprocessed_root), "0", str(config), "111"]
+    console = tmp_path / "console.txt"
+    with open(console, "w") as output:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        wait_for(lambda: (weights / f"{NAME}_last").is_file(), 300, "the first epoch's checkpoint", first)
+        trainer = next(pid for pid in child_pids(first.pid) if "train_classifier" in command_line(pid))
+        # train.sh --resume beside the running trainer of the same run: refused, naming it
+        second = subprocess.run([command[0], "--resume", *command[1:]], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 2, second.stdout[-3000:]
+        lock = weights / LOCKS_FOLDER / f"{NAME}.lock"
+        assert f"{lock} is held by pid {trainer} on {socket.gethostname()}" in second.stdout, second.stdout[-3000:]
+        # another seed may train into the same folder meanwhile
+        with run_lock(weights, "DeepFakeClassifier_tf_efficientnet_lite0_222"):
+            pass
+
+        children = child_pids(first.pid)  # the trainer and tee
+        os.kill(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        assert first.returncode == 128 + signal.SIGTERM
+        wait_for(lambda: not any(is_alive(pid) for pid in children), 10, "the trainer and tee to exit")
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    text = console.read_text()
+    assert "stopped by SIGTERM" in text and "--resume" in text
+    assert "stopped by SIGTERM" in (tmp_path / "logs" / "tiny_111.log").read_text()  # the trainer's last words
+    assert not any(p.name.startswith(".tmp") for p in weights.iterdir())
+    last_epoch = read_checkpoint(weights / f"{NAME}_last")["epoch"]
+    resumed = subprocess.run([command[0], "--resume", *command[1:]], cwd=tmp_path, capture_output=True, text=True,
+                             env=dict(env, TRAIN_ARGS="--stop-after 1"), timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert f"after epoch {last_epoch}" in resumed.stdout and f'"epochs_run": [{last_epoch + 1}]' in resumed.stdout
+
+
+# ---- a full disk ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def small_disk(folder: Path, size_bytes: int):
+    """A tmpfs of ``size_bytes`` mounted on ``folder``: writes past it fail with a real ENOSPC. Skips the
+    test where mounting is not permitted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)]).returncode != 0:
+            # a file still open on it (the test failed): detached now, gone when it is closed
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_a_checkpoint_save_on_a_full_disk_says_so_and_leaves_no_partial_file(tmp_path):
+    from models.classifier2d import DeepFakeClassifier
+
+    model = DeepFakeClassifier("tf_efficientnet_lite0")
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        target = disk / f"{NAME}_0"
+        with pytest.raises(CheckpointSaveError) as failed:
+            save_checkpoint(target, model, {"encoder": "tf_efficientnet_lite0"}, epoch=0)
+        message = str(failed.value)
+        assert f"cannot save checkpoint {target}: no space left" in message, message
+        assert "MB free" in message and "keep_checkpoints" in message and "--resume" in message
+        assert list(disk.iterdir()) == []  # the temp file of the failed write is gone
+
+
+def test_training_onto_a_full_disk_stops_with_a_message_naming_the_file(preprocessed_root, tmp_path, capsys):
+    argv = ["--data-dir", str(preprocessed_root), "--log-dir", str(tmp_path / "logs"), "--no-progress",
+            *[a for o in TINY + ["epochs=1"] for a in ("--set", o)]]
+    assert main([*argv, "--output-dir", str(tmp_path / "roomy")]) == 0
+    epoch_bytes = (tmp_path / "roomy" / f"{NAME}_0").stat().st_size
+    capsys.readouterr()
+    # room for the epoch file, not for its copy as _last
+    with small_disk(tmp_path / "disk", epoch_bytes * 3 // 2) as disk:
+        assert main([*argv, "--output-dir", str(disk)]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot save checkpoint {disk / f'{NAME}_last'}: no space left" in err, err
+        assert "Traceback" not in err
+        assert not any(p.name.startswith(".tmp") for p in disk.iterdir())
+        assert (disk / f"{NAME}_0").stat().st_size == epoch_bytes  # what was saved before is intact

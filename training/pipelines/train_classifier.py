@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,8 +38,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from core.devices import resolve_device, resolve_precision
-from core.files import atomic_path, path_problem, write_text_atomic
+from core.files import atomic_path, name_problem, path_problem, remove_inside, write_text_atomic
 from core.metrics import video_scores
+from core.run_control import LOCKS_FOLDER, LockError, Stopped, hold_lock, stop_exit_code, stop_on_sigterm
 from datasets.layout import DataLayout
 from models.checkpoints import (
     checkpoint_path,
@@ -48,6 +50,7 @@ from models.checkpoints import (
     run_files,
     run_name,
     save_checkpoint,
+    save_error,
 )
 from models.classifier2d import DeepFakeClassifier
 from models.pretrained import load_pretrained
@@ -197,13 +200,16 @@ def _drop_replaced(weights_dir: Path, name: str, replaced: list[Path], resume_ep
     if resume_epoch is not None and best.is_file() and int(read_checkpoint(best).get("epoch", -1)) > resume_epoch:
         doomed.append(best)
     for path in doomed:
-        path.unlink(missing_ok=True)
+        remove_inside(weights_dir, path)
     log.warning("%s: --overwrite: deleted %s", name, ", ".join(p.name for p in doomed))
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    try:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    except OSError as exc:
+        raise save_error(dst, exc, src.stat().st_size) from exc
 
 
 def resolve(options: TrainOptions, resume_data: dict | None = None) -> dict:
@@ -230,7 +236,7 @@ def resume_checkpoint(options: TrainOptions) -> Path | None:
         if options.config is None:
             raise ValueError("--resume last needs --config: the run name (and so its _last file) comes from it")
         config = load_config(options.config, options.overrides)
-        last = checkpoint_path(options.output_dir, run_name(config, int(options.seed), options.prefix), "last")
+        last = checkpoint_path(options.output_dir, checked_run_name(config, int(options.seed), options.prefix), "last")
         if not last.is_file():
             log.info("--resume last: no %s yet in %s; starting the run", last.name, last.parent)
             return None
@@ -240,6 +246,18 @@ def resume_checkpoint(options: TrainOptions) -> Path | None:
         raise ValueError(f"--resume {options.resume} {problem}; pass a checkpoint file such as "
                          f"{Path(options.output_dir) / '<name>_last'} (or --resume last)")
     return Path(options.resume)
+
+
+def checked_run_name(config: dict, seed: int, prefix: str) -> str:
+    """The run's name, which names its files in the weights folder and its log folder: ValueError when it
+    could not (a ``--prefix`` holding a path separator or starting with a dot)."""
+    name = run_name(config, seed, prefix)
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"the run name {name!r} (--prefix {prefix!r} + network_encoder_seed) {problem}; it names "
+                         f"files in --output-dir and a folder in --log-dir, so pass a plain --prefix such as "
+                         f"'trial1_' (to write elsewhere, use --output-dir / --log-dir)")
+    return name
 
 
 def check_run_folder(weights_dir: Path, name: str, resume_epoch: int | None, overwrite: bool) -> list[Path]:
@@ -276,7 +294,7 @@ def prune_epochs(weights_dir: Path, name: str, keep: int | None) -> list[Path]:
                     if isinstance(parse_checkpoint_name(p.name).which, int))
     doomed = [p for _, p in epochs[:max(len(epochs) - keep, 0)]]
     for path in doomed:
-        path.unlink(missing_ok=True)
+        remove_inside(weights_dir, path)
     return doomed
 
 
@@ -292,26 +310,38 @@ def remove_stale_run_temps(weights_dir: Path, name: str) -> int:
     return remove_stale_temps(weights_dir, owned)
 
 
+def run_lock(weights_dir: Path, name: str):
+    """The lock rank 0 holds while it trains run ``name`` into ``weights_dir`` (a context manager): a
+    second trainer of that run there is refused with a LockError naming the first; other runs (seeds)
+    may train into the same folder at the same time."""
+    return hold_lock(weights_dir / LOCKS_FOLDER / f"{name}.lock", f"a trainer of {name} in {weights_dir}",
+                     "wait for it to end or stop it (kill its pid; train.sh --resume then continues after its "
+                     "last finished epoch), or train into another folder (WEIGHTS_DIR / --output-dir)")
+
+
 def train(options: TrainOptions) -> TrainResult:
     ctx, device = init_distributed(options.device)
     try:
-        return _train(options, ctx, device)
+        with ExitStack() as held:  # the run lock, from the moment the run's name is known to the end
+            return _train(options, ctx, device, held)
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(options: TrainOptions, ctx: DistContext, device: torch.device) -> TrainResult:
+def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: ExitStack) -> TrainResult:
     resume_path = resume_checkpoint(options)
     resume_data = read_checkpoint(resume_path) if resume_path is not None else None
     config = resolve(options, resume_data)
     seed = int(options.seed)
-    name = run_name(config, seed, options.prefix)
+    name = checked_run_name(config, seed, options.prefix)
+    dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     weights_dir = Path(options.output_dir)
+    if ctx.is_main:
+        held.enter_context(run_lock(weights_dir, name))
     continuing = resume_data is not None and not options.from_zero
     resume_epoch = int(resume_data["epoch"]) if continuing else None
     replaced = check_run_folder(weights_dir, name, resume_epoch, options.overwrite)
-    dtype = autocast_dtype(config["amp"], device)  # a precision this device lacks fails here, before any work
     run_log_dir = Path(options.log_dir) / name
     folds_source = str(DataLayout(options.data_dir).folds_csv)
     train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source,
@@ -529,7 +559,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = TrainOptions(**{k: v for k, v in vars(args).items() if k in TrainOptions.__dataclass_fields__})
     try:
-        result = train(options)
+        with stop_on_sigterm():
+            result = train(options)
+    except (Stopped, KeyboardInterrupt) as exc:
+        print(f"\n{str(exc) or 'stopped by SIGINT'}: the epoch in progress is lost, the ones finished are saved "
+              f"(<name>_last in {options.output_dir}); continue with --resume last (train.sh --resume)", file=sys.stderr)
+        return stop_exit_code(exc)
     except Exception as exc:
         from models.checkpoints import CheckpointError
         from models.pretrained import PretrainedError
@@ -537,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.tools.config import ConfigError
 
         if isinstance(exc, (FoldsError, ConfigError, CheckpointError, PretrainedError, RunExistsError,
-                            ValueError)):
+                            LockError, ValueError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
