@@ -159,9 +159,11 @@ def _python_modules(code: str) -> set[str]:
     return {name for name in names if name.split(".")[0] in PACKAGES + TOP_LEVEL_MODULES}
 
 
-def _module_exists(name: str) -> bool:
+def _module_runs(name: str) -> bool:
+    """Whether ``python -m name`` runs something: a module with a main block, or a package's __main__.py."""
     path = REPO.joinpath(*name.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()
+    module = path.with_suffix(".py")
+    return (path / "__main__.py").is_file() or (module.is_file() and "__name__ == \"__main__\"" in module.read_text())
 
 
 def _repo_paths(code: str) -> set[str]:
@@ -172,8 +174,8 @@ def _repo_paths(code: str) -> set[str]:
 
 def test_the_commands_and_files_the_docs_name_exist():
     texts = [text for page in markdown_files(REPO) for text in code_texts(page.read_text())]
-    missing_modules = sorted({name for text in texts for name in _python_modules(text) if not _module_exists(name)})
-    assert missing_modules == [], f"`python -m` of modules that are not in the code: {missing_modules}"
+    missing_modules = sorted({name for text in texts for name in _python_modules(text) if not _module_runs(name)})
+    assert missing_modules == [], f"`python -m` of modules that are not in the code or have no main: {missing_modules}"
     missing_files = sorted({path for text in texts for path in _repo_paths(text) if not (REPO / path).is_file()})
     assert missing_files == [], f"files the docs name that are not in the repository: {missing_files}"
     targets = set(re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
