@@ -57,7 +57,9 @@ import numpy as np
 
 from core.errors import InputError
 from core.files import path_problem, write_json_atomic, write_text_atomic
-from datasets.dfdc import METADATA_NAME, read_labels, read_methods
+from datasets.dfdc import METADATA_NAME, labels_file_entries
+from datasets.readers import FolderLabels, folder_labels
+from prediction.evaluation import folder_keys
 from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_options
 
 EXIT_ERROR = 1
@@ -150,19 +152,6 @@ def list_input_videos(test_dirs: list[str] | None, video: str | None) -> list[Pa
                              f"pass the folder of the test videos")
         videos += found
     return videos
-
-
-def folder_keys(folders: list[Path]) -> dict[Path, str]:
-    """A short unique name per folder: its last path component, with more parents where two would clash
-    (``a/x`` and ``b/x`` -> ``a/x``, ``b/x``)."""
-    parts = {f: f.resolve().parts for f in folders}
-    if len(set(parts.values())) < len(folders):
-        raise InputError("--test-dir names the same folder twice; pass each folder once")
-    for depth in range(1, max(len(p) for p in parts.values()) + 1):
-        keys = {f: "/".join(p[-depth:]) for f, p in parts.items()}
-        if len(set(keys.values())) == len(folders):
-            return keys
-    raise AssertionError("distinct resolved paths always have distinct suffixes")
 
 
 def label_coverage(labels: dict[str, int], videos: list[Path]) -> tuple[int, list[str]]:
@@ -289,7 +278,7 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
     (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
     ``folder_of`` and ``methods`` are keyed by the prediction's name."""
-    from prediction.evaluation import ScoredVideo, evaluate, method_of
+    from prediction.evaluation import ScoredVideo, evaluate
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
     summary: dict = {
@@ -304,7 +293,7 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
         evaluation = evaluate(
             ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
                         p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
-                        method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
+                        methods.get(p.name) if labels[p.name] else None)
             for p in labelled)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")
@@ -447,21 +436,27 @@ def video_folder_keys(args: argparse.Namespace, videos: list[Path]) -> dict[Path
     return {v: by_resolved[v.parent.resolve()] for v in videos}
 
 
+def labels_of(found: FolderLabels) -> tuple[dict[str, int], dict[str, str]]:
+    """``file name -> 1 (FAKE) / 0 (REAL)`` and ``file name -> method`` of a folder's labelled videos."""
+    labels = {name: int(entry.is_fake) for name, entry in found.entries.items()}
+    return labels, {name: entry.method for name, entry in found.entries.items() if entry.method}
+
+
 def load_labels(args: argparse.Namespace, videos: list[Path]):
     """(labels keyed by row name or None, the labels file used, {video: row name} where the row name is
-    not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or the folder's
-    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE.
-    ``--no-labels``: none read."""
+    not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or what the dataset
+    readers know of the folder (its ``metadata.json``). Several folders: what the readers know of each,
+    rows named FOLDER/FILE. ``--no-labels``: none read."""
     several = bool(args.test_dir) and len(args.test_dir) > 1
     if not several:
-        labels_path = Path(args.labels) if args.labels else videos[0].parent / METADATA_NAME
         if args.no_labels:
             return None, None, {}, {}
-        labels = read_labels(labels_path) if (args.labels or labels_path.is_file()) else None
-        methods = read_methods(labels_path) if labels is not None else {}
-        if labels is not None:
-            labels = checked_labels(labels, videos, labels_path, args.test_dir[0] if args.test_dir else args.video)
-        return labels, labels_path, {}, methods
+        found = labels_file_entries(args.labels) if args.labels else folder_labels(videos[0].parent)
+        if found is None:
+            return None, videos[0].parent / METADATA_NAME, {}, {}
+        labels, methods = labels_of(found)
+        labels = checked_labels(labels, videos, found.source, args.test_dir[0] if args.test_dir else args.video)
+        return labels, found.source, {}, methods
     if args.labels:
         raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
                          f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
@@ -473,16 +468,17 @@ def load_labels(args: argparse.Namespace, videos: list[Path]):
     methods: dict[str, str] = {}
     for test_dir in args.test_dir:
         folder = Path(test_dir)
-        path = folder / METADATA_NAME
-        if not path.is_file():
+        found = folder_labels(folder)
+        if found is None:
             print(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored", file=sys.stderr)
             continue
         mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
-        found = checked_labels(read_labels(path), mine, path, test_dir)
-        if found:
+        folder_labels_found, folder_methods = labels_of(found)
+        checked = checked_labels(folder_labels_found, mine, found.source, test_dir)
+        if checked:
             key = keys[mine[0]]
-            labels.update({f"{key}/{name}": y for name, y in found.items()})
-            methods.update({f"{key}/{name}": m for name, m in read_methods(path).items()})
+            labels.update({f"{key}/{name}": y for name, y in checked.items()})
+            methods.update({f"{key}/{name}": m for name, m in folder_methods.items()})
     return (labels or None), Path(args.test_dir[0]) / METADATA_NAME, display, methods
 
 
