@@ -58,7 +58,7 @@ import numpy as np
 from core.errors import InputError
 from core.files import path_problem, write_json_atomic, write_text_atomic
 from datasets.dfdc import METADATA_NAME, read_labels, read_methods
-from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_options
+from prediction.options import PRESETS, PredictorOptions, get_preset, option_choices, resolve_options
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
@@ -362,7 +362,7 @@ def add_option_arguments(group) -> None:
             group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=f"{meta['help']} (default: {spec.default})")
         else:
-            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=meta["choices"],
+            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=option_choices(spec),
                                metavar=meta["metavar"], default=argparse.SUPPRESS,
                                help=f"{meta['help']} (default: {_none_text(meta) if spec.default is None else spec.default})")
 
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
                         "their file name")
     pred = parser.add_argument_group("prediction", "every option defaults to the preset's value")
-    pred.add_argument("--preset", default="default", choices=sorted(PRESETS),
+    pred.add_argument("--preset", default="default", choices=sorted(PRESETS.names()),
                       help="named set of prediction options (default: default; winner: the DFDC winning "
                            "submission's predictor and its seven checkpoints)")
     add_option_arguments(pred)
