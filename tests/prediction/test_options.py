@@ -42,7 +42,7 @@ def test_winner_preset_and_overrides():
     assert resolve_options("winner", frames_per_video=8, max_faces=None).max_faces is None
     overridden = resolve_options("winner", detector_scale="auto", tta=True)
     assert (overridden.detector_scale, overridden.tta, overridden.frame_sampling) == ("auto", True, "truncate")
-    assert PRESETS["winner"].checkpoint_names == tuple(f.name for f in WINNER_CHECKPOINTS)
+    assert PRESETS.get("winner").checkpoint_names == tuple(f.name for f in WINNER_CHECKPOINTS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         winner.tta = True  # type: ignore[misc]
 
