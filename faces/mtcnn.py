@@ -141,8 +141,6 @@ class FaceDetector:
         return (boxes_out, points_out) if landmarks else boxes_out
 
 
-
-
 def build_mtcnn(settings: DetectorSettings) -> FaceDetector:
     """The ``mtcnn`` entry of the face-detector registry: MTCNN with the thresholds of the purpose."""
     return FaceDetector(THRESHOLDS[settings.purpose], device=settings.device,

@@ -38,7 +38,8 @@ class Strategy(Protocol):
 STRATEGIES: Registry[Strategy] = Registry("aggregation strategy")
 
 
-def _scores(scores: Sequence[float], rule: str) -> np.ndarray:
+def checked_scores(scores: Sequence[float], rule: str) -> np.ndarray:
+    """One video's face scores as float64, a ValueError naming ``rule`` when there are none."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if scores.size == 0:
         raise ValueError(f"{rule} needs at least one face score")
@@ -86,7 +87,7 @@ class ConfidentRule:
         return fakes, reals, fake_branch, bool(real_branch)
 
     def __call__(self, scores: Sequence[float]) -> float:
-        scores = _scores(scores, "confident_strategy")
+        scores = checked_scores(scores, "confident_strategy")
         fakes, reals, fake_branch, real_branch = self._counts(scores)
         if fake_branch:
             return float(scores[fakes].mean())
@@ -120,7 +121,7 @@ class Reduction:
     name: str
 
     def __call__(self, scores: Sequence[float]) -> float:
-        return float(self.function(_scores(scores, f"{self.name}_strategy")))
+        return float(self.function(checked_scores(scores, f"{self.name}_strategy")))
 
     def explain(self, scores: Sequence[float]) -> str:
         return self.of_scores.format(n=np.asarray(scores).size)
