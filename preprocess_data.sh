@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Preprocess a DFDC-style DATA_ROOT: boxes -> crops -> landmarks -> SSIM diffs -> folds.csv.
 # Usage: ./preprocess_data.sh DATA_ROOT [--workers N] [--shard K/N] [--every 10] [--all-frames]
-#                             [--scale auto|FACTOR] [--device auto|cpu|cuda] [--n-splits 16]
+#                             [--scale auto|FACTOR] [--device auto|cpu|cuda] [--n-splits 16] [--detector mtcnn]
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$repo_root/scripts/python_env.sh"

@@ -30,7 +30,8 @@ from bench.common import machine_description, write_section  # noqa: E402
 from datasets.dfdc import METADATA_NAME  # noqa: E402
 from datasets.layout import DataLayout  # noqa: E402
 from models.checkpoints import read_checkpoint  # noqa: E402
-from training.datasets.classifier_dataset import FAKE_SOURCES, read_folds  # noqa: E402
+from training.datasets.classifier_dataset import read_folds  # noqa: E402
+from training.datasets.fake_sources import FAKE_SOURCES  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SECTION = "## Quality on real video (bench/quality.py)"
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ffpp", type=Path, default=SHARED / "ffpp_train")
     parser.add_argument("--real-small", type=Path, default=SHARED / "real_small")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_quality")
-    parser.add_argument("--recipes", nargs="+", default=list(FAKE_SOURCES), choices=FAKE_SOURCES)
+    parser.add_argument("--recipes", nargs="+", default=list(FAKE_SOURCES.names()), choices=FAKE_SOURCES.names())
     parser.add_argument("--seeds", nargs="+", type=int, default=[111, 555])
     parser.add_argument("--config", default="configs/ffpp_cpu.json")
     parser.add_argument("--fold", type=int, default=0, help="test fold: left out of training and validation")

@@ -1,22 +1,29 @@
 """MTCNN face detection (facenet-pytorch), shared by preprocessing and inference.
 
 Written once and imported everywhere: the thresholds of each use, the detector scale rule, the frame
-resize for the detector and the batched MTCNN wrapper (boxes in full-resolution pixels).
+resize for the detector and the batched MTCNN wrapper (boxes in full-resolution pixels). Registered as
+the ``mtcnn`` face detector in :mod:`faces.detectors` (:func:`build_mtcnn`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from core.devices import resolve_device
 
+if TYPE_CHECKING:
+    from faces.detectors import DetectorSettings
+
 # MTCNN stage thresholds used by the DFDC winning recipe
 THRESHOLDS_PREPROCESS = (0.85, 0.95, 0.95)  # boxes of the training originals: precision first
 THRESHOLDS_LANDMARKS = (0.65, 0.75, 0.75)  # 5-point landmarks on already-cut crops
 THRESHOLDS_INFERENCE = (0.7, 0.8, 0.8)  # test videos: recall first
+THRESHOLDS = {"preprocess": THRESHOLDS_PREPROCESS, "landmarks": THRESHOLDS_LANDMARKS,
+              "inference": THRESHOLDS_INFERENCE}  # by the purpose a detector is built for
 
 # frames per MTCNN call: on the CPU small batches keep the image pyramid in cache (8 frames of 960x540
 # run about 1.4x faster than 32, with the same boxes); a GPU wants larger ones
@@ -134,3 +141,8 @@ class FaceDetector:
         return (boxes_out, points_out) if landmarks else boxes_out
 
 
+def build_mtcnn(settings: DetectorSettings) -> FaceDetector:
+    """The ``mtcnn`` entry of the face-detector registry: MTCNN with the thresholds of the purpose."""
+    return FaceDetector(THRESHOLDS[settings.purpose], device=settings.device,
+                        min_face_size=settings.min_face_size_px, batch_size=settings.batch_size,
+                        fast_pooling=settings.fast_pooling, resize=settings.resize, face_order=settings.face_order)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from prediction.inputs import PredictionRequest
-from prediction.options import PRESETS, PredictorOptions
+from prediction.options import PRESETS, PredictorOptions, option_choices
 from prediction.outputs import OutputWriteError
 from prediction.run import print_console, request_options, run
 
@@ -89,7 +89,7 @@ def add_option_arguments(group) -> None:
             group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=f"{meta['help']} (default: {spec.default})")
         else:
-            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=meta["choices"],
+            group.add_argument(flag, dest=spec.name, type=_option_parser(spec), choices=option_choices(spec),
                                metavar=meta["metavar"], default=argparse.SUPPRESS,
                                help=f"{meta['help']} (default: {_none_text(meta) if spec.default is None else spec.default})")
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--encoder", help="encoder of checkpoints that carry no config and no encoder in "
                         "their file name")
     pred = parser.add_argument_group("prediction", "every option defaults to the preset's value")
-    pred.add_argument("--preset", default="default", choices=sorted(PRESETS),
+    pred.add_argument("--preset", default="default", choices=sorted(PRESETS.names()),
                       help="named set of prediction options (default: default; winner: the DFDC winning "
                            "submission's predictor and its seven checkpoints)")
     add_option_arguments(pred)

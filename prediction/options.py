@@ -4,10 +4,11 @@
 ``create_model``): the preset's values first, then the caller's overrides, then the values a preset
 derives from the others (the winner's face cap follows ``frames_per_video``). Every option is one
 field of :class:`PredictorOptions`; its ``option(...)`` line carries the default, the help text and
-the accepted values, from which ``predict_folder.py`` builds its command-line flags, so adding an
-option is one line here (plus the code that reads it).
+the accepted values (a tuple, or a registry: the face detectors, the aggregation strategies, the model
+combinations, the video rules), from which ``predict_folder.py`` builds its command-line flags, so
+adding an option is one line here (plus the code that reads it).
 
-Presets:
+Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line):
 
 * ``default``: this project's faster settings;
 * ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.devices import PRECISION_CHOICES
+from core.registry import Registry
+from faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from models.weights import WINNER_CHECKPOINTS
+from prediction.aggregation import COMBINATIONS, STRATEGIES, VIDEO_RULES
 
 DEFAULT_PRESET = "default"
-AGGREGATE_CHOICES = ("winner", "per-person")
 
 
 def _auto_or_float(text: str) -> float | str:
@@ -48,14 +51,21 @@ def _all_or_int(text: str) -> int | None:
     return None if text == "all" else int(text)
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, parse: Callable[[str], Any] | None = None,
-           flag: str | None = None, metavar: str | None = None) -> Any:
+def option(default: Any, help: str, *, choices: tuple | Registry | None = None,
+           parse: Callable[[str], Any] | None = None, flag: str | None = None, metavar: str | None = None) -> Any:
     """A field of :class:`PredictorOptions` with what the command line needs to offer it.
 
-    ``parse``: text -> value for the flag (default: the type of ``default``); ``flag``: the flag's name
-    when it is not ``--`` plus the field name with dashes."""
+    ``choices``: the accepted values, or the registry whose names they are (read when they are checked,
+    so an entry registered later is accepted); ``parse``: text -> value for the flag (default: the type
+    of ``default``); ``flag``: the flag's name when it is not ``--`` plus the field name with dashes."""
     return field(default=default, metadata={"help": help, "choices": choices, "parse": parse, "flag": flag,
                                             "metavar": metavar})
+
+
+def option_choices(spec: dataclasses.Field) -> tuple | None:
+    """The values an option accepts now (a registry's names as they are at this moment), None: any."""
+    choices = spec.metadata["choices"]
+    return choices.names() if isinstance(choices, Registry) else choices
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class PredictorOptions:
         "round", "how the evenly spaced frame positions become indices: round to the nearest frame, or "
         "truncate (the winner's np.linspace(..., dtype=int))", choices=("round", "truncate"))
     # -- face detection --
+    detector: str = option(DEFAULT_DETECTOR, "face detector (faces.detectors.DETECTORS)", choices=DETECTORS)
     detector_scale: float | str = option(
         "auto", "MTCNN input scale: 'auto' (2x below 300 px, 1x to 1000, 0.5x above, 0.33x above 1900) "
         "or a factor", parse=_auto_or_float, metavar="auto|FACTOR")
@@ -102,20 +113,19 @@ class PredictorOptions:
                             choices=PRECISION_CHOICES)
     # -- aggregation --
     strategy: str = option("confident", "aggregation of a video's face scores, per model",
-                           choices=("confident", "mean", "max"))
-    combine: str = option("mean", "combination of the models' video probabilities",
-                          choices=("mean", "geometric"))
+                           choices=STRATEGIES)
+    combine: str = option("mean", "combination of the models' video probabilities", choices=COMBINATIONS)
     aggregate: str = option(
         "per-person", "video score from the face scores: winner (every face of every frame pooled, the DFDC "
         "winner's rule) or per-person (faces linked into tracks, the strategy per person, the video gets its "
-        "most fake person's score)", choices=AGGREGATE_CHOICES)
+        "most fake person's score)", choices=VIDEO_RULES)
     track_min_faces: int | None = option(
         None, "tracks with fewer faces are dropped as detector false positives ('auto': a tenth of the sampled "
         "frames, at least 2; per-person only)", parse=_auto_or_int, metavar="auto|N")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
-            choices = spec.metadata["choices"]
+            choices = option_choices(spec)
             value = getattr(self, spec.name)
             if choices is not None and value not in choices:
                 raise ValueError(f"option {spec.name}={value!r} is not one of {', '.join(map(str, choices))}")
@@ -137,47 +147,45 @@ OPTION_NAMES: tuple[str, ...] = tuple(spec.name for spec in dataclasses.fields(P
 
 @dataclass(frozen=True)
 class Preset:
-    """Option values (constants, or functions of the other resolved options) and default checkpoints."""
+    """Option values (constants, or functions of the other resolved options) and default checkpoints;
+    registered in :data:`PRESETS` under its name."""
 
-    name: str
     description: str
     values: dict[str, Any] = field(default_factory=dict)
     checkpoint_names: tuple[str, ...] = ()  # looked for in the weights folder when no model is given
 
 
-PRESETS: dict[str, Preset] = {
-    "default": Preset("default", "this project's faster settings"),
-    "winner": Preset(
-        "winner", "the DFDC winning submission's predictor",
-        {
-            "frames_per_video": 32,
-            "frame_sampling": "truncate",
-            "detector_scale": 0.5,
-            "detector_resize": "pil",
-            "detector_batch_size": 1,
-            "face_order": "area",
-            "min_face_size_px": 20,
-            "resize_rounding": "truncate",
-            # the original fills a batch of 4 * frames faces and stops one short of it
-            "max_faces": lambda o: 4 * o["frames_per_video"] - 1,
-            # and scores all of a video's faces in one classifier call, NCHW
-            "classifier_batch_size": lambda o: o["max_faces"] or 4 * o["frames_per_video"] - 1,
-            "channels_last": False,
-            "tta": False,
-            "precision": "auto",
-            "strategy": "confident",
-            "combine": "mean",
-            "aggregate": "winner",
-        },
-        checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)),
-}
+PRESETS: Registry[Preset] = Registry("preset")
+PRESETS.register("default", Preset("this project's faster settings"))
+PRESETS.register("winner", Preset(
+    "the DFDC winning submission's predictor",
+    {
+        "frames_per_video": 32,
+        "frame_sampling": "truncate",
+        "detector": "mtcnn",
+        "detector_scale": 0.5,
+        "detector_resize": "pil",
+        "detector_batch_size": 1,
+        "face_order": "area",
+        "min_face_size_px": 20,
+        "resize_rounding": "truncate",
+        # the original fills a batch of 4 * frames faces and stops one short of it
+        "max_faces": lambda o: 4 * o["frames_per_video"] - 1,
+        # and scores all of a video's faces in one classifier call, NCHW
+        "classifier_batch_size": lambda o: o["max_faces"] or 4 * o["frames_per_video"] - 1,
+        "channels_last": False,
+        "tta": False,
+        "precision": "auto",
+        "strategy": "confident",
+        "combine": "mean",
+        "aggregate": "winner",
+    },
+    checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)))
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
+    """The registered preset ``name`` (a ValueError naming the known ones, else)."""
+    return PRESETS.get(name)
 
 
 def resolve_options(preset: str = DEFAULT_PRESET, **overrides: Any) -> PredictorOptions:

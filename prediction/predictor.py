@@ -42,10 +42,11 @@ from core.devices import resolve_device, resolve_precision
 from core.geometry import crop_face
 from core.input_spec import InputSpec, place_face, to_model_batch
 from core.video import DecodeCounts, VideoReadError, read_sampled_frames
-from faces.mtcnn import THRESHOLDS_INFERENCE, FaceDetector, detector_scale
+from faces.detectors import DetectorSettings, build_detector
+from faces.mtcnn import detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
-from prediction.aggregation import STRATEGIES, combine_models
+from prediction.aggregation import STRATEGIES, VIDEO_RULES, combine_models
 from prediction.options import PredictorOptions, resolve_options
 
 logger = logging.getLogger(__name__)
@@ -199,12 +200,11 @@ class VideoPredictor:
         options = resolve_options() if options is None else options
         if not isinstance(options, PredictorOptions):
             raise TypeError(f"options must be a PredictorOptions (from resolve_options), got {type(options).__name__}")
-        if options.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {options.strategy!r}; use one of {sorted(STRATEGIES)}")
         self.options = options
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.precision, self.device)
-        self.strategy = STRATEGIES[options.strategy]
+        self.strategy = STRATEGIES.get(options.strategy)
+        self.video_rule = VIDEO_RULES.get(options.aggregate)
         self.keep_face_crops = bool(keep_face_crops)
         self.classifier_batch_size = options.classifier_batch_size or (
             CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
@@ -219,9 +219,10 @@ class VideoPredictor:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
                                    if options.channels_last else torch.contiguous_format)
-        self.detector = FaceDetector(THRESHOLDS_INFERENCE, device=self.device, min_face_size=options.min_face_size_px,
-                                     batch_size=options.detector_batch_size, fast_pooling=options.detector_fast_pooling,
-                                     resize=options.detector_resize, face_order=options.face_order)
+        self.detector = build_detector(options.detector, DetectorSettings(
+            "inference", device=self.device, batch_size=options.detector_batch_size,
+            min_face_size_px=options.min_face_size_px, fast_pooling=options.detector_fast_pooling,
+            resize=options.detector_resize, face_order=options.face_order))
 
     def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
         """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
@@ -237,7 +238,7 @@ class VideoPredictor:
         return decode_video(path, self.options.frames_per_video, self.options.frame_sampling)
 
     def extract_faces(self, frame_indices: Sequence[int], frames: Sequence[np.ndarray]) -> VideoFaces:
-        """Every face MTCNN finds in the frames (batched calls), cropped with the training margin;
+        """Every face the detector finds in the frames (batched calls), cropped with the training margin;
         at most ``options.max_faces``, the first ones in frame order (a frame's faces in detector order)."""
         start = time.perf_counter()
         boxes_per_frame = self.detector.detect(frames, scale=self.options.detector_scale)
@@ -342,7 +343,7 @@ class VideoPredictor:
         face_persons = self.link_persons(detected.faces)
         person_scores = self.person_scores(face_scores, face_persons)
         per_person = max(person_scores)
-        probability = per_person if self.options.aggregate == "per-person" else pooled
+        probability = self.video_rule.score(pooled, person_scores)
         timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
                                face_persons=face_persons, person_scores=person_scores,

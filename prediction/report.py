@@ -160,23 +160,11 @@ def evaluation_html(evaluation: dict) -> str:
 
 
 def aggregation_note(options) -> str:
-    """What the aggregation did, for the report (why a video's score is not the mean of its faces)."""
-    rule = {"confident": "the DFDC winner's confident rule (if more than 11 faces and more than n / 2.5 of them "
-                         "score above 0.8, the mean of those; else if more than 90% score below 0.2, the mean "
-                         "of those; else the mean of all)",
-            "mean": "the mean", "max": "the highest score"}[options.strategy]
-    if options.aggregate == "per-person":
-        return (f"<p><b>Aggregation: per person.</b> The faces of the sampled frames are linked into tracks "
-                f"(box IoU between sampled frames with a size-aware gate); tracks seen in too few frames "
-                f"(minimum: {options.track_min_faces or 'a tenth of the sampled frames, at least 2'}) are "
-                f"dropped as detector false positives. Each person's score is {rule} of that person's face "
-                f"scores (per model, the models combined by their {options.combine}); the video gets its most fake "
-                f"person's score, so one swapped face is not averaged away by a real one. A video's score is "
-                f"therefore not the mean of its face scores; its page says which faces made it.</p>")
-    return (f"<p><b>Aggregation: winner (pooled).</b> Every face of every sampled frame is pooled, whoever it "
-            f"belongs to, and the video score is {rule} (per model, the models combined by their "
-            f"{options.combine}). A video's score is therefore not the mean of its face scores; its page says "
-            f"which rule applied. The per-person score is shown next to it for comparison.</p>")
+    """What the aggregation did, for the report (why a video's score is not the mean of its faces): the
+    video rule's paragraph with the strategy's rule in words (both from ``prediction.aggregation``)."""
+    from prediction.aggregation import VIDEO_RULES
+
+    return VIDEO_RULES.get(options.aggregate).report_note(options)
 
 
 @dataclass
@@ -287,10 +275,9 @@ class ReportWriter:
                 return slug
 
     def _why(self, pred) -> str:
-        from prediction.aggregation import describe_strategy
+        from prediction.aggregation import VIDEO_RULES, describe_strategy
 
         scores = pred.mean_face_scores
-        rule = pred.aggregate
         lines = []
         for person in range(pred.n_persons):
             mine = scores[pred.face_persons == person]
@@ -302,12 +289,7 @@ class ReportWriter:
                          f"(shown at the end)")
         pooled = (f"pooled over all {scores.size} faces: {pred.pooled_probability:.4f}; "
                   f"{describe_strategy(scores, self.options.strategy)}")
-        if rule == "per-person":
-            head = (f"Per-person rule: the video gets the most fake person's score, {pred.probability:.4f}. "
-                    f"For comparison, the winner's rule {pooled}.")
-        else:
-            head = (f"Winner's rule (pooled), {pooled}. For comparison, the per-person rule gives "
-                    f"{pred.per_person_probability:.4f}.")
+        head = VIDEO_RULES.get(pred.aggregate).explain(pred.probability, pooled, pred.per_person_probability)
         if len(pred.model_probabilities) > 1:
             head += (f" Models ({self.options.combine}): "
                      + ", ".join(f"{p:.4f}" for p in pred.model_probabilities) + " (pooled, per model).")

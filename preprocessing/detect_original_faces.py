@@ -1,4 +1,4 @@
-"""Stage 1: MTCNN face boxes of every REAL video -> ``boxes/<id>.json`` (fakes reuse their original's).
+"""Stage 1: face boxes of every REAL video -> ``boxes/<id>.json`` (fakes reuse their original's).
 
 By default only the frames that stage 2 crops are detected (``--every``, default 10); ``--all-frames``
 detects on every frame as the original recipe did. Frames are decoded by a reader thread while the
@@ -9,8 +9,11 @@ faces of a frame largest first, MTCNN on 32 frames per call; ``--recipe fast`` h
 area filter, orders faces by score and sizes the batches for the device (8 frames on the CPU): cheaper,
 with boxes a few pixels off the recipe's.
 
+``--detector`` names the face detector (``faces.detectors.DETECTORS``; default and so far the only one:
+``mtcnn``); the recipe's settings are MTCNN's, a detector reads those it understands.
+
     python -m preprocessing.detect_original_faces DATA_ROOT [--every 10 | --all-frames] [--scale 0.5|auto]
-        [--recipe original|fast]
+        [--recipe original|fast] [--detector mtcnn]
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from core.files import write_json_atomic
 from core.video import DecodeCounts, VideoReadError, iter_frames
 from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem
-from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
+from faces.detectors import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    Detector,
+    DetectorSettings,
+    build_detector,
+    check_detector,
+)
 from preprocessing.runner import (
     ItemError,
     ItemResult,
@@ -47,7 +57,7 @@ DEFAULT_EVERY = 10
 # frames both detect; `auto` (faces.detector_scale) is faster on 1080p and finds smaller faces below 500 px
 DEFAULT_SCALE = 0.5
 _QUEUE_FRAMES = 32  # decoded frames held per video while the detector is busy
-# detector settings of each recipe (FaceDetector's arguments). The original's batches of 32 frames matter:
+# detector settings of each recipe (DetectorSettings fields). The original's batches of 32 frames matter:
 # MTCNN's float results depend on the batch; measured on three real clips, every 10th frame in batches of 32
 # got the all-frames run's integer boxes on all 94 frames, in batches of 8 one 1080p box moved by 7 px
 RECIPES: dict[str, dict] = {
@@ -113,7 +123,7 @@ class FrameReader:
         self._thread.join()
 
 
-def detect_video_boxes(path: str | Path, detector: FaceDetector, every: int | None = DEFAULT_EVERY,
+def detect_video_boxes(path: str | Path, detector: Detector, every: int | None = DEFAULT_EVERY,
                        scale: float | str = DEFAULT_SCALE,
                        reader: FrameReader | None = None) -> dict[int, np.ndarray | None]:
     """Face boxes ``(n, 5)`` ``[x1, y1, x2, y2, score]`` in full-resolution pixels per detected frame
@@ -194,9 +204,9 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
 
 
 @functools.lru_cache(maxsize=2)
-def _detector(device: str, recipe: str = DEFAULT_RECIPE) -> FaceDetector:
+def _detector(device: str, recipe: str = DEFAULT_RECIPE, name: str = DEFAULT_DETECTOR) -> Detector:
     # one model per process, reused by later runs in the same process (stateless between calls)
-    return FaceDetector(THRESHOLDS_PREPROCESS, device=device, **RECIPES[recipe])
+    return build_detector(name, DetectorSettings("preprocess", device=device, **RECIPES[recipe]))
 
 
 class _WorkerState:
@@ -204,7 +214,7 @@ class _WorkerState:
 
     MAX_AHEAD = 2  # readers started ahead and not yet taken (each holds at most _QUEUE_FRAMES frames)
 
-    def __init__(self, detector: FaceDetector):
+    def __init__(self, detector: Detector):
         self.detector = detector
         self.ahead: dict[tuple[Path, int | None], FrameReader] = {}
 
@@ -224,7 +234,8 @@ def _make_state(options: dict, threads: int) -> _WorkerState:
     import torch
 
     torch.set_num_threads(threads)
-    return _WorkerState(_detector(options.get("device", "auto"), options.get("recipe", DEFAULT_RECIPE)))
+    return _WorkerState(_detector(options.get("device", "auto"), options.get("recipe", DEFAULT_RECIPE),
+                                  options.get("detector", DEFAULT_DETECTOR)))
 
 
 def _every(options: dict) -> int | None:
@@ -263,18 +274,21 @@ def _flat_dirs(layout: DataLayout) -> list[Path]:
 
 
 STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state,
-              option_names=("every", "all_frames", "scale", "recipe"), flat_dirs=_flat_dirs, prefetch=_prefetch,
-              inputs=_inputs, item_outputs=_item_outputs, output_dirs=_flat_dirs)
+              option_names=("every", "all_frames", "scale", "recipe"), added_options={"detector": DEFAULT_DETECTOR},
+              flat_dirs=_flat_dirs, prefetch=_prefetch, inputs=_inputs, item_outputs=_item_outputs,
+              output_dirs=_flat_dirs)
 
 
 def stage_options(every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = DEFAULT_SCALE,
-                  device: str = "auto", recipe: str = DEFAULT_RECIPE) -> dict:
+                  device: str = "auto", recipe: str = DEFAULT_RECIPE, detector: str = DEFAULT_DETECTOR) -> dict:
     if int(every) < 1:
         raise ValueError(f"--every {every}: must be >= 1")
     if recipe not in RECIPES:
         raise ValueError(f"--recipe {recipe!r}: use one of {', '.join(RECIPES)}")
+    check_detector(detector)
     check_device(device)
-    return {"every": int(every), "all_frames": bool(all_frames), "scale": scale, "device": device, "recipe": recipe}
+    return {"every": int(every), "all_frames": bool(all_frames), "scale": scale, "device": device, "recipe": recipe,
+            "detector": detector}
 
 
 def check_device(device: str) -> None:
@@ -287,10 +301,10 @@ def check_device(device: str) -> None:
 
 def detect_original_faces(data_root, workers: int | None = None, shard=None, progress: bool = True,
                           every: int = DEFAULT_EVERY, all_frames: bool = False, scale: float | str = DEFAULT_SCALE,
-                          device: str = "auto", recipe: str = DEFAULT_RECIPE):
+                          device: str = "auto", recipe: str = DEFAULT_RECIPE, detector: str = DEFAULT_DETECTOR):
     """Stage 1 over DATA_ROOT; returns the StageSummary."""
-    return run_stage(STAGE, data_root, stage_options(every, all_frames, scale, device, recipe), workers, shard,
-                     progress)
+    return run_stage(STAGE, data_root, stage_options(every, all_frames, scale, device, recipe, detector), workers,
+                     shard, progress)
 
 
 def add_detection_arguments(parser) -> None:
@@ -306,6 +320,8 @@ def add_detection_arguments(parser) -> None:
                         help="original (default): frames halved with PIL and faces largest first, the original "
                              "recipe's boxes and so its crops; fast: OpenCV's area filter and faces by score "
                              "(cheaper on large frames, boxes a few px off the recipe's)")
+    parser.add_argument("--detector", choices=DETECTORS.names(), default=DEFAULT_DETECTOR,
+                        help=f"face detector of stage 1 and of the landmarks stage (default {DEFAULT_DETECTOR})")
 
 
 def main(argv=None) -> int:
@@ -314,7 +330,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     return run_cli(lambda: detect_original_faces(args.data_root, args.workers, args.shard, not args.no_progress,
                                                  args.every, args.all_frames, args.scale, args.device,
-                                                 args.recipe))
+                                                 args.recipe, args.detector))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Stage 3: landmarks of the original crops, so that training never runs a face detector.
 
-* ``landmarks/<original>/<frame>_<face>.npy``: MTCNN's 5 points (eyes, nose, mouth corners), float32
-  (5, 2) in crop pixels, detected on the crop with the landmark thresholds (0.65, 0.75, 0.75); a crop
-  on which MTCNN finds no face gets no file.
+* ``landmarks/<original>/<frame>_<face>.npy``: the face detector's 5 points (eyes, nose, mouth
+  corners), float32 (5, 2) in crop pixels, detected on the crop (MTCNN, the default ``--detector``: with
+  the landmark thresholds 0.65, 0.75, 0.75); a crop on which the detector finds no face gets no file.
 * ``landmarks68/<original>/<frame>_<face>.npy``: dlib's 68 points, float32 (68, 2) in crop pixels,
   from the shape predictor given the stored face box (moved into crop coordinates): no second detector.
 
-    python -m preprocessing.generate_landmarks DATA_ROOT
+    python -m preprocessing.generate_landmarks DATA_ROOT [--detector mtcnn]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from core.files import atomic_path
 from core.geometry import crop_box
 from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem
+from faces.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSettings, build_detector, check_detector
 from faces.landmarks import shape_predictor_path
-from faces.mtcnn import THRESHOLDS_LANDMARKS, FaceDetector
 from preprocessing.detect_original_faces import check_device, load_boxes
 from preprocessing.extract_crops import crops_of, group_by_original
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
@@ -41,17 +41,18 @@ def box_in_crop(box: Sequence[float]) -> tuple[float, float, float, float]:
 
 
 class LandmarkModels:
-    """MTCNN (landmark thresholds) and dlib's shape predictor, loaded once per worker."""
+    """The face detector (built for landmarks: MTCNN's landmark thresholds) and dlib's shape predictor,
+    loaded once per worker."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", detector: str = DEFAULT_DETECTOR):
         import dlib
 
-        self.detector = FaceDetector(THRESHOLDS_LANDMARKS, device=device, batch_size=1)
+        self.detector = build_detector(detector, DetectorSettings("landmarks", device=device, batch_size=1))
         self.predictor = dlib.shape_predictor(str(shape_predictor_path()))
         self._rectangle = dlib.rectangle
 
     def five_points(self, crop: np.ndarray) -> np.ndarray | None:
-        """MTCNN's 5 points of the most confident face in an RGB crop, or None."""
+        """The detector's 5 points of its first (most confident) face in an RGB crop, or None."""
         _, points = self.detector.detect([crop], scale=1.0, landmarks=True)
         return None if points[0] is None else points[0][0].astype(np.float32)
 
@@ -82,16 +83,16 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
 
 
 @functools.lru_cache(maxsize=2)
-def _models(device: str) -> LandmarkModels:
+def _models(device: str, detector: str = DEFAULT_DETECTOR) -> LandmarkModels:
     # one set of models per process, reused by later runs in the same process
-    return LandmarkModels(device)
+    return LandmarkModels(device, detector)
 
 
 def _make_state(options: dict, threads: int) -> LandmarkModels:
     import torch
 
     torch.set_num_threads(threads)
-    return _models(options.get("device", "auto"))
+    return _models(options.get("device", "auto"), options.get("detector", DEFAULT_DETECTOR))
 
 
 def _process(layout: DataLayout, item: WorkItem, models: LandmarkModels, options: dict) -> list[Path]:
@@ -136,23 +137,26 @@ def _output_dirs(layout: DataLayout) -> list[Path]:
     return [layout.landmarks_root, layout.landmarks68_root]
 
 
-STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state, inputs=_inputs, item_outputs=_item_outputs,
-              output_dirs=_output_dirs)
+STAGE = Stage(STAGE_NAME, _list_items, _process, _make_state, added_options={"detector": DEFAULT_DETECTOR},
+              inputs=_inputs, item_outputs=_item_outputs, output_dirs=_output_dirs)
 
 
 def generate_landmarks(data_root, workers: int | None = None, shard=None, progress: bool = True,
-                       device: str = "auto"):
+                       device: str = "auto", detector: str = DEFAULT_DETECTOR):
     """Stage 3 over DATA_ROOT; returns the StageSummary."""
+    check_detector(detector)
     check_device(device)
-    return run_stage(STAGE, data_root, {"device": device}, workers, shard, progress)
+    return run_stage(STAGE, data_root, {"device": device, "detector": detector}, workers, shard, progress)
 
 
 def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (for MTCNN)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (for the face detector)")
+    parser.add_argument("--detector", choices=DETECTORS.names(), default=DEFAULT_DETECTOR,
+                        help=f"face detector giving the 5 landmarks (default {DEFAULT_DETECTOR})")
     args = parser.parse_args(argv)
     return run_cli(lambda: generate_landmarks(args.data_root, args.workers, args.shard, not args.no_progress,
-                                              args.device))
+                                              args.device, args.detector))
 
 
 if __name__ == "__main__":

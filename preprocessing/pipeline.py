@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from core.run_control import preprocessing_lock
 from datasets.layout import DataLayout
+from faces.detectors import DEFAULT_DETECTOR
 from preprocessing import detect_original_faces as stage1
 from preprocessing import extract_crops as stage2
 from preprocessing import generate_diffs as stage4
@@ -46,7 +47,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
                all_frames: bool = False, scale: float | str = DEFAULT_SCALE, device: str = "auto",
                n_splits: int | None = None, shard=None,
                on_stage_done: Callable[[StageSummary], None] | None = None,
-               recipe: str = DEFAULT_RECIPE) -> list[StageSummary]:
+               recipe: str = DEFAULT_RECIPE, detector: str = DEFAULT_DETECTOR) -> list[StageSummary]:
     """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
     called with each as soon as its stage ends).
 
@@ -56,7 +57,7 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     layout = DataLayout(data_root)
     layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
-    stage_options(every, all_frames, scale, device, recipe)  # bad options fail now, not after hours of work
+    stage_options(every, all_frames, scale, device, recipe, detector)  # bad options fail now, not after hours of work
     n_splits = stage5.check_n_splits(n_splits)
     if workers is not None:
         check_workers(workers)
@@ -65,9 +66,9 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
         lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,
-                                      recipe=recipe, **common),
+                                      recipe=recipe, detector=detector, **common),
         lambda: extract_crops(data_root, every=every, **common),
-        lambda: generate_landmarks(data_root, device=device, **common),
+        lambda: generate_landmarks(data_root, device=device, detector=detector, **common),
         lambda: generate_diffs(data_root, **common),
     ]
     if shard is None:
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     def run():
         preprocess(args.data_root, args.workers, not args.no_progress, args.every, args.all_frames, args.scale,
                    args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]),
-                   recipe=args.recipe)
+                   recipe=args.recipe, detector=args.detector)
         if args.shard is not None:
             print(f"shard {args.shard} finished; when every shard is done, run `./preprocess_data.sh "
                   f"{args.data_root}` once without --shard to write folds.csv")

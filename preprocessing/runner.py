@@ -95,7 +95,9 @@ class Stage:
     ``list_items(layout, options) -> (items, problems)``; ``process(layout, item, state, options) ->
     output paths`` (or an ItemResult); ``make_state(options, threads) -> state`` runs once per worker
     process (models). ``option_names`` are the options that change the outputs (recorded in the
-    markers). ``inputs(layout, item, options)`` are the files and folders an item reads (videos,
+    markers). ``added_options`` (name -> default) are such options added after markers were first
+    written: recorded only when not at their default, so the markers of earlier runs, which lack
+    them, stay valid for a run at the default. ``inputs(layout, item, options)`` are the files and folders an item reads (videos,
     upstream outputs), fingerprinted in its marker. ``item_outputs(layout, item)`` are the files and
     folders that belong to one item alone: removed before the item is (re)done. ``output_dirs(layout)``
     are the folders the stage writes into (checked writable before any work). ``flat_dirs(layout)``
@@ -111,6 +113,7 @@ class Stage:
     process: Callable[[DataLayout, WorkItem, Any, dict], list[Path]]
     make_state: Callable[[dict, int], Any] | None = None
     option_names: tuple[str, ...] = ()
+    added_options: dict[str, Any] = field(default_factory=dict)
     flat_dirs: Callable[[DataLayout], list[Path]] | None = None
     always_run: bool = False
     prefetch: Callable[[DataLayout, WorkItem, Any, dict], None] | None = None
@@ -220,7 +223,10 @@ def input_fingerprints(layout: DataLayout, stage: Stage, item: WorkItem, options
 
 
 def _marker_options(stage: Stage, options: dict) -> dict:
-    return {name: options.get(name) for name in stage.option_names}
+    recorded = {name: options.get(name) for name in stage.option_names}
+    recorded.update({name: options[name] for name, default in stage.added_options.items()
+                     if options.get(name, default) != default})
+    return recorded
 
 
 def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict,

@@ -30,6 +30,16 @@ def copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
+@contextmanager
+def registered(registry, name: str, entry):
+    """``entry`` in ``registry`` under ``name`` for the ``with`` block, removed again after (toy entries)."""
+    registry.register(name, entry)
+    try:
+        yield name
+    finally:
+        registry.unregister(name)
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> Path:
     """A generated DATA_ROOT (dfdc_train_part_*/ + test_videos/). Read-only."""

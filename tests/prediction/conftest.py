@@ -55,6 +55,17 @@ def winner_checkpoint(checkpoint_dir, project_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
+def two_person_dir(tmp_path_factory) -> Path:
+    """One two-person scene: both real, the left person swapped, the right person swapped."""
+    from sample_data.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
+
+    root = tmp_path_factory.mktemp("two_person")
+    videos = generate_two_person_videos(root, 1, seconds=2.0, fps=10, size=(640, 360), seed=0, progress=False)
+    assert [v.label for v in videos] == ["REAL", "FAKE", "FAKE"]
+    return root / TWO_PERSON_NAME
+
+
+@pytest.fixture(scope="session")
 def loaded_model(project_checkpoint):
     return load_model(project_checkpoint)
 

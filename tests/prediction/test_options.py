@@ -7,9 +7,19 @@ import json
 
 import pytest
 
+from faces.detectors import DETECTORS
 from models.weights import WINNER_CHECKPOINTS
 from prediction import aggregation, cli, outputs
-from prediction.options import OPTION_NAMES, PRESETS, PredictorOptions, resolve_options
+from prediction.options import (
+    OPTION_NAMES,
+    PRESETS,
+    PredictorOptions,
+    Preset,
+    get_preset,
+    option_choices,
+    resolve_options,
+)
+from tests.conftest import registered
 from tests.prediction.conftest import FRAMES_PER_VIDEO
 
 
@@ -32,13 +42,13 @@ def test_winner_preset_and_overrides():
     assert resolve_options("winner", frames_per_video=8, max_faces=None).max_faces is None
     overridden = resolve_options("winner", detector_scale="auto", tta=True)
     assert (overridden.detector_scale, overridden.tta, overridden.frame_sampling) == ("auto", True, "truncate")
-    assert PRESETS["winner"].checkpoint_names == tuple(f.name for f in WINNER_CHECKPOINTS)
+    assert PRESETS.get("winner").checkpoint_names == tuple(f.name for f in WINNER_CHECKPOINTS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         winner.tta = True  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: resolve_options("fastest"), "unknown preset 'fastest'; use one of default, winner"),
+    (lambda: resolve_options("fastest"), "unknown preset 'fastest'; known: default, winner"),
     (lambda: resolve_options(frames=16), "unknown predictor option(s) frames"),
     (lambda: resolve_options(strategy="median"), "strategy='median' is not one of confident, mean, max"),
     (lambda: resolve_options(frames_per_video=0), "at least 1"),
@@ -50,9 +60,17 @@ def test_bad_names_and_values_are_clear_errors(call, message):
     assert message in str(excinfo.value)
 
 
-def test_every_strategy_choice_is_implemented():
-    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(PredictorOptions)}
-    assert set(choices["strategy"]) == set(aggregation.STRATEGIES)
+def test_the_choices_of_the_seam_options_are_their_registries_names():
+    choices = {f.name: option_choices(f) for f in dataclasses.fields(PredictorOptions)}
+    assert choices["strategy"] == aggregation.STRATEGIES.names() == ("confident", "mean", "max")
+    assert choices["combine"] == aggregation.COMBINATIONS.names() == ("mean", "geometric")
+    assert choices["aggregate"] == aggregation.VIDEO_RULES.names() == ("winner", "per-person")
+    assert choices["detector"] == DETECTORS.names() == ("mtcnn",)
+    assert PRESETS.names() == ("default", "winner")
+    # and the command line offers them
+    flags = {a.dest: a.choices for a in cli.build_parser()._actions}
+    assert tuple(flags["strategy"]) == choices["strategy"] and tuple(flags["detector"]) == ("mtcnn",)
+    assert sorted(flags["preset"]) == ["default", "winner"]
 
 
 def test_cli_flags_override_the_preset_and_only_when_given():
@@ -96,3 +114,19 @@ def test_winner_preset_without_models_names_the_missing_checkpoints(test_videos,
     err = capsys.readouterr().err
     assert "./download_weights.sh" in err and "6 are missing" in err
     assert all(f.name in err for f in WINNER_CHECKPOINTS[1:]) and WINNER_CHECKPOINTS[0].name not in err
+
+
+def test_a_registered_preset_is_resolved_in_the_one_place_and_offered_on_the_command_line():
+    toy = Preset("eight frames, two faces a frame, pooled", {
+        "frames_per_video": 8, "max_faces": lambda o: 2 * o["frames_per_video"], "aggregate": "winner"})
+    with registered(PRESETS, "toy", toy):
+        options = resolve_options("toy")
+        assert (options.frames_per_video, options.max_faces, options.aggregate) == (8, 16, "winner")
+        assert options.strategy == PredictorOptions().strategy  # what the preset leaves alone: the defaults
+        assert resolve_options("toy", frames_per_video=4).max_faces == 8  # derived after the overrides
+        parser = cli.build_parser()
+        args = parser.parse_args(["--video", "x.mp4", "--output", "o.csv", "--preset", "toy", "--tta"])
+        assert cli.options_from_args(args) == dataclasses.replace(options, tta=True)
+        assert get_preset("toy").checkpoint_names == ()
+    with pytest.raises(ValueError, match="unknown preset 'toy'; known: default, winner"):
+        resolve_options("toy")

@@ -18,17 +18,6 @@ from tests.prediction.conftest import write_video
 FRAMES = 8  # per video: 8 faces per person, fewer than the 12 the winner's rule needs to trust fakes
 
 
-@pytest.fixture(scope="module")
-def two_person_dir(tmp_path_factory) -> Path:
-    """One two-person scene: both real, the left person swapped, the right person swapped."""
-    from sample_data.make_sample_dataset import TWO_PERSON_NAME, generate_two_person_videos
-
-    root = tmp_path_factory.mktemp("two_person")
-    videos = generate_two_person_videos(root, 1, seconds=2.0, fps=10, size=(640, 360), seed=0, progress=False)
-    assert [v.label for v in videos] == ["REAL", "FAKE", "FAKE"]
-    return root / TWO_PERSON_NAME
-
-
 def _sides(metadata: dict, name: str) -> dict[str, str]:
     return {p["side"]: p["label"] for p in metadata[name]["persons"]}
 

@@ -361,6 +361,19 @@ def test_markers_written_before_inputs_were_recorded_count_as_incomplete(preproc
     assert snapshot(root) == snapshot(preprocessed_root)
 
 
+def test_an_option_added_later_keeps_earlier_markers_valid_at_its_default(preprocessed_root, tmp_path):
+    root = copy_tree(preprocessed_root, tmp_path / "data")
+    stage1_options = {json.dumps(json.loads(m.read_text())["options"], sort_keys=True)
+                      for m in (root / "progress" / "detect_original_faces").glob("*.json")}
+    # at the default detector, the options are recorded as runs did before the detector became an option,
+    # so the markers of those runs are complete for a run that names the default detector
+    assert stage1_options == {json.dumps({"every": 10, "all_frames": False, "scale": 0.5, "recipe": "original"},
+                                         sort_keys=True)}
+    summaries = preprocess(root, detector="mtcnn", **RUN)
+    assert [(s.done, s.skipped) for s in summaries[:4]] == [(0, 4)] * 4
+    assert snapshot(root) == snapshot(preprocessed_root)
+
+
 # ---- an item with missing inputs fails, it is never done ----------------------------------------------
 def test_diffs_of_an_original_without_crops_fail_and_are_made_once_it_is_repaired(preprocessed_root, tmp_path):
     root = copy_tree(preprocessed_root, tmp_path / "data")

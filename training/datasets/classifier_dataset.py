@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from core.input_spec import InputSpec
 from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name
+from training.datasets.fake_sources import FAKE_SOURCES
 from training.transforms.augmentations import (
     create_train_transforms,
     create_val_transforms,
@@ -31,9 +32,6 @@ from training.transforms.self_blend import SelfBlendParams, self_blend
 
 log = logging.getLogger(__name__)
 
-# Where the training fakes come from: the data's fake videos, self-blended copies of its real crops
-# (SBI: no fake video needed), or half of each.
-FAKE_SOURCES = ("real", "self_blended", "both")
 VAL_FRAME_STEP = 20  # validation uses every 20th frame unless --full-val
 MAX_REPLACEMENTS = 20  # a sample whose crop is broken is replaced by up to this many others
 
@@ -69,7 +67,9 @@ def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
                 test_fold: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows for training (folds other than ``fold`` and ``test_fold``) and validation (``fold``, every
     20th frame unless ``full_val``). ``test_fold``: a fold kept out of both, for a test the checkpoint
-    selection never saw. With ``fakes="self_blended"`` reals alone are enough (the fakes are made from them)."""
+    selection never saw. ``fakes``: the fake source (``training.datasets.fake_sources``); with one that needs
+    no data fakes (``self_blended``) reals alone are enough (the fakes are made from them)."""
+    source_of_fakes = FAKE_SOURCES.get(fakes)
     available = sorted(int(f) for f in folds["fold"].unique())
     if fold not in available:
         raise FoldsError(f"{source} has no rows with fold {fold}; available folds: {available}. "
@@ -97,7 +97,7 @@ def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
                          f"pass --full-val to validate on all its frames")
     for name, rows in (("training", train), ("validation", val)):
         labels = set(rows["label"].astype(int))
-        if fakes == "self_blended" and 0 in labels:
+        if not source_of_fakes.needs_data_fakes and 0 in labels:
             continue
         if labels != {0, 1}:
             have = "only FAKE" if labels == {1} else "only REAL"
@@ -120,11 +120,12 @@ class Sample:
 
 
 class DeepFakeClassifierDataset(Dataset):
-    """``mode='train'``: reals plus as many fakes (drawn per epoch from ``fakes``: the data's fake
-    crops, self-blended copies of its real crops, or half of each), cutouts (not on self-blended
-    samples: their blend is the signal), train transforms, smoothed labels. ``mode='val'``: every row,
-    resize + pad only; when the rows hold no fake and ``fakes`` is not ``real``, every real row also
-    comes as a self-blended fake (drawn from the seed and the row, the same every epoch). Images come
+    """``mode='train'``: reals plus as many fakes (drawn per epoch as the fake source ``fakes`` says:
+    the data's fake crops, self-blended copies of its real crops, or half of each; see
+    ``training.datasets.fake_sources``), cutouts (not on self-blended samples: their blend is the
+    signal), train transforms, smoothed labels. ``mode='val'``: every row, resize + pad only; when the
+    rows hold no fake and the source self-blends, every real row also comes as a self-blended fake
+    (drawn from the seed and the row, the same every epoch). Images come
     out at the model's ``input_spec`` (size, resize rounding), uint8."""
 
     def __init__(self, data_root: str | os.PathLike, rows: pd.DataFrame, mode: str, input_spec: InputSpec,
@@ -132,9 +133,8 @@ class DeepFakeClassifierDataset(Dataset):
                  label_smoothing: float = 0.01, augment: bool = True, fakes: str = "real"):
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
-        if fakes not in FAKE_SOURCES:
-            raise ValueError(f"fakes must be one of {FAKE_SOURCES}, got {fakes!r}")
         self.fakes = fakes
+        self.fake_source = FAKE_SOURCES.get(fakes)
         self.layout = DataLayout(data_root)
         self.mode = mode
         self.input_spec = input_spec
@@ -175,16 +175,16 @@ class DeepFakeClassifierDataset(Dataset):
         fakes = [r for r in self.rows if r[3] >= 0.5]
         if self.mode != "train":
             self.items = list(self.rows)
-            if not fakes and self.fakes != "real":
+            if not fakes and self.fake_source.self_blends:
                 self.items += self.self_blended(reals)
             return
         rng = np.random.default_rng([self.seed, self.epoch, 0])
-        n_real_fakes = {"real": len(reals), "self_blended": 0, "both": (len(reals) + 1) // 2}[self.fakes]
-        if len(fakes) > n_real_fakes:
-            chosen = np.sort(rng.choice(len(fakes), size=n_real_fakes, replace=False))
+        n_data_fakes = self.fake_source.data_fakes(len(reals))
+        if len(fakes) > n_data_fakes:
+            chosen = np.sort(rng.choice(len(fakes), size=n_data_fakes, replace=False))
             fakes = [fakes[i] for i in chosen]
-        if self.fakes != "real":
-            n_blended = len(reals) - len(fakes) if self.fakes == "both" else len(reals)
+        if self.fake_source.self_blends:
+            n_blended = len(reals) - len(fakes)
             chosen = np.sort(rng.choice(len(reals), size=max(n_blended, 0), replace=False))
             fakes = fakes + self.self_blended([reals[i] for i in chosen])
         self.items = reals + fakes

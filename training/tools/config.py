@@ -14,8 +14,9 @@ from typing import Any
 
 from core.devices import PRECISION_CHOICES
 from core.files import path_problem
+from core.registry import Registry
 from models.registry import DEFAULT_FAMILY, MODEL_FAMILIES
-from training.datasets.classifier_dataset import FAKE_SOURCES
+from training.datasets.fake_sources import FAKE_SOURCES
 
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).
 DEFAULTS: dict[str, Any] = {
@@ -34,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "hardcore": True,
     "padding_part": 3,
     "augment": True,
-    "fakes": "real",  # training fakes: "real" (the data's fake videos), "self_blended" (SBI, from reals only), "both"
+    "fakes": "real",  # training fakes (training.datasets.fake_sources): "real", "self_blended" (SBI), "both"
     "workers": 6,
     "amp": "auto",  # auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), bf16, fp16, fp32 (= none)
     "channels_last": False,
@@ -61,9 +62,10 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = PRECISION_CHOICES  # the vocabulary prediction's --precision uses too
 
-# What a value may be beyond the type of its default (bool, int, float, text, object).
+# What a value may be beyond the type of its default (bool, int, float, text, object). A registry as the
+# choices: its names when the value is checked.
 NULLABLE = {"pretrained", "grad_clip", "keep_checkpoints"}
-CHOICES: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES,
+CHOICES: dict[str, tuple[str, ...] | Registry] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES,
                                        "fakes": FAKE_SOURCES}
 # key -> (lowest allowed, highest, whether the highest is allowed); None: unbounded
 RANGES: dict[str, tuple[float, float | None, bool]] = {
@@ -134,8 +136,10 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> None:
             fail("a number")
     elif isinstance(default, str) and not isinstance(value, str):
         fail("text (a JSON string)")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{source}: {key} {value!r} is not one of {CHOICES[key]}")
+    choices = CHOICES.get(key)
+    choices = choices.names() if isinstance(choices, Registry) else choices
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{source}: {key} {value!r} is not one of {choices}")
     if key in RANGES:
         low, high, high_included = RANGES[key]
         if value < low or (high is not None and (value > high or (value == high and not high_included))):
