@@ -87,6 +87,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str 
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2] if frames else (120, 160)
         stream.pix_fmt = pix_fmt
+        # one encoder thread: x264's frame threads make the bytes (and decoded pixels) differ between runs
+        stream.codec_context.thread_count = 1
         if not frames:
             container.start_encoding()  # the header and an empty track, no frame
         for frame in frames:
