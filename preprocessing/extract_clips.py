@@ -21,6 +21,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core.clips import (
@@ -78,10 +79,21 @@ def first_frame_shape(path: Path) -> tuple[int, ...]:
     raise ItemError(f"{path}: its first frame does not decode; replace the file")
 
 
+def pad_to_original(frame: np.ndarray, frame_shape: tuple[int, ...], offset: tuple[int, int]) -> np.ndarray:
+    """A centre-cropped fake's frame put back where it was cut from: zeros around it, ``frame_shape`` in all."""
+    if offset == (0, 0):
+        return frame
+    left, top = offset
+    bottom, right = frame_shape[0] - frame.shape[0] - top, frame_shape[1] - frame.shape[1] - left
+    return cv2.copyMakeBorder(frame, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+
+
 def cut_video_clips(layout: DataLayout, video: VideoEntry, clips: list[TrackClip], frame_shape: tuple[int, ...],
-                    options: dict, fps: float, counts: DecodeCounts | None = None) -> list[TrackClip]:
+                    options: dict, fps: float, counts: DecodeCounts | None = None,
+                    offset: tuple[int, int] = (0, 0)) -> list[TrackClip]:
     """Cut and write ``clips`` from one video in one decoding pass; returns the clips written (a clip whose
-    frames do not all decode is left out). ItemError when the frames are not ``frame_shape``."""
+    frames do not all decode is left out). ``offset``: where a centre-cropped fake's frames sit in its
+    original's (``alignment``). ItemError when the frames do not fit ``frame_shape``."""
     frames_of: dict[int, list[int]] = {}
     for position, clip in enumerate(clips):
         for frame in clip.frames:
@@ -90,9 +102,10 @@ def cut_video_clips(layout: DataLayout, video: VideoEntry, clips: list[TrackClip
     written: list[TrackClip] = []
     side = options["clip_size"]
     for index, frame in iter_frames(video.path, frames_of.keys(), counts=counts):
-        if frame.shape != tuple(frame_shape):
+        if frame.shape[0] + offset[1] > frame_shape[0] or frame.shape[1] + offset[0] > frame_shape[1]:
             raise ItemError(f"{video.path}: its frames are {frame.shape[1]}x{frame.shape[0]} but its original's are "
                             f"{frame_shape[1]}x{frame_shape[0]}: not frame-aligned with it, no clip cut")
+        frame = pad_to_original(frame, frame_shape, offset)
         for position in frames_of[index]:
             clip = clips[position]
             if len(pending.setdefault(position, [])) != clip.frames.index(index):
@@ -111,7 +124,8 @@ def _clip_record(clip: TrackClip, diff: float | None) -> dict:
             "region": list(clip.region), "track_span": list(clip.track_span), "diff_to_original": diff}
 
 
-# the share of a clip's pixels the changed face covers at least (a face with the 1/3 margin fills ~1/3 of it)
+# a changed face covers far more than the top 5% of a clip's pixels (it fills about a third of the clip);
+# a codec's noise spreads over all of them
 DIFF_PERCENTILE = 95
 
 
@@ -131,9 +145,11 @@ def diff_to_original(layout: DataLayout, fake_id: str, original_id: str, name: s
 
 def clips_index(layout: DataLayout, video: VideoEntry, original_id: str, planned: list[TrackClip],
                 written: list[TrackClip], short: list[ShortTrack], frame_shape: tuple[int, ...], fps: float,
-                options: dict, not_aligned: str | None = None, diffs: dict[str, float | None] | None = None) -> dict:
+                options: dict, not_aligned: str | None = None, diffs: dict[str, float | None] | None = None,
+                offset: tuple[int, int] | None = (0, 0)) -> dict:
     """What ``clips.json`` holds for one video (its format: docs/preprocessing.md); ``planned``: the clips
-    tried, ``not_aligned``: why none was tried on a fake, ``diffs``: each clip's ``diff_to_original``."""
+    tried, ``not_aligned``: why none was tried on a fake, ``diffs``: each clip's ``diff_to_original``,
+    ``offset``: where the video's frames sit in its original's (a centre-cropped fake)."""
     done = {clip.name for clip in written}
     return {"format": CLIPS_INDEX_FORMAT, "video": video.video_id, "original": original_id,
             "boxes": str(layout.boxes_path(original_id).relative_to(layout.root)),
@@ -143,7 +159,8 @@ def clips_index(layout: DataLayout, video: VideoEntry, original_id: str, planned
             "min_frames": options["clip_min_frames"], "max_frames": options["clip_max_frames"],
             "clips": [_clip_record(clip, (diffs or {}).get(clip.name)) for clip in written],
             "short_tracks": [{"person": track.person, "span": list(track.span)} for track in short],
-            "incomplete": [clip.name for clip in planned if clip.name not in done], "not_aligned": not_aligned}
+            "incomplete": [clip.name for clip in planned if clip.name not in done], "not_aligned": not_aligned,
+            "offset_px": list(offset) if offset is not None else None}
 
 
 def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
@@ -161,39 +178,43 @@ class _ItemPlan:
     original: VideoInfo
 
 
-def alignment_problem(video: VideoEntry, info: VideoInfo, original: VideoInfo) -> str | None:
-    """Why a fake is not frame-aligned with its original (another size or frame count), else None: its
-    clips would cut other footage than its original's (FF++ copies can pair a fake with the wrong original)."""
-    if (info.width, info.height, info.frame_count) == (original.width, original.height, original.frame_count):
-        return None
-    return (f"{video.path}: {info.width}x{info.height}, {info.frame_count} frames, but its original "
-            f"{video.original_id} is {original.width}x{original.height}, {original.frame_count} frames: not "
-            f"frame-aligned with it, so no clip is cut (check the 'original' of {video.video_id} in "
-            f"{video.part}'s metadata.json); its clips.json lists none")
+# FF++'s Face2Face and NeuralTextures videos are their original cropped to a multiple of 32 px about the
+# centre (854 -> 832 wide): a fake up to this much smaller is taken as such a crop and padded back
+CENTRE_CROP_MAX_PX = 32
+
+
+def alignment(video: VideoEntry, info: VideoInfo, original: VideoInfo) -> tuple[tuple[int, int] | None, str | None]:
+    """Where a fake's frames sit in its original's, ``(left, top)`` px: ``(0, 0)`` at the same size, the centre
+    of a crop up to CENTRE_CROP_MAX_PX smaller; else ``(None, why)``: its clips would cut other pixels than
+    its original's. A fake with fewer or more frames is aligned on the frames both have."""
+    narrower, shorter = original.width - info.width, original.height - info.height
+    if 0 <= narrower < CENTRE_CROP_MAX_PX and 0 <= shorter < CENTRE_CROP_MAX_PX:
+        return (narrower // 2, shorter // 2), None
+    return None, (f"{video.path}: {info.width}x{info.height}, but its original {video.original_id} is "
+                  f"{original.width}x{original.height}, and not a centre crop of it: no clip is cut (check the "
+                  f"'original' of {video.video_id} in {video.part}'s metadata.json); its clips.json lists none")
 
 
 def _video_clips(layout: DataLayout, video: VideoEntry, original_id: str, plan: _ItemPlan, options: dict,
                  warnings: list[str]) -> list[Path]:
     """One video's clips and index; returns the files written (warnings appended to ``warnings``)."""
-    clips = plan.clips
-    problem = alignment_problem(video, probe_video(video.path), plan.original) if video.video_id != original_id else None
+    clips, offset, problem = plan.clips, (0, 0), None
+    if video.video_id != original_id:
+        offset, problem = alignment(video, probe_video(video.path), plan.original)
     if problem:
         warnings.append(problem)
         clips = []
     counts = DecodeCounts()
-    written = cut_video_clips(layout, video, clips, plan.frame_shape, options, plan.original.fps,
-                              counts) if clips else []
-    partial = counts.partial_warning(video.path)
+    written = cut_video_clips(layout, video, clips, plan.frame_shape, options, plan.original.fps, counts,
+                              offset) if clips else []
+    partial = counts.partial_warning(video.path)  # a shorter fake's missing clips are listed, not warned of
     if partial:
         warnings.append(partial)
-    if len(written) < len(clips):
-        warnings.append(f"{video.path}: {len(clips) - len(written)} of its {len(clips)} clips are left out, their "
-                        f"frames do not all decode ({counts.decoded_frames} frames do); replace the file for them")
     diffs = {clip.name: diff_to_original(layout, video.video_id, original_id, clip.name)
              for clip in written if video.video_id != original_id}
     index_path = layout.clips_index_path(video.video_id)
     write_json_atomic(index_path, clips_index(layout, video, original_id, clips, written, plan.short, plan.frame_shape,
-                                              plan.original.fps, options, problem, diffs), root=layout.clips_root)
+                                              plan.original.fps, options, problem, diffs, offset), root=layout.clips_root)
     return [layout.clip_path(video.video_id, clip.name) for clip in written] + [index_path]
 
 

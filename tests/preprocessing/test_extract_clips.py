@@ -108,6 +108,27 @@ def test_a_long_track_is_cut_into_consecutive_clips_of_at_most_max_frames(ffpp_p
     assert max(len(c["frames"]) for c in index["clips"]) == 100 and len(index["clips"]) >= 7  # 751 frames
 
 
+@pytest.mark.real_data
+def test_a_centre_cropped_ffpp_fake_is_cut_where_its_pixels_came_from(ffpp_train, tmp_path):
+    # FF++ Face2Face cropped this 854 px wide original to 832 px about its centre
+    part = ffpp_train / "dfdc_train_part_0"
+    root = _make_root(tmp_path / "data", {part / "469.mp4": {"label": "REAL"},
+                                          part / "469_481_F2F.mp4": {"label": "FAKE", "original": "469.mp4"}})
+    assert detect_original_faces(root, workers=1, progress=False, device="cpu").done == 1
+    summary = extract_clips(root, workers=1, progress=False, max_frames=60)
+    assert (summary.done, summary.failed, summary.warnings) == (1, 0, [])
+    original, fake = _index(root, "469"), _index(root, "469_481_F2F")
+    assert fake["offset_px"] == [11, 0] and original["offset_px"] == [0, 0]
+    assert original["clips"] and _plan(fake) == _plan(original)
+    layout = DataLayout(root)
+    clip = original["clips"][0]
+    clips = {video: read_clip(layout.clip_path(video, clip["file"][:-4])).astype(np.int16)
+             for video in ("469", "469_481_F2F")}
+    content = clips["469"].max(axis=(0, 3)) > 0
+    ring, centre = _ring_and_centre(np.abs(clips["469_481_F2F"] - clips["469"]), content)
+    assert ring < 4 and ring < centre / 3  # cut 11 px off, the margin would differ as much as the face
+
+
 # ---- a generated two-person video: one real, each person swapped once --------------------------------
 @pytest.fixture(scope="module")
 def two_person_root(tmp_path_factory) -> Path:
