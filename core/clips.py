@@ -2,10 +2,15 @@
 
 Clips are encoded with libx264 in 4:4:4 (no chroma subsampling: at 112 px a 4:2:0 clip keeps only
 56 x 56 colour samples, and colour seams are among the traces a face swap leaves) at a low constant
-rate factor, one encoder thread (so the same frames give the same bytes on every run and machine).
-``DEFAULT_CRF`` 10 gives about 0.7 KB per 112 px frame with a mean error of about one grey level; CRF 0
-(about 4.6 KB per frame) leaves only the error of the RGB -> YUV conversion (at most 2 levels).
-Measured in docs/preprocessing.md ("Face-track clips").
+rate factor, with one encoder thread and numbered frames. ``DEFAULT_CRF`` 10 gives about 0.7 KB per
+112 px frame with a mean error of about one grey level; CRF 0 (about 4.6 KB per frame) leaves only the
+error of the RGB -> YUV conversion (at most 2 levels). Measured in docs/preprocessing.md
+("Face-track clips").
+
+The same frames give the same bytes on every run at most sides (64, 128, 160, 192, 224, 256, 288, 320 px
+measured), but not at 96, 112 or 144 px: there libx264's assembly reads memory outside the picture and
+the bytes (not the quality) vary from run to run; without the assembly (``asm=0``) they do not, at 3.6x
+the encoding time.
 
 ``write_clip`` and ``read_clip`` are the only code that knows the encoding; readers of a clip folder
 take the clip list from its index (``clips.json``, see ``read_clips_index``).
@@ -60,14 +65,17 @@ def write_clip(target: str | os.PathLike, frames: Sequence[np.ndarray], fps: flo
     if not frames:
         raise ValueError(f"{target}: a clip needs at least one frame")
     height, width = frames[0].shape[:2]
+    rate = clip_rate(fps)
+    # one x264 thread and a timestamp on every frame: the same frames then give the same bytes (see above)
+    options = {"crf": str(check_crf(crf)), "preset": CLIP_PRESET, "x264-params": "threads=1:lookahead-threads=1"}
     with atomic_path(target, root) as tmp:
         with av.open(str(tmp), "w", format="mp4") as container:
-            stream = container.add_stream(CLIP_CODEC, rate=clip_rate(fps),
-                                          options={"crf": str(check_crf(crf)), "preset": CLIP_PRESET})
+            stream = container.add_stream(CLIP_CODEC, rate=rate, options=options)
             stream.width, stream.height, stream.pix_fmt = width, height, CLIP_PIXEL_FORMAT
-            stream.codec_context.thread_count = 1  # x264's output depends on its thread count
-            for frame in frames:
+            stream.codec_context.thread_count = 1
+            for index, frame in enumerate(frames):
                 picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                picture.pts, picture.time_base = index, 1 / rate
                 for packet in stream.encode(picture):
                     container.mux(packet)
             for packet in stream.encode(None):

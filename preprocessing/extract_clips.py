@@ -12,7 +12,7 @@ One work item is an original with all its fakes; each video is decoded once. Opt
 does not read clips): ``./preprocess_data.sh DATA_ROOT --clips`` or
 
     python -m preprocessing.extract_clips DATA_ROOT [--clip-min-frames 30] [--clip-max-frames 100]
-        [--clip-every 1] [--clip-size 112] [--clip-crf 10]
+        [--clip-every 1] [--clip-size 128] [--clip-crf 10]
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ from preprocessing.extract_crops import group_by_original
 from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "extract_clips"
-# 112 px: the input side of the torchvision video models' Kinetics weights (r3d_18, mc3_18, r2plus1d_18) and
-# the Medics' smaller models; 224 px costs 4x the disk and compute (see docs/preprocessing.md)
-DEFAULT_SIDE_PX = 112
+# 128 px: room for the random 112 px crops the 3D models train on (112: the input side of the torchvision
+# video models' Kinetics weights and of the Medics' smaller models), and a side at which libx264 writes
+# the same bytes on every run (core.clips); 224 px for the larger models (see docs/preprocessing.md)
+DEFAULT_SIDE_PX = 128
 MIN_SIDE_PX = 16
 OPTION_NAMES = ("clip_min_frames", "clip_max_frames", "clip_every", "clip_size", "clip_crf")
 
@@ -63,7 +64,7 @@ def clip_stage_options(min_frames: int = DEFAULT_MIN_FRAMES, max_frames: int = D
     """The stage's options, checked (ValueError naming the option)."""
     ClipOptions(int(min_frames), int(max_frames), int(every))
     if int(size) < MIN_SIDE_PX or int(size) % 2:
-        raise ValueError(f"--clip-size {size}: must be an even number of pixels >= {MIN_SIDE_PX} (e.g. 112 or 224)")
+        raise ValueError(f"--clip-size {size}: must be an even number of pixels >= {MIN_SIDE_PX} (e.g. 128 or 224)")
     return {"clip_min_frames": int(min_frames), "clip_max_frames": int(max_frames), "clip_every": int(every),
             "clip_size": int(size), "clip_crf": check_crf(crf)}
 

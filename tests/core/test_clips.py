@@ -9,22 +9,26 @@ from core.clips import ClipReadError, read_clip, read_clips_index, write_clip
 from core.geometry import face_to_model_input
 from core.video import iter_frames
 from datasets.layout import DataLayout
+from preprocessing.extract_clips import DEFAULT_SIDE_PX
 
 
 @pytest.fixture(scope="module")
 def face_frames(sample_root) -> list[np.ndarray]:
-    """The centre of the first 20 frames of a generated video at 112 px (real decoded footage)."""
+    """The centre of the first 20 frames of a generated video at the stage's default side (real decoded
+    footage)."""
     video = next(e for e in DataLayout(sample_root).scan()[0] if not e.is_fake)
     frames = [frame for _, frame in iter_frames(video.path)][:20]
     height, width = frames[0].shape[:2]
-    return [face_to_model_input(f[height // 4:3 * height // 4, width // 4:3 * width // 4], 112) for f in frames]
+    return [face_to_model_input(f[height // 4:3 * height // 4, width // 4:3 * width // 4], DEFAULT_SIDE_PX)
+            for f in frames]
 
 
 def test_clip_round_trip_is_within_the_codecs_noise_and_reproducible(face_frames, tmp_path):
     raw = np.stack(face_frames).astype(np.int16)
     first = write_clip(tmp_path / "a" / "0_0.mp4", face_frames, fps=10)
-    again = write_clip(tmp_path / "b" / "0_0.mp4", face_frames, fps=10)
-    assert first.read_bytes() == again.read_bytes()  # one encoder thread: the same bytes every run
+    for attempt in range(5):  # at some sides libx264 writes other bytes now and then (core.clips), not at this one
+        again = write_clip(tmp_path / "b" / f"{attempt}.mp4", face_frames, fps=10)
+        assert first.read_bytes() == again.read_bytes()
     decoded = read_clip(first)
     assert decoded.shape == raw.shape and decoded.dtype == np.uint8
     assert np.abs(decoded - raw).mean() < 1.5

@@ -19,7 +19,7 @@ from preprocessing.extract_clips import extract_clips
 from preprocessing.pipeline import preprocess
 from tests.conftest import copy_tree
 
-SIDE_PX = 112
+SIDE_PX = 128  # the default --clip-size
 
 
 def _make_root(root: Path, videos: dict[Path, dict]) -> Path:
@@ -176,10 +176,15 @@ def test_short_tracks_give_no_clip_and_a_changed_boxes_file_redoes_the_item(two_
     original = next(e.video_id for e in layout.scan()[0] if not e.is_fake)
     assert extract_clips(root, workers=1, progress=False).done == 1
     clip_files = sorted(layout.clips_root.rglob("*.mp4"))
+    first_bytes = [p.read_bytes() for p in clip_files]
     times = [p.stat().st_mtime_ns for p in clip_files]
     rerun = extract_clips(root, workers=1, progress=False)
     assert (rerun.done, rerun.skipped) == (0, 1)
     assert [p.stat().st_mtime_ns for p in clip_files] == times
+    # redone (another --clip-crf and back), the item's clips come out byte for byte as before
+    assert extract_clips(root, workers=1, progress=False, crf=20).done == 1
+    assert extract_clips(root, workers=1, progress=False).done == 1
+    assert [p.read_bytes() for p in clip_files] == first_bytes and [p.stat().st_mtime_ns for p in clip_files] != times
 
     # the right person leaves after frame 20: a track of 21 frames, shorter than the 30 a clip needs
     boxes_path = layout.boxes_path(original)
