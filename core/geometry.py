@@ -1,7 +1,8 @@
 """Face-crop geometry shared by preprocessing, training and inference.
 
-Written once and imported everywhere: the 1/3 crop margin, the isotropic resize and the zero padding
-to a square (together the classifier's input geometry, ``face_to_model_input``).
+Written once and imported everywhere: the 1/3 crop margin (of one box, ``crop_box``, or of a track's
+boxes, ``region_box``), the isotropic resize and the zero padding to a square (together the
+classifier's input geometry, ``face_to_model_input``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ def crop_box(box: Sequence[float], frame_shape: Sequence[int], margin: float = C
     pad_h = int((y2 - y1) * margin)
     height, width = frame_shape[:2]
     return (max(x1 - pad_w, 0), max(y1 - pad_h, 0), min(x2 + pad_w, width), min(y2 + pad_h, height))
+
+
+def region_box(boxes: Sequence[Sequence[float]], frame_shape: Sequence[int],
+               margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    """The crop rectangle of a face seen in several boxes (a track over time): their union, plus
+    ``margin`` of the union's size on each side, clipped to the frame (``crop_box``'s rules)."""
+    if len(boxes) == 0:
+        raise ValueError("region_box needs at least one box")
+    corners = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1)[:, :4]
+    union = (corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max())
+    return crop_box(union, frame_shape, margin)
 
 
 def crop_face(frame: np.ndarray, box: Sequence[float], margin: float = CROP_MARGIN) -> np.ndarray:

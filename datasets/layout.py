@@ -11,6 +11,7 @@ Outputs::
     landmarks/<original>/<frame>_<face>.npy
     landmarks68/<original>/<frame>_<face>.npy
     diffs/<fake>/<frame>_<face>_diff.png
+    clips/<video>/<person>_<chunk>.mp4 + clips/<video>/clips.json   (opt-in face-track clips)
     folds.csv
     logs/<stage>.jsonl
     progress/<stage>/<item>.json    (the runner's markers of finished items)
@@ -35,6 +36,7 @@ __all__ = ["DataLayout", "FOLDS_COLUMNS", "LayoutError", "TEST_VIDEOS_NAME", "cr
 
 TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
 FOLDS_COLUMNS = ("video", "file", "label", "original", "frame", "fold")  # folds.csv, written by stage 5
+CLIPS_INDEX_NAME = "clips.json"  # a video's clip list, next to its clips
 _CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 
@@ -132,6 +134,21 @@ class DataLayout:
 
     def diff_path(self, fake_id: str, frame: int, face: int) -> Path:
         return self.diffs_dir(fake_id) / f"{frame}_{face}_diff.png"
+
+    @property
+    def clips_root(self) -> Path:
+        return self.root / "clips"
+
+    def clips_dir(self, video_id: str) -> Path:
+        return self.clips_root / video_id
+
+    def clip_path(self, video_id: str, name: str) -> Path:
+        """One face-track clip, ``name`` = ``<person>_<chunk>``."""
+        return self.clips_dir(video_id) / f"{name}.mp4"
+
+    def clips_index_path(self, video_id: str) -> Path:
+        """The clip list of a video (frames, region and track of each clip; written after its clips)."""
+        return self.clips_dir(video_id) / CLIPS_INDEX_NAME
 
     @property
     def folds_csv(self) -> Path:

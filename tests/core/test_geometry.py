@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.geometry import crop_box, crop_face, face_to_model_input, isotropic_resize, pad_to_square
+from core.geometry import (
+    crop_box,
+    crop_face,
+    face_to_model_input,
+    isotropic_resize,
+    pad_to_square,
+    region_box,
+)
 
 
 def test_crop_adds_a_third_of_the_box_and_clips():
@@ -73,3 +80,13 @@ def test_truncated_isotropic_resize_is_the_winners():
     assert differs > 10  # the default (rounded) geometry is a different one
     with pytest.raises(ValueError, match="truncate"):
         isotropic_resize(np.zeros((10, 20, 3), np.uint8), 30, rounding="floor")
+
+
+def test_region_of_a_track_is_its_boxes_union_with_the_crop_margin():
+    shape = (200, 300, 3)
+    boxes = [[100, 50, 160, 110, 0.99], [120, 40, 170, 100, 0.98], [110, 60, 150, 120, 0.97]]
+    # union 100, 40, 170, 120 (70 x 80): a third of that on each side, clipped to the frame
+    assert region_box(boxes, shape) == crop_box([100, 40, 170, 120], shape) == (77, 14, 193, 146)
+    assert region_box(boxes[:1], shape) == crop_box(boxes[0], shape)
+    with pytest.raises(ValueError):
+        region_box([], shape)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from prediction import cli
+from prediction import cli, outputs
 from prediction.aggregation import (
     COMBINATIONS,
     CONFIDENT,
@@ -138,7 +138,7 @@ def test_a_registered_strategy_and_video_rule_make_the_scores_and_the_report(two
         assert cli.main(["--test-dir", str(two_person_dir), "--models", str(project_checkpoint), "--output",
                          str(output), "--frames-per-video", "8", "--strategy", "median", "--aggregate",
                          "least-fake", "--report", str(report), "--no-progress", "--device", "cpu"]) == 0
-    persons = read_persons(cli.persons_path_for(output))
+    persons = read_persons(outputs.persons_path_for(output))
     assert len(persons) == 3
     for name, video in persons.items():
         assert len(video.persons) == 2 and video.dropped_tracks is None, name
