@@ -134,6 +134,9 @@ class DeepFakeClassifierDataset(Dataset):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
         if fakes not in FAKE_SOURCES:
             raise ValueError(f"fakes must be one of {FAKE_SOURCES}, got {fakes!r}")
+        if input_spec.is_clip:
+            raise ValueError(f"this dataset gives single face crops, the model takes clips of "
+                             f"{input_spec.frames_per_clip} frames; train an image family (e.g. classifier2d) here")
         self.fakes = fakes
         self.layout = DataLayout(data_root)
         self.mode = mode
