@@ -1,7 +1,9 @@
 """Fetch and verify released weights: ``./download_weights.sh [DEST] [options]`` (this module's CLI).
 
 Default: the DFDC winner's seven B7 checkpoints into ``weights/``. ``--imagenet ENCODER`` fetches an
-encoder's ImageNet weights into ``DEST/imagenet/``, where ``"pretrained": "timm"`` finds them offline.
+encoder's ImageNet weights into ``DEST/imagenet/``, where ``"pretrained": "timm"`` finds them offline;
+``--kinetics NETWORK`` a torchvision video network's Kinetics-400 weights into ``DEST/kinetics400/``,
+where ``"pretrained": "kinetics400"`` of the ``video_resnet`` family finds them.
 Exit code 0 when every asked-for file is present and verified, 2 otherwise (bad option, offline, a
 checksum mismatch, a transfer cut off), with a message naming the file and the fix.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from models.weights import (
     CONNECT_TIMEOUT_S,
     IMAGENET_WEIGHTS,
+    KINETICS_WEIGHTS,
     WINNER_CHECKPOINTS,
     FileCheck,
     OfflineError,
@@ -30,13 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="download_weights.sh", description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="winner checkpoints: " + ", ".join(f.name for f in WINNER_CHECKPOINTS)
-        + "\nImageNet encoders: " + ", ".join(IMAGENET_WEIGHTS))
+        + "\nImageNet encoders: " + ", ".join(IMAGENET_WEIGHTS)
+        + "\nKinetics-400 video networks: " + ", ".join(KINETICS_WEIGHTS))
     parser.add_argument("dest", nargs="?", help="weights folder (default: $WEIGHTS_DIR, else the repository's weights/)")
     parser.add_argument("--files", nargs="+", default=[], metavar="NAME",
-                        help="winner checkpoints to fetch ('all' = the seven; the default when neither "
-                             "--files nor --imagenet is given)")
+                        help="winner checkpoints to fetch ('all' = the seven; the default when none of "
+                             "--files, --imagenet, --kinetics is given)")
     parser.add_argument("--imagenet", nargs="+", default=[], metavar="ENCODER",
                         help="encoders whose ImageNet weights to fetch (project or timm names, or 'all')")
+    parser.add_argument("--kinetics", nargs="+", default=[], metavar="NETWORK",
+                        help="torchvision video networks whose Kinetics-400 weights to fetch (r3d_18, mc3_18, "
+                             "r2plus1d_18, or 'all')")
     parser.add_argument("--base-url", help="fetch every file from BASE_URL/NAME instead (a mirror, file:// folder)")
     parser.add_argument("--verify-only", action="store_true", help="check the files present; fetch nothing")
     parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dest = Path(args.dest) if args.dest else default_weights_dir()
     try:
-        files = select_files(args.files, args.imagenet)
+        files = select_files(args.files, args.imagenet, args.kinetics)
         checks = ensure_files(files, dest, base_url=args.base_url, verify_only=args.verify_only,
                               connect_timeout_s=args.connect_timeout, progress=not args.no_progress)
     except OfflineError as exc:

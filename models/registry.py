@@ -12,11 +12,13 @@ from torch import nn
 
 from core.input_spec import InputSpec
 from core.registry import Registry
-from models import classifier2d
+from models import classifier2d, inflated3d, video_resnet
 from models.family import ModelConfig, ModelFamily
 
 MODEL_FAMILIES: Registry[ModelFamily] = Registry("model family")
 MODEL_FAMILIES.register("classifier2d", classifier2d.FAMILY)
+MODEL_FAMILIES.register("video_resnet", video_resnet.FAMILY)
+MODEL_FAMILIES.register("inflated3d", inflated3d.FAMILY)
 
 DEFAULT_FAMILY = "classifier2d"
 
@@ -40,3 +42,12 @@ def create_model(config: ModelConfig) -> nn.Module:
 def input_spec(config: ModelConfig) -> InputSpec:
     """What the config's network takes as input."""
     return get_family(config).input_spec(config)
+
+
+def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` (any family) with every batch norm synchronised across processes (multi-GPU training),
+    activations kept. timm's conversion: torch's own turns timm's BatchNormAct2d (batch norm + activation
+    in one layer) into a plain SyncBatchNorm and silently drops the activation."""
+    from timm.layers import convert_sync_batchnorm as timm_convert
+
+    return timm_convert(model)

@@ -7,6 +7,11 @@
   carry the first 8 hex digits of the sha256 (torch.hub's convention), which is checked; the full
   sha256 of the first verified copy is recorded and every later check compares against it (trust on
   first use).
+* Kinetics-400 weights of torchvision's video networks (r3d_18, mc3_18, r2plus1d_18), from the URLs
+  torchvision's own weight enums list. torchvision publishes only the sha256 prefix in the names; the
+  full sha256 and sizes below are the ones several public projects recorded for these files, each
+  consistent with that prefix and with torchvision's own file-size metadata (tested). They were not
+  downloaded here (this project's machines are offline).
 
 A weights folder holds the files under their released names (ImageNet files in ``imagenet/``), plus
 ``.verified.json``, a record of what was verified: size, mtime and sha256 per file, so a second check
@@ -36,7 +41,9 @@ from core.files import write_json_atomic
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WINNER_RELEASE_URL = "https://github.com/selimsef/dfdc_deepfake_challenge/releases/download/0.0.1/"
 TIMM_RELEASE_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
+TORCHVISION_URL = "https://download.pytorch.org/models/"
 IMAGENET_FOLDER = "imagenet"
+KINETICS_FOLDER = "kinetics400"
 RECORD_NAME = ".verified.json"
 PART_SUFFIX = ".part"
 REJECTED_SUFFIX = ".rejected"
@@ -109,6 +116,22 @@ IMAGENET_WEIGHTS: dict[str, ReleasedFile] = {
 }
 
 
+def _kinetics(name: str, size_bytes: int, sha256: str) -> ReleasedFile:
+    prefix = name.rsplit("-", 1)[1].split(".")[0]
+    return ReleasedFile(name, size_bytes, sha256, TORCHVISION_URL + name, sha256_prefix=prefix, folder=KINETICS_FOLDER)
+
+
+# Kinetics-400 weights per torchvision video network (torchvision key names; "pretrained": "kinetics400").
+KINETICS_WEIGHTS: dict[str, ReleasedFile] = {
+    "r3d_18": _kinetics("r3d_18-b3b3357e.pth", 133546016,
+                        "b3b3357ead25631ec9c57362ff2128a92d0427e01e2cd184951a44380c3f2e9d"),
+    "mc3_18": _kinetics("mc3_18-a90a0ba3.pth", 46841888,
+                        "a90a0ba35ca1242d15b77511ff28bfb29cc596988b5ea36081042f8e2f54212b"),
+    "r2plus1d_18": _kinetics("r2plus1d_18-91a641e6.pth", 126162996,
+                             "91a641e6c2ab531d1aca5f4321b4d802ec5c3babc15df855cdb6e39c6a1107c8"),
+}
+
+
 def default_weights_dir() -> Path:
     """``$WEIGHTS_DIR``, else the repository's ``weights/``."""
     return Path(os.environ.get("WEIGHTS_DIR") or REPO_ROOT / "weights")
@@ -116,7 +139,7 @@ def default_weights_dir() -> Path:
 
 def released_file(name: str) -> ReleasedFile | None:
     """The released file with this file name, if it is one this project knows."""
-    for file in (*WINNER_CHECKPOINTS, *IMAGENET_WEIGHTS.values()):
+    for file in (*WINNER_CHECKPOINTS, *IMAGENET_WEIGHTS.values(), *KINETICS_WEIGHTS.values()):
         if file.name == name:
             return file
     return None
@@ -133,11 +156,21 @@ def imagenet_file(encoder: str) -> ReleasedFile:
     raise WeightsError(f"no published ImageNet weights file known for encoder {encoder!r}; known: {known}")
 
 
-def select_files(names: Iterable[str] = (), imagenet: Iterable[str] = ()) -> list[ReleasedFile]:
-    """The files a command line asks for: winner checkpoint names (``all`` for the seven) and encoders
-    (``all`` for every one); nothing asked -> the seven winner checkpoints."""
-    names, imagenet = list(names), list(imagenet)
-    if not names and not imagenet:
+def kinetics_file(architecture: str) -> ReleasedFile:
+    """The Kinetics-400 weights file of a torchvision video network."""
+    try:
+        return KINETICS_WEIGHTS[architecture]
+    except KeyError:
+        raise WeightsError(f"no Kinetics-400 weights known for {architecture!r}; known: "
+                           f"{', '.join(KINETICS_WEIGHTS)}") from None
+
+
+def select_files(names: Iterable[str] = (), imagenet: Iterable[str] = (),
+                 kinetics: Iterable[str] = ()) -> list[ReleasedFile]:
+    """The files a command line asks for: winner checkpoint names (``all`` for the seven), encoders and
+    video networks (``all`` for every one); nothing asked -> the seven winner checkpoints."""
+    names, imagenet, kinetics = list(names), list(imagenet), list(kinetics)
+    if not names and not imagenet and not kinetics:
         names = ["all"]
     chosen: list[ReleasedFile] = []
     by_name = {f.name: f for f in WINNER_CHECKPOINTS}
@@ -150,6 +183,8 @@ def select_files(names: Iterable[str] = (), imagenet: Iterable[str] = ()) -> lis
             raise WeightsError(f"unknown checkpoint {name!r}; the winner's are: {', '.join(by_name)} (or 'all')")
     for encoder in imagenet:
         chosen.extend(IMAGENET_WEIGHTS.values() if encoder == "all" else [imagenet_file(encoder)])
+    for architecture in kinetics:
+        chosen.extend(KINETICS_WEIGHTS.values() if architecture == "all" else [kinetics_file(architecture)])
     return list(dict.fromkeys(chosen))
 
 
@@ -429,3 +464,10 @@ def verify_imagenet_weights(encoder: str, weights_dir: str | os.PathLike | None 
     file = imagenet_file(encoder)
     return check_file(weights_dir / file.relative_path, file, VerifiedRecord(weights_dir))
 
+
+
+def verify_kinetics_weights(architecture: str, weights_dir: str | os.PathLike | None = None) -> FileCheck:
+    """Where ``download_weights.sh --kinetics ARCH`` put the network's Kinetics-400 weights, verified."""
+    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
+    file = kinetics_file(architecture)
+    return check_file(weights_dir / file.relative_path, file, VerifiedRecord(weights_dir))

@@ -158,6 +158,15 @@ class DetectedVideo:
     decode_warning: str | None = None
 
 
+def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
+    """This predictor scores one face image at a time: a clip model (a 3D family) is refused by name."""
+    clip_models = [m for m in models if m.input_spec.is_clip]
+    if clip_models:
+        names = ", ".join(f"{m.path} ({m.family}, {m.input_spec.frames_per_clip} frames per clip)" for m in clip_models)
+        raise ValueError(f"{names}: a clip model; this predictor scores single face images, so pass image models "
+                         f"(classifier2d checkpoints) with --models")
+
+
 # prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
 resolve_dtype = resolve_precision
 
@@ -215,6 +224,7 @@ class VideoPredictor:
         if not models:
             raise ValueError("no model given")
         self.models = list(models)
+        refuse_clip_models(self.models)
         for loaded in self.models:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last

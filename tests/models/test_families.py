@@ -114,3 +114,29 @@ def test_a_registered_family_trains_saves_loads_and_predicts_with_its_own_spec(t
                                                           imagenet))).squeeze(1).double().numpy()
     assert prediction.face_scores[0] == pytest.approx(expected, abs=1e-6)
     assert abs(prediction.face_scores[0] - other).max() > 1e-3  # the spec's normalisation made the difference
+
+
+def test_multi_gpu_batch_norm_sync_keeps_every_familys_activations():
+    import copy
+
+    from models.registry import convert_sync_batchnorm
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 64)
+    clip = torch.rand(2, 3, 4, 48, 48)
+    for config, x in (({"encoder": ENCODER}, image),
+                      ({"family": "inflated3d", "encoder": ENCODER}, clip),
+                      ({"family": "video_resnet", "encoder": "r2plus1d_18"}, clip)):
+        model = create_model(config).eval()
+        synced = convert_sync_batchnorm(copy.deepcopy(model)).eval()
+        kinds = {type(m).__name__ for m in synced.modules()}
+        assert kinds & {"SyncBatchNorm", "SyncBatchNormAct"} and not kinds & {"BatchNorm2d", "BatchNorm3d",
+                                                                              "BatchNormAct2d"}, kinds
+        with torch.no_grad():  # eval mode: the same statistics, so the same logits
+            torch.testing.assert_close(synced(x), model(x), rtol=1e-5, atol=1e-5)
+    # torch's own conversion turns timm's batch norm + activation layers into bare batch norms: the
+    # activations are gone and the network computes something else
+    model = create_model({"encoder": ENCODER}).eval()
+    torch_synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(torch_synced(image), model(image), atol=1e-2)

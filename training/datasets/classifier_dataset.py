@@ -133,6 +133,9 @@ class DeepFakeClassifierDataset(Dataset):
                  label_smoothing: float = 0.01, augment: bool = True, fakes: str = "real"):
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+        if input_spec.is_clip:
+            raise ValueError(f"this dataset gives single face crops, the model takes clips of "
+                             f"{input_spec.frames_per_clip} frames; train an image family (e.g. classifier2d) here")
         self.fakes = fakes
         self.fake_source = FAKE_SOURCES.get(fakes)
         self.layout = DataLayout(data_root)

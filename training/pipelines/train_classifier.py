@@ -54,7 +54,7 @@ from models.checkpoints import (
     save_checkpoint,
     save_error,
 )
-from models.registry import create_model, get_family, input_spec
+from models.registry import convert_sync_batchnorm, create_model, get_family, input_spec
 from models.weights import default_weights_dir
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
@@ -397,7 +397,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: 
 
     if ctx.distributed:
         if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=[device.index], output_device=device.index)
         else:
             model = DistributedDataParallel(model)
