@@ -31,9 +31,9 @@ SECTION = "## Pooled against per-person aggregation (bench/aggregation.py)"
 def _labels(folders: list[Path]) -> dict[str, int]:
     """Row name (``FOLDER/FILE`` with several folders, as predict_folder names them) -> label."""
     from datasets import dfdc
-    from prediction import cli
+    from prediction import inputs
 
-    keys = cli.folder_keys(folders) if len(folders) > 1 else None
+    keys = inputs.folder_keys(folders) if len(folders) > 1 else None
     labels = {}
     for folder in folders:
         for name, y in dfdc.read_labels(folder / "metadata.json").items():

@@ -345,86 +345,102 @@ class ReportWriter:
                 f"<style>{STYLE}</style></head>\n<body>\n{body}\n{script}\n</body></html>\n")
 
     def finish(self, predictions, summary: dict, context: dict, links: list[Path] = ()) -> Path:
+        """Write ``index.html`` (and its histogram) from every video added; returns its path."""
         _plot_histogram(self.dir / "histogram.png", predictions, self.labels)
         link_items = "".join(
             f"<li><a href=\"{_esc(Path(os.path.relpath(t.resolve(), self.dir.resolve())).as_posix())}\">"
             f"{_esc(t.name)}</a></li>" for t in links if t is not None and t.exists())
-        ctx_rows = [("date", context.get("date")), ("command line", context.get("command")),
-                    ("code version", context.get("code_version"))]
-        ctx = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(v)}</code></td></tr>" for k, v in ctx_rows)
-        ckpt_rows = "".join(
-            f"<tr><td>{_esc(c['path'])}</td><td>{_esc(c['encoder'])}</td><td>{c['input_size']}</td>"
-            f"<td>{_esc(c['epoch'] if c['epoch'] is not None else '-')}</td>"
-            f"<td>{_score_text(c['validation_score'])}</td></tr>"
-            for c in context.get("checkpoints", []))
-        metric_rows = "".join(
-            f"<tr><th>{_esc(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
-            else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td></tr>"
-            for key, value in summary.items()
-            if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
         evaluation_section = evaluation_html(summary["evaluation"]) if summary.get("evaluation") else ""
-
-        labelled = [r for r in self.rows if r.label is not None and r.fallback is None]
-        worst = sorted(labelled, key=lambda r: -video_log_loss(r.label, r.probability))[:max(self.top_k, 0)]
-        worst_rows = "".join(
-            f"<tr><td><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td><td>{'FAKE' if r.label else 'REAL'}"
-            f"</td><td>{r.probability:.4f}</td><td>{video_log_loss(r.label, r.probability):.3f}</td><td>"
-            + (f"<a href=\"videos/{_esc(r.slug)}.html\"><img src=\"{_esc(r.strip)}\" height=\"150\"></a>" if r.strip
-               else "") + "</td></tr>" for r in worst)
-        worst_section = (
-            f"<p>The {len(worst)} labelled videos the model got most wrong (a low log loss here means nothing "
-            f"is badly wrong).</p><table border=\"1\"><tr><th>video</th><th>true</th><th>score</th>"
-            f"<th>log loss</th><th>face scores by frame</th></tr>{worst_rows}</table>"
-            if worst else "<p>No labelled video with faces.</p>")
-
-        def cell(value, text=None, cls=""):
-            return f"<td data-value=\"{_esc(value)}\"{cls}>{_esc(value if text is None else text)}</td>"
-
-        all_rows = []
-        for r in self.rows:
-            loss = video_log_loss(r.label, r.probability) if r.label is not None else None
-            wrong = " class=\"wrong\"" if r.label is not None and (r.probability >= 0.5) != bool(r.label) else ""
-            all_rows.append(
-                f"<tr><td data-value=\"{_esc(r.name)}\"><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td>"
-                + cell(f"{r.probability:.4f}", cls=wrong)
-                + cell({0: "REAL", 1: "FAKE"}.get(r.label, ""), cls="")
-                + cell(f"{loss:.4f}" if loss is not None else "", cls="")
-                + cell(r.n_faces) + cell(r.n_persons)
-                + (f"<td data-value=\"{_esc(r.fallback)}\" title=\"{_esc(r.fallback_reason)}\">{_esc(r.fallback)}: "
-                   f"{_esc(r.fallback_reason)}</td>" if r.fallback else "<td data-value=\"\"></td>")
-                + cell(f"{r.seconds:.2f}") + "</tr>")
-        numeric = (0, 1, 0, 1, 1, 1, 0, 1)
-        head = "".join(f"<th data-numeric=\"{n}\" data-key=\"{h.replace(' ', '_')}\">{h}</th>" for h, n in zip(
-            ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
         fallbacks = summary.get("fallbacks", {})
         fallback_rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_esc(reason)}</td></tr>"
                                 for name, reason in summary.get("fallback_videos", {}).items())
         setup = _esc(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")}, indent=1))
         body = f"""<h1>Prediction report</h1>
 <ul>{link_items}</ul>
-<h2>Run</h2>
-<table>{ctx}</table>
-<h3>Checkpoints</h3>
-<table border="1"><tr><th>file</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
-(balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>
+{_context_html(context)}
 {evaluation_section}
 <h2>All videos ({len(self.rows)})</h2>
 {aggregation_note(self.options)}
 <p>Click a column heading to sort (a link to <code>index.html#sort=-log_loss</code> opens it sorted); a red
 score is on the wrong side of 0.5.</p>
-<table border="1" class="sortable" id="videos"><thead><tr>{head}</tr></thead><tbody>
-{"".join(all_rows)}
-</tbody></table>
+{_videos_table_html(self.rows)}
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
 <h2>Highest log loss</h2>
-{worst_section}
+{_worst_html(self.rows, self.top_k)}
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
 <table border="1"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
 <h2>All scores</h2>
-<table border="1">{metric_rows}</table>
+<table border="1">{_scores_html(summary)}</table>
 <h2>Models and settings</h2>
 <pre>{setup}</pre>"""
         index = self.dir / "index.html"
         write_text_atomic(index, self._page("Prediction report", body, SORT_SCRIPT))
         return index
+
+
+def _context_html(context: dict) -> str:
+    """The run's date, command line and code version, and its checkpoints."""
+    ctx_rows = [("date", context.get("date")), ("command line", context.get("command")),
+                ("code version", context.get("code_version"))]
+    ctx = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(v)}</code></td></tr>" for k, v in ctx_rows)
+    ckpt_rows = "".join(
+        f"<tr><td>{_esc(c['path'])}</td><td>{_esc(c['encoder'])}</td><td>{c['input_size']}</td>"
+        f"<td>{_esc(c['epoch'] if c['epoch'] is not None else '-')}</td>"
+        f"<td>{_score_text(c['validation_score'])}</td></tr>"
+        for c in context.get("checkpoints", []))
+    return f"""<h2>Run</h2>
+<table>{ctx}</table>
+<h3>Checkpoints</h3>
+<table border="1"><tr><th>file</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
+(balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>"""
+
+
+def _scores_html(summary: dict) -> str:
+    """Every top-level number of the summary, one row each."""
+    return "".join(
+        f"<tr><th>{_esc(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
+        else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td></tr>"
+        for key, value in summary.items()
+        if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
+
+
+def _worst_html(rows: list[_Row], top_k: int) -> str:
+    """The ``top_k`` labelled videos with the highest log loss, with their face-score strips."""
+    labelled = [r for r in rows if r.label is not None and r.fallback is None]
+    worst = sorted(labelled, key=lambda r: -video_log_loss(r.label, r.probability))[:max(top_k, 0)]
+    worst_rows = "".join(
+        f"<tr><td><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td><td>{'FAKE' if r.label else 'REAL'}"
+        f"</td><td>{r.probability:.4f}</td><td>{video_log_loss(r.label, r.probability):.3f}</td><td>"
+        + (f"<a href=\"videos/{_esc(r.slug)}.html\"><img src=\"{_esc(r.strip)}\" height=\"150\"></a>" if r.strip
+           else "") + "</td></tr>" for r in worst)
+    return (f"<p>The {len(worst)} labelled videos the model got most wrong (a low log loss here means nothing "
+            f"is badly wrong).</p><table border=\"1\"><tr><th>video</th><th>true</th><th>score</th>"
+            f"<th>log loss</th><th>face scores by frame</th></tr>{worst_rows}</table>"
+            if worst else "<p>No labelled video with faces.</p>")
+
+
+def _cell(value, text=None, cls="") -> str:
+    return f"<td data-value=\"{_esc(value)}\"{cls}>{_esc(value if text is None else text)}</td>"
+
+
+def _video_row_html(r: _Row) -> str:
+    loss = video_log_loss(r.label, r.probability) if r.label is not None else None
+    wrong = " class=\"wrong\"" if r.label is not None and (r.probability >= 0.5) != bool(r.label) else ""
+    return (f"<tr><td data-value=\"{_esc(r.name)}\"><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td>"
+            + _cell(f"{r.probability:.4f}", cls=wrong)
+            + _cell({0: "REAL", 1: "FAKE"}.get(r.label, ""), cls="")
+            + _cell(f"{loss:.4f}" if loss is not None else "", cls="")
+            + _cell(r.n_faces) + _cell(r.n_persons)
+            + (f"<td data-value=\"{_esc(r.fallback)}\" title=\"{_esc(r.fallback_reason)}\">{_esc(r.fallback)}: "
+               f"{_esc(r.fallback_reason)}</td>" if r.fallback else "<td data-value=\"\"></td>")
+            + _cell(f"{r.seconds:.2f}") + "</tr>")
+
+
+def _videos_table_html(rows: list[_Row]) -> str:
+    """The sortable table of every video (``SORT_SCRIPT`` sorts it)."""
+    numeric = (0, 1, 0, 1, 1, 1, 0, 1)
+    head = "".join(f"<th data-numeric=\"{n}\" data-key=\"{h.replace(' ', '_')}\">{h}</th>" for h, n in zip(
+        ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
+    return (f"<table border=\"1\" class=\"sortable\" id=\"videos\"><thead><tr>{head}</tr></thead><tbody>\n"
+            f"{''.join(_video_row_html(r) for r in rows)}\n</tbody></table>")

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score, roc_curve
 
 from core import metrics
-from prediction import cli
+from prediction import cli, outputs
 from prediction.evaluation import FFPP_METHODS, ScoredVideo, evaluate, format_table, method_of
 from tests.prediction.conftest import FRAMES_PER_VIDEO
 
@@ -107,7 +107,7 @@ def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpo
     rows = output.read_text().splitlines()[1:]
     assert sorted(r.split(",")[0] for r in rows) == sorted(f"{d}/videos/{n}" for d in ("set_a", "set_b")
                                                              for n in names)
-    summary = json.loads(cli.metrics_path_for(output).read_text())
+    summary = json.loads(outputs.metrics_path_for(output).read_text())
     per_folder = summary["evaluation"]["per_folder"]
     assert set(per_folder) == {"set_a/videos", "set_b/videos"}
     assert all(s["n_videos"] == len(names) for s in per_folder.values())

@@ -13,7 +13,7 @@ import torch
 from core.geometry import face_to_model_input
 from models.checkpoints import load_model
 from models.classifier2d import normalize_batch
-from prediction import cli
+from prediction import cli, outputs
 from prediction.explain import content_box, explain_faces, grad_cam
 from prediction.options import resolve_options
 from prediction.predictor import VideoPredictor
@@ -83,7 +83,7 @@ def test_explain_in_the_report_and_without_it(test_videos, generator_detector, t
     assert cli.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
                                 str(output), "--frames-per-video", "4", "--report", str(report), "--explain", "2",
                                 "--no-progress"]) == 0
-    persons = json.loads(cli.persons_path_for(output).read_text())
+    persons = json.loads(outputs.persons_path_for(output).read_text())
     for name, video in persons.items():
         page = (report / "videos" / f"{name[:-4]}.html").read_text()
         heatmaps = re.findall(r'src="([^"]+_face\d+\.png)"', page)
@@ -96,5 +96,5 @@ def test_explain_in_the_report_and_without_it(test_videos, generator_detector, t
     output2 = tmp_path / "plain.csv"
     assert cli.main(["--test-dir", str(folder), "--models", str(generator_detector), "--output",
                                 str(output2), "--frames-per-video", "4", "--explain", "1", "--no-progress"]) == 0
-    written = sorted(cli.explain_path_for(output2).rglob("*.png"))
+    written = sorted(outputs.explain_path_for(output2).rglob("*.png"))
     assert len(written) == sum(len(v["persons"]) for v in persons.values())

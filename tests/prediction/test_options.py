@@ -8,7 +8,7 @@ import json
 import pytest
 
 from models.weights import WINNER_CHECKPOINTS
-from prediction import aggregation, cli
+from prediction import aggregation, cli, outputs
 from prediction.options import OPTION_NAMES, PRESETS, PredictorOptions, resolve_options
 from tests.prediction.conftest import FRAMES_PER_VIDEO
 
@@ -78,7 +78,7 @@ def test_settings_in_metrics_json(test_videos, project_checkpoint, tmp_path):
     rc = cli.main(["--video", str(video), "--models", str(project_checkpoint), "--output", str(output),
                               "--preset", "winner", "--frames-per-video", str(FRAMES_PER_VIDEO), "--device", "cpu"])
     assert rc == 0
-    settings = json.loads(cli.metrics_path_for(output).read_text())["settings"]
+    settings = json.loads(outputs.metrics_path_for(output).read_text())["settings"]
     expected = resolve_options("winner", frames_per_video=FRAMES_PER_VIDEO, device="cpu").as_dict()
     assert settings["preset"] == "winner"
     assert {k: settings[k] for k in expected if k != "precision"} == {k: v for k, v in expected.items()

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from prediction import cli
+from prediction import cli, outputs
 from prediction.options import resolve_options
 from prediction.persons import read_persons, video_persons
 from prediction.predictor import VideoPredictor
@@ -58,7 +58,7 @@ def test_tracks_match_the_people_and_persons_json_round_trips(two_person_dir, pr
     output = tmp_path / "out.csv"
     assert cli.main(["--test-dir", str(two_person_dir), "--models", str(project_checkpoint), "--output",
                                 str(output), "--frames-per-video", str(FRAMES), "--no-progress"]) == 0
-    persons = read_persons(cli.persons_path_for(output))
+    persons = read_persons(outputs.persons_path_for(output))
     assert sorted(persons) == sorted(p.name for p in two_person_dir.glob("*.mp4"))
     for name, video in persons.items():
         assert len(video.persons) == 2 and video.dropped_tracks is None, name
@@ -131,7 +131,7 @@ def test_per_person_aggregation_flags_the_swapped_person(two_person_dir, generat
         assert cli.main(["--test-dir", str(two_person_dir), "--models", str(generator_detector),
                                     "--output", str(output), "--frames-per-video", str(FRAMES),
                                     "--aggregate", aggregate, "--no-progress"]) == 0
-        results[aggregate] = read_persons(cli.persons_path_for(output))
+        results[aggregate] = read_persons(outputs.persons_path_for(output))
     for name, video in results["per-person"].items():
         sides = _sides(metadata, name)
         by_side = {("left" if np.mean([(b[0] + b[2]) / 2 for b in p.boxes]) < 320 else "right"): p.score

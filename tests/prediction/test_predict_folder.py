@@ -20,8 +20,8 @@ from core import errors
 from datasets.dfdc import read_labels
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
-from prediction import cli
-from prediction.cli import find_checkpoints
+from prediction import cli, outputs
+from prediction.inputs import find_checkpoints
 from tests.prediction.conftest import BAD_VIDEOS, FRAMES_PER_VIDEO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
         assert any(name in r.getMessage() for r in caplog.records), f"no logged reason for {name}"
     assert all(0 <= p <= 1 for p in predictions.values())
 
-    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert metrics["fallbacks"] == {"total": 4, "unreadable": 3, "no_face": 1, "error": 0}
     assert set(metrics["fallback_videos"]) == set(BAD_VIDEOS)
     assert metrics["n_labelled"] == len(mp4s) and metrics["n_unlabelled"] == 0
@@ -96,7 +96,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
         [Path(n).stem for n in shown]
     import cv2
 
-    persons = json.loads(cli.persons_path_for(output).read_text())
+    persons = json.loads(outputs.persons_path_for(output).read_text())
     for name in good:  # each video page: a contact sheet per person with that person's faces
         stem = Path(name).stem
         video_page = (report / "videos" / f"{stem}.html").read_text()
@@ -240,7 +240,7 @@ def test_labels_that_match_no_video_warn(tmp_path, project_checkpoint, test_vide
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "warning:" in captured.err and "names none of the 1 video" in captured.err and "not_here.mp4" in captured.err
-    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert "log_loss" not in metrics and [n for n, _ in _read_csv(output)] == [video.name]
 
     partial = tmp_path / "partial.csv"
@@ -324,7 +324,7 @@ def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, p
     assert any(r.exc_info and r.exc_info[0] is TypeError and failed in r.getMessage() for r in caplog.records)
     rows = dict(_read_csv(output))
     assert sorted(rows) == mp4s and rows[failed] == 0.5
-    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert metrics["fallbacks"]["error"] == 1 and "TypeError" in metrics["fallback_videos"][failed]
     assert "1 video failed with an error" in captured.out + captured.err
 
@@ -347,7 +347,7 @@ def test_a_partly_decodable_video_is_scored_with_a_warning(tmp_path, project_che
     assert "partly decoded (scored on the frames that decode): 1 video(s): cut.mp4" in capsys.readouterr().err
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert [w for w in warnings if f"cut.mp4: only 6 of the {len(frames)} frames" in w] and len(warnings) == 1
-    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert list(metrics["partly_decoded_videos"]) == ["cut.mp4"]
     assert metrics["fallbacks"]["total"] == 0  # scored on the frames that decode, not 0.5
     assert dict(_read_csv(output))["cut.mp4"] != 0.5
@@ -400,7 +400,7 @@ def test_checkpoints_in_subfolders_do_not_join_the_ensemble(tmp_path, project_ch
                               "--frames-per-video", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 0, err
-    metrics = json.loads(cli.metrics_path_for(output).read_text())
+    metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert metrics["models"] == [str(weights / project_checkpoint.name)]
     assert "1 model(s)" in err and f"1 checkpoint(s) in subfolders of {weights} are not used" in err
     assert str(weights / "old" / "backup_tf_efficientnet_lite0_0_best") in err
@@ -427,7 +427,7 @@ def test_a_bad_labels_entry_is_named_and_no_labels_predicts_anyway(tmp_path, pro
     output = tmp_path / "out.csv"
     assert cli.main(argv + ["--output", str(output), "--no-labels"]) == 0
     assert [n for n, _ in _read_csv(output)] == sorted(metadata)
-    assert "log_loss" not in json.loads(cli.metrics_path_for(output).read_text())
+    assert "log_loss" not in json.loads(outputs.metrics_path_for(output).read_text())
 
 
 def test_read_labels_names_the_bad_line_and_entry(tmp_path):

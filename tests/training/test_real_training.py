@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from prediction import cli
+from prediction import cli, outputs
 from training.pipelines.train_classifier import TrainOptions, train
 
 pytestmark = pytest.mark.real_data
@@ -70,6 +70,6 @@ def test_training_on_real_ffpp_lowers_the_loss_and_scores_its_videos_better_than
     y = [int(metadata[n]["label"] == "FAKE") for n in rows["filename"]]
     auc = roc_auc_score(y, rows["label"])
     assert auc > 0.5, rows
-    summary = json.loads(cli.metrics_path_for(output).read_text())
+    summary = json.loads(outputs.metrics_path_for(output).read_text())
     assert summary["auc"] == pytest.approx(auc)
     assert set(summary["evaluation"]["per_method"]) == {"DF", "F2F", "FS"}

@@ -247,14 +247,14 @@ def test_train_sh_resume_flag_appended_log_and_overwrite_refusal(preprocessed_ro
     assert '"epochs_run": [1]' in text and "resumed from" in text
 
     # the prediction side finds these checkpoints with the same WEIGHTS_DIR from the same folder
-    from prediction import cli
+    from prediction import cli, inputs
 
     old = Path.cwd()
     try:
         os.chdir(work)
         os.environ["WEIGHTS_DIR"] = "runs/w"
         default = cli.build_parser().parse_args(["--video", "v", "--output", "o"]).weights_dir
-        assert [p.name for p in cli.find_checkpoints(default)] == [f"{NAME}_best"]
+        assert [p.name for p in inputs.find_checkpoints(default)] == [f"{NAME}_best"]
     finally:
         os.chdir(old)
         del os.environ["WEIGHTS_DIR"]

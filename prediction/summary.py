@@ -1,0 +1,80 @@
+"""What a folder prediction records: its scores and fallbacks (``OUT.metrics.json``), its settings and
+the context of the run (date, command line, code version, checkpoints) for the report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the code's checkout, or why there is none."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown (git: {exc})"
+    return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
+
+
+def run_context(predictor, argv: list[str]) -> dict:
+    """When and how a run was made: date, command line, code version, the checkpoints (epoch, validation)."""
+    import datetime
+    import shlex
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["python", "predict_folder.py", *argv]),
+            "code_version": code_version(),
+            "checkpoints": [{"path": str(m.path), "encoder": m.encoder, "input_size": m.input_size,
+                             "epoch": m.epoch, "validation_score": m.validation_score} for m in predictor.models]}
+
+
+def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
+              methods: dict[str, str] | None = None) -> dict:
+    """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
+    (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
+    ``folder_of`` and ``methods`` are keyed by the prediction's name."""
+    from prediction.evaluation import ScoredVideo, evaluate, method_of
+
+    kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
+    summary: dict = {
+        "n_videos": len(predictions),
+        "fallbacks": {"total": sum(kinds.values()), **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "error")}},
+        "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
+        "partly_decoded_videos": {p.name: p.decode_warning for p in predictions if p.decode_warning},
+    }
+    if labels:
+        labelled = [p for p in predictions if p.name in labels]
+        folder_of, methods = folder_of or {}, methods or {}
+        evaluation = evaluate(
+            ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
+                        p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
+                        method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
+            for p in labelled)
+        scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
+        scores["n_labelled"] = scores.pop("n_videos")
+        summary.update(scores)
+        summary["n_unlabelled"] = len(predictions) - len(labelled)
+        summary["evaluation"] = evaluation
+    return summary
+
+
+def settings_record(preset: str, predictor, labels_path: Path | None) -> dict:
+    """How the results were made: the preset, every resolved option (device and precision as used)."""
+    return {"preset": preset, **predictor.options.as_dict(), "device": predictor.device,
+            "precision": str(predictor.dtype).replace("torch.", ""),
+            "labels": str(labels_path) if labels_path is not None else None}
+
+
+def json_safe(value):
+    """NaN (e.g. AUC with one class) as null, so that the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
