@@ -29,15 +29,19 @@ SECTION = "## Pooled against per-person aggregation (bench/aggregation.py)"
 
 
 def _labels(folders: list[Path]) -> dict[str, int]:
-    """Row name (``FOLDER/FILE`` with several folders, as predict_folder names them) -> label."""
-    from datasets import dfdc
-    from prediction import inputs
+    """Row name (``FOLDER/FILE`` with several folders, as predict_folder names them) -> label, from the
+    dataset readers' labels of each folder."""
+    from datasets.readers import folder_labels
+    from prediction.evaluation import folder_keys
 
-    keys = inputs.folder_keys(folders) if len(folders) > 1 else None
+    keys = folder_keys(folders) if len(folders) > 1 else None
     labels = {}
     for folder in folders:
-        for name, y in dfdc.read_labels(folder / "metadata.json").items():
-            labels[f"{keys[folder]}/{name}" if keys else name] = y
+        found = folder_labels(folder)
+        if found is None:
+            raise SystemExit(f"{folder}: no dataset reader knows its labels (e.g. no metadata.json in it)")
+        for name, entry in found.entries.items():
+            labels[f"{keys[folder]}/{name}" if keys else name] = int(entry.is_fake)
     return labels
 
 

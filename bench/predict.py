@@ -52,6 +52,7 @@ from core.video import probe_video  # noqa: E402
 from datasets.layout import DataLayout  # noqa: E402
 from models.checkpoints import LoadedModel, load_model  # noqa: E402
 from models.classifier2d import DeepFakeClassifier  # noqa: E402
+from models.registry import input_spec  # noqa: E402
 from prediction.options import resolve_options  # noqa: E402
 from prediction.predictor import VideoPredictor, list_videos, predict_on_video_set, resolve_dtype  # noqa: E402
 
@@ -67,7 +68,8 @@ def make_models(encoder: str, size_px: int, count: int, device: str) -> list[Loa
     for seed in range(count):
         torch.manual_seed(seed)
         model = DeepFakeClassifier(encoder).eval().to(device)
-        models.append(LoadedModel(model, encoder, size_px, Path(f"random_{encoder}_{seed}")))
+        spec = input_spec({"encoder": encoder, "size": size_px})
+        models.append(LoadedModel(model, encoder, spec, Path(f"random_{encoder}_{seed}")))
     return models
 
 

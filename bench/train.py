@@ -40,6 +40,7 @@ import albumentations as A  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import machine_description, write_section  # noqa: E402
+from core.input_spec import InputSpec  # noqa: E402
 from faces.landmarks import shape_predictor_path  # noqa: E402
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds  # noqa: E402
 from training.transforms.augmentations import FancyPCA, image_to_tensor, train_transform_list  # noqa: E402
@@ -71,7 +72,7 @@ class OriginalFancyPCA(A.ImageOnlyTransform):
 
 def original_transforms(size: int, seed: int) -> A.Compose:
     """The same list with the recipe's FancyPCA in place of ours."""
-    transforms = train_transform_list(size)
+    transforms = train_transform_list(InputSpec(size_px=size))
     for transform in transforms:
         if isinstance(transform, A.OneOf):
             transform.transforms = [OriginalFancyPCA() if isinstance(t, FancyPCA) else t for t in transform.transforms]
@@ -86,6 +87,7 @@ class BaselineSampler:
         import dlib
 
         self.dataset = dataset
+        self.spec = InputSpec(size_px=size)
         self.transforms = original_transforms(size, seed)
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(shape_predictor_path()))
@@ -175,7 +177,7 @@ class BaselineSampler:
                     break
         self.transforms.set_random_seed(self.random.randrange(2 ** 31))
         image = self.transforms(image=image)["image"]
-        return image_to_tensor(image)  # float normalisation in the worker, as the recipe's loader did
+        return image_to_tensor(image, self.spec)  # float normalisation in the worker, as the recipe's loader did
 
 
 # ---- measurements --------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def bench_data(data_root: Path, size: int, count: int, rounds: int) -> dict:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     folds = read_folds(data_root)
-    dataset = DeepFakeClassifierDataset(data_root, folds, "train", size, seed=0)
+    dataset = DeepFakeClassifierDataset(data_root, folds, "train", InputSpec(size_px=size), seed=0)
     dataset.set_epoch(0)
     n_items = len(dataset)
     baseline = BaselineSampler(dataset, size)

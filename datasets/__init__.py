@@ -1,0 +1,9 @@
+"""Datasets as they ship: one reader per dataset in the ``READERS`` registry (``datasets.readers``).
+
+Importing the package registers every reader module listed here (a new reader: one module and one line).
+"""
+
+from datasets import dfdc  # noqa: F401  (registers "dfdc")
+from datasets.readers import READERS, FolderLabels, LayoutProblem, ReaderOptions, VideoEntry
+
+__all__ = ["READERS", "FolderLabels", "LayoutProblem", "ReaderOptions", "VideoEntry"]

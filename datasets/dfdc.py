@@ -1,8 +1,10 @@
 """The DFDC dataset as it ships: ``dfdc_train_part_*`` folders of videos, each with a ``metadata.json``.
 
-``scan`` lists and checks every video of a DATA_ROOT (the one parser of the parts' metadata files);
-``read_labels`` and ``read_methods`` read the labels of a folder of test videos (a DFDC
-``metadata.json`` or a ``filename,label`` CSV).
+The reader registered as ``dfdc``: ``scan`` lists and checks every video of a DATA_ROOT's parts (the one
+parser of the parts' metadata files); ``folder_labels`` reads the labels of a folder of test videos (its
+``metadata.json``). ``read_labels`` reads a labels file given by hand (a DFDC ``metadata.json`` or a
+``filename,label`` CSV). FF++ videos repacked into this layout keep their method as the suffix of their
+name (``033_097_DF.mp4``: Deepfakes), which the entries carry as their method.
 """
 
 from __future__ import annotations
@@ -10,52 +12,59 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.errors import InputError
 from core.files import is_inside, name_problem, path_problem
+from datasets.readers import (
+    FAKE,
+    METHOD_NAMES,
+    READERS,
+    REAL,
+    FolderLabels,
+    LayoutProblem,
+    ReaderOptions,
+    VideoEntry,
+    smallest_in_group,
+)
 
-if TYPE_CHECKING:
-    from datasets.layout import DataLayout
-
-
+NAME = "dfdc"
 PART_PREFIX = "dfdc_train_part_"
 PART_GLOB = f"{PART_PREFIX}*"
 METADATA_NAME = "metadata.json"
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    """One video listed in a part's metadata.json."""
-
-    video_id: str  # file stem
-    path: Path
-    label: str  # "REAL" or "FAKE"
-    original_id: str | None  # stem of the original for fakes, None for reals
-    part: str  # part folder name
-
-    @property
-    def is_fake(self) -> bool:
-        return self.label == "FAKE"
-
-    @property
-    def source_id(self) -> str:
-        """The video whose face boxes this one is cut with (itself for reals)."""
-        return self.original_id if self.is_fake and self.original_id else self.video_id
-
-
-@dataclass(frozen=True)
-class LayoutProblem:
-    """A problem with the input found while listing it (logged by stages, never fatal)."""
-
-    item: str
-    error: str
+_NAME_TOKENS = re.compile(r"[_\-.]+")
+_FFPP_SUFFIX = re.compile(r"_(" + "|".join(sorted(METHOD_NAMES, key=len, reverse=True)) + r")$")
 
 
 def video_id_of(file_name: str) -> str:
     return Path(file_name).stem
+
+
+def part_number(name: str, default: int = -1) -> int:
+    """The number a part folder's name ends with (``dfdc_train_part_12`` -> 12), else ``default``."""
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else default
+
+
+def part_folders(root: Path) -> list[Path]:
+    """The ``dfdc_train_part_*`` folders of ``root``, by part number."""
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.glob(PART_GLOB) if p.is_dir()), key=lambda p: (part_number(p.name), p.name))
+
+
+def method_in_name(file_name: str) -> str | None:
+    """The FF++ method a repacked FF++ fake names as its suffix (``033_097_DF.mp4`` -> ``DF``), else None."""
+    match = _FFPP_SUFFIX.search(file_name.rsplit(".", 1)[0])
+    return match.group(1) if match else None
+
+
+def _method(file_name: str, info: dict) -> str | None:
+    """A fake's method: its metadata's ``"method"``, else the FF++ suffix of its name."""
+    method = info.get("method")
+    return str(method) if method else method_in_name(file_name)
 
 
 # ---- reading metadata.json ------------------------------------------------------------------------
@@ -127,7 +136,9 @@ def _entry_of(part: Path, file_name: str, info) -> VideoEntry | LayoutProblem:
     original = _original_id(meta_path, file_name, info)
     if isinstance(original, LayoutProblem):
         return original
-    return VideoEntry(video_id, path, label.upper(), original if label.upper() == "FAKE" else None, part.name)
+    fake = label.upper() == FAKE
+    return VideoEntry(video_id, path, FAKE if fake else REAL, original if fake else None, part.name,
+                      method=_method(file_name, info) if fake else None, dataset=NAME)
 
 
 def _fake_problem(fake: VideoEntry, entries: dict[str, VideoEntry], listed: dict[str, list]) -> str | None:
@@ -166,7 +177,20 @@ def _unique_entries(found: list[VideoEntry]) -> tuple[dict[str, VideoEntry], lis
     return entries, problems
 
 
-def scan(layout: DataLayout) -> tuple[list[VideoEntry], list[LayoutProblem]]:
+def with_identity_groups(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """The entries, each with its identity group: an original, its fakes, and every original whose id is
+    a token of one of those fakes' names (split on ``_``, ``-`` and ``.``; FF++ repacked into this layout
+    names a fake ``TTT_SSS_M``, target ``TTT`` with the face of ``SSS``: ``033_097_DF`` ties ``033`` to
+    ``097``, and so ``097_033_*`` too). A group is named by its smallest original id; a fake whose
+    original is not a listed real video is in none."""
+    originals = {e.video_id for e in entries if not e.is_fake}
+    links = [(token, e.source_id) for e in entries if e.is_fake and e.source_id in originals
+             for token in _NAME_TOKENS.split(e.video_id) if token in originals and token != e.source_id]
+    groups = smallest_in_group(originals, links)
+    return [replace(e, identity_group=groups.get(e.source_id)) for e in entries]
+
+
+def scan(root: Path) -> tuple[list[VideoEntry], list[LayoutProblem]]:
     """Every video listed in every part's metadata.json, sorted by id, plus the problems found.
 
     Problems (not fatal, each entry concerned is left out): a part without metadata.json or with
@@ -177,7 +201,7 @@ def scan(layout: DataLayout) -> tuple[list[VideoEntry], list[LayoutProblem]]:
     """
     found: list[VideoEntry] = []
     problems: list[LayoutProblem] = []
-    for part in layout.parts():
+    for part in part_folders(Path(root)):
         metadata, problem = _read_metadata(part)
         if problem is not None:
             problems.append(problem)
@@ -186,7 +210,7 @@ def scan(layout: DataLayout) -> tuple[list[VideoEntry], list[LayoutProblem]]:
             entry = _entry_of(part, file_name, info)
             (found if isinstance(entry, VideoEntry) else problems).append(entry)
     entries, identity_problems = _unique_entries(found)
-    return [entries[k] for k in sorted(entries)], problems + identity_problems
+    return with_identity_groups([entries[k] for k in sorted(entries)]), problems + identity_problems
 
 
 NO_LABELS_HINT = ("fix it, or predict without scoring: add --no-labels (every video still gets its row; "
@@ -252,3 +276,37 @@ def read_methods(path: Path) -> dict[str, str]:
         return {}  # read_labels has already reported an unreadable file
     return {name: str(v["method"]) for name, v in data.items() if isinstance(v, dict) and v.get("method")} \
         if isinstance(data, dict) else {}
+
+
+def labels_file_entries(path: str | os.PathLike) -> FolderLabels:
+    """The labelled videos a labels file names (:func:`read_labels`), each fake with its method (the
+    file's ``"method"``, else the FF++ suffix of its name), as entries of the folder the file is in."""
+    path = Path(path)
+    labels = read_labels(path)
+    methods = read_methods(path)
+    entries = {name: VideoEntry(video_id_of(name), path.parent / name, FAKE if label else REAL, None, None,
+                                method=(methods.get(name) or method_in_name(name)) if label else None,
+                                dataset=NAME)
+               for name, label in labels.items()}
+    return FolderLabels(entries, path)
+
+
+@READERS.register(NAME)
+class DfdcReader:
+    """DFDC's training download (``dfdc_train_part_*/`` with a ``metadata.json`` each) and a folder of test
+    videos with its ``metadata.json``."""
+
+    name = NAME
+
+    def __init__(self, options: ReaderOptions | None = None):
+        self.options = options or ReaderOptions()
+
+    def found_in(self, root: Path) -> bool:
+        return bool(part_folders(Path(root)))
+
+    def scan(self, root: Path) -> tuple[list[VideoEntry], list[LayoutProblem]]:
+        return scan(root)
+
+    def folder_labels(self, folder: Path) -> FolderLabels | None:
+        path = Path(folder) / METADATA_NAME
+        return labels_file_entries(path) if path.is_file() else None

@@ -27,8 +27,11 @@ import os
 import re
 from pathlib import Path
 
-from datasets import dfdc
-from datasets.dfdc import PART_GLOB, PART_PREFIX, LayoutProblem, VideoEntry
+from datasets.dfdc import PART_GLOB, PART_PREFIX, part_folders, part_number
+from datasets.readers import LayoutProblem, VideoEntry, chosen_readers, scan_root
+
+__all__ = ["DataLayout", "FOLDS_COLUMNS", "LayoutError", "TEST_VIDEOS_NAME", "crop_name", "parse_crop_name",
+           "part_number"]
 
 TEST_VIDEOS_NAME = "test_videos"  # the sample dataset's held-out videos, next to the parts
 FOLDS_COLUMNS = ("video", "file", "label", "original", "frame", "fold")  # folds.csv, written by stage 5
@@ -61,7 +64,7 @@ class DataLayout:
         if not self.root.is_dir():
             raise LayoutError(f"DATA_ROOT {self.root} does not exist or is not a folder; pass the folder "
                               f"that holds the {PART_GLOB} folders")
-        if not self.parts():
+        if not chosen_readers(self.root):
             raise LayoutError(f"no {PART_GLOB} folders in {self.root}; DATA_ROOT must hold the DFDC parts, "
                               f"e.g. make one with `python -m sample_data.make_sample_dataset {self.root}`")
 
@@ -74,14 +77,13 @@ class DataLayout:
         return self.root / TEST_VIDEOS_NAME
 
     def parts(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
-        return sorted((p for p in self.root.glob(PART_GLOB) if p.is_dir()), key=_part_sort_key)
+        """The DFDC part folders, by part number."""
+        return part_folders(self.root)
 
     def scan(self) -> tuple[list[VideoEntry], list[LayoutProblem]]:
-        """Every video listed in every part's metadata.json, sorted by id, plus the problems found
-        (:func:`datasets.dfdc.scan`)."""
-        return dfdc.scan(self)
+        """Every video the dataset readers of this root list, sorted by id, plus the problems found
+        (:func:`datasets.readers.scan_root`)."""
+        return scan_root(self.root)
 
     # ---- outputs -----------------------------------------------------------------------------
     @property
@@ -157,15 +159,3 @@ class DataLayout:
             return []
         found = (parse_crop_name(p.name) for p in folder.iterdir())
         return sorted(f for f in found if f is not None)
-
-
-def part_number(name: str, default: int = -1) -> int:
-    """The number a part folder's name ends with (``dfdc_train_part_12`` -> 12), else ``default``."""
-    match = re.search(r"(\d+)$", name)
-    return int(match.group(1)) if match else default
-
-
-def _part_sort_key(path: Path):
-    return (part_number(path.name), path.name)
-
-

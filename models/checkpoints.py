@@ -2,12 +2,15 @@
 
 Formats accepted:
 
-* this project: ``{"state_dict", "config", "epoch", "best_score", "optimizer", ...}`` (written by
-  ``save_checkpoint``); the config names the encoder and input size;
-* the winner's: ``{"state_dict": {"module.encoder...", "module.fc..."}, ...}`` with no config; the
-  encoder is read from the file name (``final_999_DeepFakeClassifier_tf_efficientnet_b7_ns_0_23``)
-  or given by the caller;
-* a bare state dict.
+* this project: ``{"state_dict", "config", "family", "input_spec", "epoch", "best_score", "optimizer",
+  ...}`` (written by ``save_checkpoint``); the config names the encoder, ``family`` the model family
+  (``models.registry``) and ``input_spec`` what the model takes (``core.input_spec.InputSpec``). Files
+  written before families existed have neither: they are ``classifier2d``, with the spec their config
+  gives;
+* the winner's: ``{"state_dict": {"module.encoder...", "module.fc..."}, ...}`` with no config, a
+  ``classifier2d``; the encoder is read from the file name
+  (``final_999_DeepFakeClassifier_tf_efficientnet_b7_ns_0_23``) or given by the caller;
+* a bare state dict (the same).
 
 File names: a training run ``<name>`` (``run_name``) writes ``<name>_<epoch>``, ``<name>_last``,
 ``<name>_best`` and ``<name>_args.json`` into its weights folder; ``checkpoint_path`` builds those
@@ -45,7 +48,9 @@ import numpy as np
 import torch
 
 from core.files import atomic_path
-from models.classifier2d import DEFAULT_INPUT_SIZE, ENCODERS, DeepFakeClassifier
+from core.input_spec import InputSpec
+from models.classifier2d import ENCODERS
+from models.registry import DEFAULT_FAMILY, MODEL_FAMILIES, family_name
 from models.weights import DOWNLOAD_COMMAND, released_file
 
 _UNUSED_PREFIXES = ("encoder.classifier.",)
@@ -60,15 +65,20 @@ class CheckpointError(Exception):
 
 @dataclass
 class LoadedModel:
-    model: DeepFakeClassifier
+    model: torch.nn.Module
     encoder: str
-    input_size: int
+    input_spec: InputSpec  # what the model takes (the checkpoint's, else its family's for its config)
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
     # the validation score the file was saved with (this project: "best_score", the validation log loss
     # of its best epoch; the winner's: "bce_best"); None when it records none
     validation_score: float | None = None
+    family: str = DEFAULT_FAMILY
+
+    @property
+    def input_size(self) -> int:
+        return self.input_spec.size_px
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,7 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
     mismatched = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
     if missing or unexpected or mismatched:
         encoder = getattr(target, "encoder_name", "?")
+        network = f"{type(target).__name__}({encoder})"
         details = []
         if missing:
             details.append(f"{len(missing)} missing (e.g. {missing[:3]})")
@@ -238,28 +249,54 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
             k = mismatched[0]
             details.append(f"{len(mismatched)} with other shapes (e.g. {k}: checkpoint "
                            f"{tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)})")
-        raise CheckpointError(f"checkpoint {source} does not fit DeepFakeClassifier({encoder}): "
+        raise CheckpointError(f"checkpoint {source} does not fit {network}: "
                               f"{'; '.join(details)}. Check the encoder name (config 'encoder' or the "
                               f"--encoder option) matches the one the checkpoint was trained with")
     target.load_state_dict(state_dict, strict=True)
 
 
+def checkpoint_family(data: dict[str, Any], path: str | os.PathLike) -> str:
+    """The model family a checkpoint records (its own ``family``, else its config's, else the default);
+    CheckpointError for one this version does not know."""
+    name = data.get("family") or family_name(data.get("config") or {})
+    if name not in MODEL_FAMILIES:
+        raise CheckpointError(f"checkpoint {path} is a {name!r} model, a family this version does not know "
+                              f"(known: {', '.join(MODEL_FAMILIES.names())}); use the version that trained it")
+    return str(name)
+
+
+def checkpoint_input_spec(data: dict[str, Any], config: dict[str, Any], family: str, path: str | os.PathLike) -> InputSpec:
+    """The input spec the checkpoint stores, else the one its family gives for its config."""
+    if data.get("input_spec") is None:
+        return MODEL_FAMILIES.get(family).input_spec(config)
+    try:
+        return InputSpec.from_dict(data["input_spec"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} records an input spec this version cannot use ({exc})") from exc
+
+
 def load_model(path: str | os.PathLike, encoder: str | None = None, device: str | torch.device = "cpu",
                input_size: int | None = None) -> LoadedModel:
-    """Build the classifier a checkpoint describes and load its weights strictly (eval mode)."""
+    """Build the network a checkpoint describes (its family, through ``models.registry``), load its weights
+    strictly and return it in eval mode with its input spec. ``encoder``: for a file whose config names
+    none; ``input_size``: another input side than the recorded one."""
     data = read_checkpoint(path)
+    family = checkpoint_family(data, path)
     config = data.get("config") or {}
     encoder = encoder or config.get("encoder") or encoder_from_file_name(path)
     if encoder is None:
         raise CheckpointError(f"checkpoint {path} does not say which encoder it uses (no config, and the file "
                               f"name names none of {sorted(ENCODERS)}); pass the encoder explicitly")
-    model = DeepFakeClassifier(encoder)
+    model_config = {**config, "encoder": encoder}
+    spec = checkpoint_input_spec(data, model_config, family, path)
+    if input_size:
+        spec = spec.replace(size_px=int(input_size))
+    model = MODEL_FAMILIES.get(family).build(model_config)
     load_state_dict_strict(model, data["state_dict"], str(path))
     model.eval().to(device)
-    size = input_size or config.get("size") or DEFAULT_INPUT_SIZE.get(encoder, 380)
     score = data.get("best_score", data.get("bce_best"))
     score = float(score) if isinstance(score, (int, float, np.floating)) and np.isfinite(float(score)) else None
-    return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"), score)
+    return LoadedModel(model, encoder, spec, Path(path), config, data.get("epoch"), score, family)
 
 
 def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
@@ -330,11 +367,15 @@ def _tensor_bytes(value: Any) -> int:
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: dict[str, Any],
                     **extra: Any) -> None:
-    """Atomically write this project's checkpoint format (weights without the DDP prefix), in plain
-    types only, so that ``read_checkpoint`` loads it with weights_only. A failed write (a full disk)
-    raises CheckpointSaveError and leaves no partial file."""
+    """Atomically write this project's checkpoint format (weights without the DDP prefix, the config, the
+    model family and its input spec as the config gives them), in plain types only, so that
+    ``read_checkpoint`` loads it with weights_only. A failed write (a full disk) raises
+    CheckpointSaveError and leaves no partial file."""
     target = model.module if hasattr(model, "module") else model
-    payload = to_plain({"state_dict": target.state_dict(), "config": config, **extra})
+    family = family_name(config)
+    spec = MODEL_FAMILIES.get(family).input_spec(config)
+    payload = to_plain({"state_dict": target.state_dict(), "config": config, "family": family,
+                        "input_spec": spec.to_dict(), **extra})
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             # through a Python file: a full disk is then an OSError(ENOSPC), where torch's own writer

@@ -1,9 +1,13 @@
-"""DeepFakeClassifier: a timm encoder's features -> global average pool -> dropout -> one logit."""
+"""The ``classifier2d`` model family: DeepFakeClassifier, a timm encoder's features -> global average
+pool -> dropout -> one logit, on one face image at a time (the DFDC winner's network)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from core.input_spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from models.family import ModelConfig, ModelFamily
 
 # Project encoder names -> timm model names. The winner's names are timm's deprecated aliases;
 # the state-dict keys are the same, so the winner's released checkpoints load unchanged.
@@ -30,17 +34,7 @@ DEFAULT_INPUT_SIZE: dict[str, int] = {
     "tf_efficientnet_lite2": 260,
 }
 
-# ImageNet normalisation, as the recipe used for every encoder
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_batch(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """uint8 RGB ``(N, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` on ``images``' device, contiguous
-    NCHW: the model input of training, validation and prediction (the winner's arithmetic, step by step)."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return ((images.float() / 255.0 - mean_t) / std_t).contiguous()
+FALLBACK_INPUT_SIZE = 380  # for an encoder this table lacks, in a checkpoint with no config
 
 
 def timm_name(encoder: str) -> str:
@@ -79,3 +73,37 @@ class DeepFakeClassifier(nn.Module):
         features = self.encoder.forward_features(x)
         pooled = self.avg_pool(features).flatten(1)
         return self.fc(self.dropout(pooled)), features
+
+
+# ---- the family entry (models.registry) -------------------------------------------------------------
+
+
+def _encoder(config: ModelConfig) -> str:
+    encoder = config.get("encoder")
+    if not encoder:
+        raise ValueError("a classifier2d config needs an 'encoder' (e.g. tf_efficientnet_b7_ns)")
+    return str(encoder)
+
+
+def build(config: ModelConfig) -> DeepFakeClassifier:
+    return DeepFakeClassifier(_encoder(config), dropout_rate=config.get("dropout", 0.0),
+                              drop_path_rate=config.get("drop_path_rate", 0.0))
+
+
+def input_spec(config: ModelConfig) -> InputSpec:
+    """The config's ``size`` (else the encoder's recipe size), isotropic resize + zero padding, ImageNet
+    normalisation, one image per sample: what the recipe trained every encoder with."""
+    size_px = config.get("size") or DEFAULT_INPUT_SIZE.get(config.get("encoder"), FALLBACK_INPUT_SIZE)
+    return InputSpec(size_px=int(size_px), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def init_weights(model: nn.Module, config: ModelConfig) -> str:
+    """The encoder's ImageNet weights named by the config's ``pretrained`` (``models.pretrained``)."""
+    # imported here: models.pretrained imports the checkpoint loader, which imports the registry (and so this module)
+    from models.pretrained import load_pretrained
+
+    return load_pretrained(model, config.get("pretrained"), _encoder(config))
+
+
+FAMILY = ModelFamily(build, input_spec, init_weights,
+                     "a timm image encoder, global average pooling, dropout, one logit per face image")

@@ -5,8 +5,9 @@ Video level (one probability per video): ROC AUC, average precision, equal error
 score), accuracy at 0.5. Face level: ROC AUC of every scored face, each labelled with its video's
 label. Breakdowns: per folder (one per dataset when several are scored in one call) and per
 manipulation method, where a method's rows are its fakes and the real videos of the folders that hold
-them (FF++'s protocol: each method against the same reals). A fake's method is its metadata entry's
-``method`` when there is one, else the FF++ suffix of its file name (``033_097_DF.mp4`` -> ``DF``).
+them (FF++'s protocol: each method against the same reals). A fake's method is the one its dataset's
+reader gives (``datasets``: a DFDC ``metadata.json``'s ``method``, else the FF++ suffix of the file name,
+``033_097_DF.mp4`` -> ``DF``).
 
 Every number comes from scikit-learn (``core.metrics``) and is NaN (null in JSON) when the
 rows in scope hold a single class. Every AUC, AP and log loss of a row gets a bootstrap confidence
@@ -18,12 +19,13 @@ the resampled videos. A row where a class has fewer than 2 videos has ``ci`` nul
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from core.errors import InputError
 from core.metrics import (
     Bootstrap,
     auc,
@@ -33,10 +35,7 @@ from core.metrics import (
     video_scores,
     weighted_auc,
 )
-
-FFPP_METHODS = {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "FSH": "FaceShifter",
-                "NT": "NeuralTextures"}
-_FFPP_SUFFIX = re.compile(r"_(" + "|".join(sorted(FFPP_METHODS, key=len, reverse=True)) + r")$")
+from datasets.readers import METHOD_NAMES
 
 # the columns of the printed table, in order: (key in the metrics, heading); the counts stand next to the
 # numbers computed on them
@@ -50,12 +49,17 @@ INTERVAL_METRICS = ("auc", "average_precision", "log_loss", "fake_log_loss", "re
 N_TOO_SMALL = "n too small"
 
 
-def method_of(file_name: str, metadata_method: str | None = None) -> str | None:
-    """The manipulation method of a fake: its metadata's, else the FF++ suffix of its name, else None."""
-    if metadata_method:
-        return str(metadata_method)
-    match = _FFPP_SUFFIX.search(file_name.rsplit(".", 1)[0])
-    return match.group(1) if match else None
+def folder_keys(folders: list[Path]) -> dict[Path, str]:
+    """A short unique name per folder: its last path component, with more parents where two would clash
+    (``a/x`` and ``b/x`` -> ``a/x``, ``b/x``)."""
+    parts = {f: f.resolve().parts for f in folders}
+    if len(set(parts.values())) < len(folders):
+        raise InputError("--test-dir names the same folder twice; pass each folder once")
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        keys = {f: "/".join(p[-depth:]) for f, p in parts.items()}
+        if len(set(keys.values())) == len(folders):
+            return keys
+    raise AssertionError("distinct resolved paths always have distinct suffixes")
 
 
 @dataclass
@@ -150,7 +154,7 @@ def table_rows(evaluation: dict) -> list[tuple[str, list[str]]]:
     overall, each folder, each method."""
     rows = [("all", evaluation["overall"])]
     rows += [(f"folder {name}", scores) for name, scores in evaluation["per_folder"].items()]
-    rows += [(f"method {name}" + (f" ({FFPP_METHODS[name]})" if name in FFPP_METHODS else ""), scores)
+    rows += [(f"method {name}" + (f" ({METHOD_NAMES[name]})" if name in METHOD_NAMES else ""), scores)
              for name, scores in evaluation["per_method"].items()]
     return [(name, [_cell(scores.get(k)) + interval_text(scores, k) for k, _ in TABLE_COLUMNS])
             for name, scores in rows]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from core.geometry import face_to_model_input
-from models.classifier2d import normalize_batch
+from core.input_spec import place_face, to_model_batch
 
 __all__ = ["grad_cam", "explain_faces", "overlay_heatmap", "content_box"]
 
@@ -50,14 +50,14 @@ def grad_cam(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 def explain_faces(models, crops: Sequence[np.ndarray], device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32, resize_rounding: str = "round") -> list[np.ndarray]:
     """Per crop (RGB uint8, any shape) its heatmap at the crop's resolution (float32 in [0, 1]), averaged
-    over ``models`` (``LoadedModel``s: each at its own input size)."""
+    over ``models`` (``LoadedModel``s: each at its own input spec, with ``resize_rounding``)."""
     maps = [np.zeros(c.shape[:2], dtype=np.float32) for c in crops]
     if not crops:
         return maps
     for loaded in models:
-        size = loaded.input_size
-        batch = np.stack([face_to_model_input(c, size, resize_rounding) for c in crops])
-        tensor = normalize_batch(torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)).to(dtype)
+        spec = loaded.input_spec.replace(resize_rounding=resize_rounding)
+        size = spec.size_px
+        tensor = to_model_batch([place_face(c, spec) for c in crops], spec, device, dtype)
         cams = grad_cam(loaded.model, tensor).cpu().numpy()
         for i, crop in enumerate(crops):
             top, left, height, width = content_box(crop.shape, size, resize_rounding)

@@ -23,7 +23,9 @@ from typing import NamedTuple
 from core.errors import InputError
 from core.files import path_problem
 from core.metrics import Bootstrap
-from datasets.dfdc import METADATA_NAME, read_labels, read_methods
+from datasets.dfdc import METADATA_NAME, labels_file_entries
+from datasets.readers import FolderLabels, folder_labels
+from prediction.evaluation import folder_keys
 from prediction.options import get_preset
 
 Warn = Callable[[str], None]
@@ -139,19 +141,6 @@ def list_input_videos(test_dirs: tuple[str, ...] | None, video: str | None, warn
     return videos
 
 
-def folder_keys(folders: list[Path]) -> dict[Path, str]:
-    """A short unique name per folder: its last path component, with more parents where two would clash
-    (``a/x`` and ``b/x`` -> ``a/x``, ``b/x``)."""
-    parts = {f: f.resolve().parts for f in folders}
-    if len(set(parts.values())) < len(folders):
-        raise InputError("--test-dir names the same folder twice; pass each folder once")
-    for depth in range(1, max(len(p) for p in parts.values()) + 1):
-        keys = {f: "/".join(p[-depth:]) for f, p in parts.items()}
-        if len(set(keys.values())) == len(folders):
-            return keys
-    raise AssertionError("distinct resolved paths always have distinct suffixes")
-
-
 def label_coverage(labels: dict[str, int], videos: list[Path]) -> tuple[int, list[str]]:
     """(how many of ``videos`` have a label, the label names that match no video)."""
     names = {v.name for v in videos}
@@ -169,21 +158,27 @@ def video_folder_keys(test_dirs: tuple[str, ...] | None, videos: list[Path]) -> 
     return {v: by_resolved[v.parent.resolve()] for v in videos}
 
 
+def labels_of(found: FolderLabels) -> tuple[dict[str, int], dict[str, str]]:
+    """``file name -> 1 (FAKE) / 0 (REAL)`` and ``file name -> method`` of a folder's labelled videos."""
+    labels = {name: int(entry.is_fake) for name, entry in found.entries.items()}
+    return labels, {name: entry.method for name, entry in found.entries.items() if entry.method}
+
+
 def load_labels(request: PredictionRequest, videos: list[Path], warn: Warn) -> RunLabels:
-    """The labels of ``videos``. One folder (or ``--video``): ``--labels`` or the folder's
-    ``metadata.json``. Several folders: each folder's ``metadata.json``, rows named FOLDER/FILE.
+    """The labels of ``videos``. One folder (or ``--video``): ``--labels`` or what the dataset readers know
+    of the folder (its ``metadata.json``). Several folders: what the readers know of each, rows named
+    FOLDER/FILE.
     ``--no-labels``: none read."""
     several = bool(request.test_dirs) and len(request.test_dirs) > 1
     if not several:
-        labels_path = Path(request.labels) if request.labels else videos[0].parent / METADATA_NAME
         if request.no_labels:
             return RunLabels(None, None, {}, {})
-        labels = read_labels(labels_path) if (request.labels or labels_path.is_file()) else None
-        methods = read_methods(labels_path) if labels is not None else {}
-        if labels is not None:
-            where = request.test_dirs[0] if request.test_dirs else request.video
-            labels = checked_labels(labels, videos, labels_path, where, warn)
-        return RunLabels(labels, labels_path, {}, methods)
+        found = labels_file_entries(request.labels) if request.labels else folder_labels(videos[0].parent)
+        if found is None:
+            return RunLabels(None, videos[0].parent / METADATA_NAME, {}, {})
+        labels, methods = labels_of(found)
+        where = request.test_dirs[0] if request.test_dirs else request.video
+        return RunLabels(checked_labels(labels, videos, found.source, where, warn), found.source, {}, methods)
     if request.labels:
         raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
                          f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
@@ -195,16 +190,17 @@ def load_labels(request: PredictionRequest, videos: list[Path], warn: Warn) -> R
     methods: dict[str, str] = {}
     for test_dir in request.test_dirs:
         folder = Path(test_dir)
-        path = folder / METADATA_NAME
-        if not path.is_file():
+        found = folder_labels(folder)
+        if found is None:
             warn(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored")
             continue
         mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
-        found = checked_labels(read_labels(path), mine, path, test_dir, warn)
-        if found:
+        folder_labels_found, folder_methods = labels_of(found)
+        checked = checked_labels(folder_labels_found, mine, found.source, test_dir, warn)
+        if checked:
             key = keys[mine[0]]
-            labels.update({f"{key}/{name}": y for name, y in found.items()})
-            methods.update({f"{key}/{name}": m for name, m in read_methods(path).items()})
+            labels.update({f"{key}/{name}": y for name, y in checked.items()})
+            methods.update({f"{key}/{name}": m for name, m in folder_methods.items()})
     return RunLabels(labels or None, Path(request.test_dirs[0]) / METADATA_NAME, display, methods)
 
 

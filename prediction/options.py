@@ -10,8 +10,8 @@ option is one line here (plus the code that reads it).
 Presets:
 
 * ``default``: this project's faster settings;
-* ``winner``: the DFDC winning submission's predictor, option by option (see the README's
-  Prediction section); with the winner's checkpoint it reproduces the original's probabilities.
+* ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
+  "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities.
 """
 
 from __future__ import annotations

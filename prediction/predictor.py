@@ -39,12 +39,12 @@ import numpy as np
 import torch
 
 from core.devices import resolve_device, resolve_precision
-from core.geometry import crop_face, face_to_model_input
+from core.geometry import crop_face
+from core.input_spec import InputSpec, place_face, to_model_batch
 from core.video import DecodeCounts, VideoReadError, read_sampled_frames
 from faces.mtcnn import THRESHOLDS_INFERENCE, FaceDetector, detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
-from models.classifier2d import normalize_batch
 from prediction.aggregation import STRATEGIES, combine_models
 from prediction.options import PredictorOptions, resolve_options
 
@@ -157,14 +157,6 @@ class DetectedVideo:
     decode_warning: str | None = None
 
 
-def to_model_batch(faces: Sequence[np.ndarray], device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Square RGB uint8 faces ``(H, W, 3)`` -> an ImageNet-normalised ``(N, 3, H, W)`` tensor."""
-    batch = torch.from_numpy(np.stack(faces)).to(device).permute(0, 3, 1, 2)
-    # contiguous NCHW like training's (a channels-last model converts it in its first layer)
-    return normalize_batch(batch).to(dtype).contiguous()
-
-
 # prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
 resolve_dtype = resolve_precision
 
@@ -194,8 +186,9 @@ class VideoPredictor:
     """Loads the detector and an ensemble of checkpoints once; ``predict_video(path)`` per video.
 
     ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
-    loaded by ``models.checkpoints.load_model``); models with different input sizes share the
-    face crops, each gets them resized to its own size. ``options``: how (default:
+    loaded by ``models.checkpoints.load_model``); models with different input specs share the
+    face crops, each gets them placed and normalised as its own spec says (``core.input_spec``; the
+    ``resize_rounding`` option applies to every model). ``options``: how (default:
     ``resolve_options("default")``). ``encoder``: for checkpoints that name none;
     ``keep_face_crops``: keep the scored crops on each prediction (for reports).
     """
@@ -281,21 +274,24 @@ class VideoPredictor:
                 f"--detector-scale {larger:g}, which sees faces from about "
                 f"{self.options.min_face_size_px / larger:.0f} px)")
 
+    def input_spec(self, loaded: LoadedModel) -> InputSpec:
+        """What ``loaded`` is fed: its checkpoint's spec, with this run's ``resize_rounding`` option."""
+        return loaded.input_spec.replace(resize_rounding=self.options.resize_rounding)
+
     @torch.inference_mode()
     def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Fake probability of every face crop under every model: ``(models, faces)``."""
         scores = np.zeros((len(self.models), len(crops)), dtype=np.float64)
         if not crops:
             return scores
-        inputs_by_size: dict[int, list[np.ndarray]] = {}
+        inputs_by_spec: dict[InputSpec, list[np.ndarray]] = {}
         for row, loaded in enumerate(self.models):
-            size = loaded.input_size
-            if size not in inputs_by_size:
-                inputs_by_size[size] = [face_to_model_input(crop, size, self.options.resize_rounding)
-                                        for crop in crops]
-            faces = inputs_by_size[size]
+            spec = self.input_spec(loaded)
+            if spec not in inputs_by_spec:
+                inputs_by_spec[spec] = [place_face(crop, spec) for crop in crops]
+            faces = inputs_by_spec[spec]
             for start in range(0, len(faces), self.classifier_batch_size):
-                batch = to_model_batch(faces[start:start + self.classifier_batch_size], self.device, self.dtype)
+                batch = to_model_batch(faces[start:start + self.classifier_batch_size], spec, self.device, self.dtype)
                 probs = torch.sigmoid(loaded.model(batch).float()).squeeze(1)
                 if self.options.tta:
                     flipped = torch.sigmoid(loaded.model(torch.flip(batch, dims=[3])).float()).squeeze(1)

@@ -42,7 +42,7 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     (``ci``, made as ``bootstrap`` says), the evaluation protocol's breakdowns (``evaluation``: overall,
     per folder, per manipulation method, reliability bins) and the fallback counts.
     ``folder_of`` and ``methods`` are keyed by the prediction's name."""
-    from prediction.evaluation import ScoredVideo, evaluate, method_of
+    from prediction.evaluation import ScoredVideo, evaluate
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
     summary: dict = {
@@ -57,7 +57,7 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
         evaluation = evaluate(
             [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
                          p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
-                         method_of(p.path.name, methods.get(p.name)) if labels[p.name] else None)
+                         methods.get(p.name) if labels[p.name] else None)
              for p in labelled], bootstrap)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")

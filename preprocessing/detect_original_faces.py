@@ -27,8 +27,8 @@ import numpy as np
 from core.devices import resolve_device
 from core.files import write_json_atomic
 from core.video import DecodeCounts, VideoReadError, iter_frames
-from datasets.dfdc import LayoutProblem
 from datasets.layout import DataLayout
+from datasets.readers import LayoutProblem
 from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
 from preprocessing.runner import (
     ItemError,

@@ -18,8 +18,8 @@ import numpy as np
 from core.files import atomic_path
 from core.geometry import crop_face
 from core.video import DecodeCounts, iter_frames
-from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import DataLayout
+from datasets.readers import LayoutProblem, VideoEntry
 from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
 from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from datasets.dfdc import LayoutProblem
 from datasets.layout import DataLayout
+from datasets.readers import LayoutProblem
 from preprocessing.extract_crops import crops_of, group_by_original, write_png_atomic
 from preprocessing.generate_landmarks import read_rgb
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser

@@ -1,9 +1,9 @@
 """Stage 5: ``folds.csv`` (video,file,label,original,frame,fold), one row per crop on disk.
 
-The unit of a fold is an identity group: an original, its fakes, and every original whose id appears
-in the name of one of those fakes (FF++ names a fake ``TTT_SSS_M``: target ``TTT`` with the face of
-``SSS``; ``033_097_DF`` joins ``033`` and ``097``, and so ``097_033_*`` too), so that no face is in
-training and validation at once. With several data parts a group's fold is its lowest part number mod
+The unit of a fold is an identity group, as the dataset's reader gives it (``VideoEntry.identity_group``;
+DFDC's: an original, its fakes, and every original whose id appears in the name of one of those fakes,
+``datasets.dfdc.with_identity_groups``), so that no face is in training and validation at once. With
+several data parts a group's fold is its lowest part number mod
 ``--n-splits`` (default 16, the DFDC recipe's). With one part (any collection that is not DFDC) the
 groups are dealt out so that every fold gets some and the folds hold about as many videos each:
 largest group first, each to the fold with the fewest videos so far, ties by a hash of the group's id
@@ -18,19 +18,17 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from pathlib import Path
 
 from core.files import remove_inside, stable_id_hash, write_text_atomic
-from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name, part_number
+from datasets.readers import LayoutProblem, VideoEntry
 from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_folds"
 DEFAULT_N_SPLITS = 16  # several data parts (DFDC): fold = part number mod 16
 SINGLE_PART_N_SPLITS = 5  # one part: identity groups dealt into 5 folds (20 % held out per fold)
 COLUMNS = FOLDS_COLUMNS
-_NAME_TOKENS = re.compile(r"[_\-.]+")
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +38,8 @@ def default_n_splits(n_parts: int) -> int:
 
 
 def identity_groups(entries: list[VideoEntry]) -> dict[str, str]:
-    """Original id -> the id of its identity group (the group's smallest original id).
-
-    An original and its fakes form a group; an original whose id is a token of a fake's name (split on
-    ``_``, ``-`` and ``.``) joins that fake's group: FF++'s ``033_097_DF`` ties ``033`` to ``097``.
-    """
-    originals = sorted(e.video_id for e in entries if not e.is_fake)
-    parent = {o: o for o in originals}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for entry in entries:
-        if not entry.is_fake or entry.source_id not in parent:
-            continue
-        for token in _NAME_TOKENS.split(entry.video_id):
-            if token in parent and token != entry.source_id:
-                a, b = find(token), find(entry.source_id)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    return {o: find(o) for o in originals}
+    """Original id -> the identity group its reader put it in (a group is named by its smallest original)."""
+    return {e.video_id: e.identity_group for e in entries if not e.is_fake and e.identity_group is not None}
 
 
 def assign_folds(entries: list[VideoEntry], parts: list[str], n_splits: int) -> dict[str, int]:

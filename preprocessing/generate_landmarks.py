@@ -20,8 +20,8 @@ import numpy as np
 
 from core.files import atomic_path
 from core.geometry import crop_box
-from datasets.dfdc import LayoutProblem
 from datasets.layout import DataLayout
+from datasets.readers import LayoutProblem
 from faces.landmarks import shape_predictor_path
 from faces.mtcnn import THRESHOLDS_LANDMARKS, FaceDetector
 from preprocessing.detect_original_faces import check_device, load_boxes

@@ -59,8 +59,8 @@ from core.run_control import (
     stop_exit_code,
     stop_on_sigterm,
 )
-from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import DataLayout, LayoutError
+from datasets.readers import LayoutProblem, VideoEntry
 
 
 class ItemError(Exception):

@@ -9,6 +9,7 @@ import pytest
 from core import errors
 from datasets.dfdc import read_labels
 from datasets.layout import DataLayout
+from datasets.readers import METHOD_NAMES, folder_labels
 
 
 def _part(root, name, metadata, files=()):
@@ -128,3 +129,42 @@ def test_read_labels_json_and_csv(tmp_path):
     table.write_text("filename,label\na.mp4,maybe\n")
     with pytest.raises(errors.InputError, match="maybe"):
         read_labels(table)
+
+
+def test_entries_carry_the_ffpp_method_of_a_repacked_fake_and_the_metadata_word_wins(tmp_path):
+    _part(tmp_path, "dfdc_train_part_0", {
+        "033.mp4": {"label": "REAL"},
+        "033_097_DF.mp4": {"label": "FAKE", "original": "033.mp4"},
+        "033_097_FSH.mp4": {"label": "FAKE", "original": "033.mp4", "method": "FaceShifter v2"},
+        "abcdefghij.mp4": {"label": "FAKE", "original": "033.mp4"},
+    }, ["033.mp4", "033_097_DF.mp4", "033_097_FSH.mp4", "abcdefghij.mp4"])
+    entries = {e.video_id: e for e in DataLayout(tmp_path).scan()[0]}
+    assert {k: e.method for k, e in entries.items()} == {"033": None, "033_097_DF": "DF",
+                                                          "033_097_FSH": "FaceShifter v2", "abcdefghij": None}
+    assert {e.dataset for e in entries.values()} == {"dfdc"}
+    labels = folder_labels(tmp_path / "dfdc_train_part_0")
+    assert {n: e.method for n, e in labels.entries.items()} == {"033.mp4": None, "033_097_DF.mp4": "DF",
+                                                                "033_097_FSH.mp4": "FaceShifter v2",
+                                                                "abcdefghij.mp4": None}
+    assert labels.source == tmp_path / "dfdc_train_part_0" / "metadata.json"
+    assert folder_labels(tmp_path) is None  # no reader knows a folder without labels
+
+
+@pytest.mark.real_data
+def test_the_methods_of_ffpp_train_come_from_the_reader(ffpp_train):
+    entries, _ = DataLayout(ffpp_train).scan()
+    methods = {e.video_id: e.method for e in entries if e.is_fake}
+    assert set(methods.values()) == set(METHOD_NAMES)  # the five methods of the folder's README
+    assert all(e.method is None for e in entries if not e.is_fake)
+    labels = folder_labels(ffpp_train / "dfdc_train_part_0")
+    assert {n: e.method for n, e in labels.entries.items() if e.is_fake} == {f"{k}.mp4": m for k, m in methods.items()}
+
+
+def test_identity_groups_join_ffpp_pairs_and_leave_fakes_without_an_original_out(tmp_path):
+    names = {"000.mp4": None, "001.mp4": None, "000_001_DF.mp4": "000.mp4", "001_000_NT.mp4": "001.mp4",
+             "002.mp4": None, "002_099_DF.mp4": "002.mp4", "lost_fake.mp4": "gone.mp4"}
+    _part(tmp_path, "dfdc_train_part_0", {n: {"label": "FAKE" if o else "REAL", "original": o}
+                                          for n, o in names.items()}, list(names))
+    groups = {e.video_id: e.identity_group for e in DataLayout(tmp_path).scan()[0]}
+    assert groups == {"000": "000", "001": "000", "000_001_DF": "000", "001_000_NT": "000", "002": "002",
+                      "002_099_DF": "002", "lost_fake": None}

@@ -8,6 +8,7 @@ import torch
 from skimage import data
 
 from core.geometry import face_to_model_input
+from core.input_spec import InputSpec
 from models.checkpoints import CheckpointError, load_model
 from models.classifier2d import DEFAULT_INPUT_SIZE, DeepFakeClassifier, timm_name
 from models.pretrained import PretrainedError, lite_package_state_dict, load_pretrained
@@ -25,7 +26,7 @@ def test_lite_package_weights_recognise_imagenet_photos(n):
     model.load_state_dict(lite_package_state_dict(model.state_dict(), f"lite{n}-package"), strict=True)
     top = {}
     for name, photo in [("chelsea", data.chelsea()), ("coffee", data.coffee())]:
-        x = image_to_tensor(face_to_model_input(photo, DEFAULT_INPUT_SIZE[encoder]))[None]
+        x = image_to_tensor(face_to_model_input(photo, DEFAULT_INPUT_SIZE[encoder]), InputSpec(size_px=DEFAULT_INPUT_SIZE[encoder]))[None]
         with torch.no_grad():
             top[name] = int(model(x).argmax())
     assert top["chelsea"] in IMAGENET_CATS

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss, r
 
 from core import metrics
 from prediction import cli, outputs
-from prediction.evaluation import FFPP_METHODS, ScoredVideo, evaluate, format_table, method_of
+from prediction.evaluation import ScoredVideo, evaluate, format_table
 from tests.prediction.conftest import FRAMES_PER_VIDEO
 
 
@@ -50,16 +50,6 @@ def test_metrics_of_one_class_are_nan_not_an_error():
     assert np.isnan(scores["auc"]) and np.isnan(scores["average_precision"]) and np.isnan(scores["eer"])
     assert np.isnan(scores["real_log_loss"]) and scores["fake_log_loss"] == pytest.approx(
         log_loss([1, 1, 1], [0.9, 0.2, 0.7], labels=[0, 1]))
-
-
-def test_the_per_method_breakdown_finds_the_method_in_ffpp_names(ffpp_train):
-    metadata = json.loads((ffpp_train / "dfdc_train_part_0" / "metadata.json").read_text())
-    found = {name: method_of(name) for name, info in metadata.items() if info["label"] == "FAKE"}
-    assert all(m in FFPP_METHODS for m in found.values()), {n: m for n, m in found.items() if m not in FFPP_METHODS}
-    assert set(found.values()) == set(FFPP_METHODS)  # the five methods of the folder's README
-    assert all(method_of(name) is None for name, info in metadata.items() if info["label"] == "REAL")
-    assert method_of("033_097_DF.mp4", "Deepfakes") == "Deepfakes"  # metadata's word wins
-    assert method_of("aabbcc.mp4") is None
 
 
 def test_evaluate_breaks_down_per_folder_and_per_method():

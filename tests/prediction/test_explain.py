@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from core.geometry import face_to_model_input
+from core.input_spec import normalize_batch
 from models.checkpoints import load_model
-from models.classifier2d import normalize_batch
 from prediction import cli, outputs
 from prediction.explain import content_box, explain_faces, grad_cam
 from prediction.options import resolve_options
@@ -61,7 +61,7 @@ def test_the_map_comes_from_the_model_and_ignores_the_zero_padding(fake_crops, g
     assert left > 0 and width < size and height == size
     model_input = face_to_model_input(narrow, size)
     assert not model_input[:, :left].any() and not model_input[:, left + width:].any()  # the zero padding
-    tensor = normalize_batch(torch.from_numpy(model_input[None]).permute(0, 3, 1, 2))
+    tensor = normalize_batch(torch.from_numpy(model_input[None]).permute(0, 3, 1, 2), model.input_spec)
     full = grad_cam(model.model, tensor)[0].numpy()
     heat = explain_faces([model], [narrow])[0]
     # the heatmap is the face part of the model input's map, brought to the crop's size; the padding is cut off

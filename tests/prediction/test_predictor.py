@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import prediction.predictor as predictor_module
-from core import geometry
+from core import geometry, input_spec
 from core.video import read_sampled_frames
 from datasets.layout import DataLayout
 from faces import mtcnn
@@ -28,7 +28,8 @@ def test_inference_uses_the_training_geometry(test_videos):
 
     # the same function objects, not copies
     assert predictor_module.crop_face is geometry.crop_face
-    assert predictor_module.face_to_model_input is geometry.face_to_model_input
+    assert predictor_module.place_face is input_spec.place_face
+    assert input_spec.face_to_model_input is geometry.face_to_model_input
     assert augmentations.isotropic_resize is geometry.isotropic_resize
     assert augmentations.pad_to_square is geometry.pad_to_square
     # and the same pixels as the validation transform training scores its checkpoints with
@@ -36,10 +37,13 @@ def test_inference_uses_the_training_geometry(test_videos):
     boxes = mtcnn.FaceDetector(mtcnn.THRESHOLDS_INFERENCE, device="cpu").detect(frames)
     crop = geometry.crop_face(frames[0], boxes[0][0])
     for size in (64, 96, 2 * max(crop.shape)):
-        expected = augmentations.create_val_transforms(size)(image=crop)["image"]
+        spec = input_spec.InputSpec(size_px=size)
+        expected = augmentations.create_val_transforms(spec)(image=crop)["image"]
+        np.testing.assert_array_equal(input_spec.place_face(crop, spec), expected)
         np.testing.assert_array_equal(geometry.face_to_model_input(crop, size), expected)
-    model_input = geometry.face_to_model_input(crop, 96)
-    torch.testing.assert_close(to_model_batch([model_input])[0], augmentations.image_to_tensor(model_input),
+    spec = input_spec.InputSpec(size_px=96)
+    model_input = input_spec.place_face(crop, spec)
+    torch.testing.assert_close(to_model_batch([model_input], spec)[0], augmentations.image_to_tensor(model_input, spec),
                                rtol=0, atol=1e-6)
 
 
@@ -204,7 +208,7 @@ class _BrokenClassifier(torch.nn.Module):
 
 
 def test_a_bug_is_raised_not_turned_into_a_fallback(test_videos, bad_inputs, loaded_model):
-    broken = predictor_module.LoadedModel(_BrokenClassifier(), loaded_model.encoder, loaded_model.input_size,
+    broken = predictor_module.LoadedModel(_BrokenClassifier(), loaded_model.encoder, loaded_model.input_spec,
                                       loaded_model.path)
     predictor = VideoPredictor(models=[broken], options=CPU_OPTIONS)
     good = sorted(test_videos.glob("*.mp4"))[0]

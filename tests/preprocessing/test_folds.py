@@ -1,4 +1,4 @@
-"""Folds: identity groups (FF++ pairs), balanced single-part folds, part-based DFDC folds."""
+"""Folds: identity groups (the reader's; FF++ pairs), balanced single-part folds, part-based DFDC folds."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from datasets.dfdc import VideoEntry
+from datasets.dfdc import with_identity_groups
 from datasets.layout import DataLayout
+from datasets.readers import VideoEntry
 from preprocessing.generate_folds import (
     DEFAULT_N_SPLITS,
     SINGLE_PART_N_SPLITS,
@@ -26,16 +27,17 @@ def _entry(video_id: str, original: str | None = None, part: str = "dfdc_train_p
 
 
 def _ffpp_like(n_pairs: int) -> list[VideoEntry]:
-    """Pairs of FF++-style identities: ``a`` and ``b`` are originals, ``a_b_DF`` / ``b_a_F2F`` their fakes."""
+    """Pairs of FF++-style identities: ``a`` and ``b`` are originals, ``a_b_DF`` / ``b_a_F2F`` their fakes,
+    grouped as the DFDC reader groups them."""
     entries = []
     for i in range(n_pairs):
         a, b = f"{2 * i:03d}", f"{2 * i + 1:03d}"
         entries += [_entry(a), _entry(b), _entry(f"{a}_{b}_DF", a), _entry(f"{a}_{b}_NT", a), _entry(f"{b}_{a}_F2F", b)]
-    return entries
+    return with_identity_groups(entries)
 
 
 def test_ffpp_pairs_form_one_group_and_share_a_fold():
-    entries = _ffpp_like(7) + [_entry("900"), _entry("900_901_DF", "900")]  # partner 901 absent: no link
+    entries = _ffpp_like(7) + with_identity_groups([_entry("900"), _entry("900_901_DF", "900")])  # 901 absent
     groups = identity_groups(entries)
     assert groups["000"] == groups["001"] == "000" and groups["002"] == groups["003"] != groups["000"]
     assert groups["900"] == "900"
@@ -55,8 +57,9 @@ def test_single_part_default_folds_are_all_used_and_balanced():
 
 
 def test_several_parts_follow_the_lowest_part_of_a_group():
-    entries = [_entry("a", part="dfdc_train_part_3"), _entry("b", part="dfdc_train_part_7"),
-               _entry("a_b", "a", part="dfdc_train_part_3"), _entry("c", part="dfdc_train_part_18")]
+    entries = with_identity_groups([_entry("a", part="dfdc_train_part_3"), _entry("b", part="dfdc_train_part_7"),
+                                    _entry("a_b", "a", part="dfdc_train_part_3"),
+                                    _entry("c", part="dfdc_train_part_18")])
     folds = assign_folds(entries, ["dfdc_train_part_3", "dfdc_train_part_7", "dfdc_train_part_18"], 16)
     assert folds == {"a": 3, "b": 3, "c": 2}
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.geometry import face_to_model_input, isotropic_resize
+from core.input_spec import InputSpec
 from datasets.layout import DataLayout, parse_crop_name
 from training.transforms.augmentations import (
     RESIZE_INTERPOLATIONS,
@@ -25,6 +26,7 @@ from training.transforms.augmentations import (
 )
 
 SIZE = 96
+SPEC = InputSpec(size_px=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,8 @@ def crop(preprocessed_root):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _leaf_transforms(size):
-    for transform in train_transform_list(size):
+def _leaf_transforms(spec):
+    for transform in train_transform_list(spec):
         if isinstance(transform, A.OneOf):
             yield from transform.transforms
         else:
@@ -48,9 +50,9 @@ def _name(t):
     return type(t).__name__
 
 
-@pytest.mark.parametrize("index", range(len(list(_leaf_transforms(SIZE)))))
+@pytest.mark.parametrize("index", range(len(list(_leaf_transforms(SPEC)))))
 def test_each_train_transform_changes_its_input(crop, index):
-    transform = list(_leaf_transforms(SIZE))[index]
+    transform = list(_leaf_transforms(SPEC))[index]
     transform.p = 1.0
     # colour and pixel transforms act on the resized, non-square face as in the pipeline
     source = crop if isinstance(transform, IsotropicResize) else isotropic_resize(crop, SIZE)
@@ -62,7 +64,7 @@ def test_each_train_transform_changes_its_input(crop, index):
 
 
 def test_pipeline_has_the_recipe_probabilities():
-    transforms = train_transform_list(SIZE)
+    transforms = train_transform_list(SPEC)
     probs = {_name(t): t.p for t in transforms if not isinstance(t, A.OneOf)}
     assert probs == {"ImageCompression": 0.5, "GaussNoise": 0.1, "GaussianBlur": 0.05, "HorizontalFlip": 0.5,
                      "PadToSquare": 1.0, "ToGray": 0.2, "Affine": 0.5}
@@ -77,7 +79,7 @@ def test_pipeline_has_the_recipe_probabilities():
 
 
 def test_val_geometry_is_the_inference_geometry(crop):
-    out = create_val_transforms(SIZE)(image=crop)["image"]
+    out = create_val_transforms(SPEC)(image=crop)["image"]
     assert out.shape == (SIZE, SIZE, 3)
     np.testing.assert_array_equal(out, face_to_model_input(crop, SIZE))
     padded = PadToSquare(SIZE)(image=isotropic_resize(crop, SIZE))["image"]
@@ -89,4 +91,4 @@ def test_loader_tensor_normalised_on_device_equals_model_input(crop):
     raw = image_to_uint8_tensor(small)
     assert raw.dtype == torch.uint8 and raw.shape == (3,) + small.shape[:2]
     np.testing.assert_array_equal(tensor_to_image(raw), small)
-    torch.testing.assert_close(normalize_batch(raw[None])[0], image_to_tensor(small), rtol=0, atol=1e-5)
+    torch.testing.assert_close(normalize_batch(raw[None], SPEC)[0], image_to_tensor(small, SPEC), rtol=0, atol=1e-5)

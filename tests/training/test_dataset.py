@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from core.input_spec import InputSpec
 from datasets.layout import DataLayout
 from tests.conftest import copy_tree
 from training.datasets.classifier_dataset import (
@@ -70,7 +71,7 @@ def test_each_epoch_balances_fakes_to_reals(preprocessed_root, folds):
     train, _ = split_folds(folds, 0)
     n_real = int((train["label"] == 0).sum())
     assert (train["label"] == 1).sum() > n_real
-    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", SIZE, seed=3)
+    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", InputSpec(size_px=SIZE), seed=3)
     chosen = []
     for epoch in range(4):
         dataset.set_epoch(epoch)
@@ -84,10 +85,10 @@ def test_each_epoch_balances_fakes_to_reals(preprocessed_root, folds):
 
 def test_samples_are_reproducible_and_labels_smoothed(preprocessed_root, folds):
     train, _ = split_folds(folds, 0)
-    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", SIZE, seed=5)
+    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", InputSpec(size_px=SIZE), seed=5)
     dataset.set_epoch(1)
     first = [dataset[i] for i in range(4)]
-    again = DeepFakeClassifierDataset(preprocessed_root, train, "train", SIZE, seed=5)
+    again = DeepFakeClassifierDataset(preprocessed_root, train, "train", InputSpec(size_px=SIZE), seed=5)
     again.set_epoch(1)
     for a, b in zip(first, [again[i] for i in range(4)]):
         assert torch.equal(a["image"], b["image"]) and a["label"] == b["label"]
@@ -102,7 +103,7 @@ def test_broken_and_missing_crops_are_logged_and_replaced(preprocessed_root, tmp
     layout = DataLayout(root)
     rows = pd.read_csv(layout.folds_csv)
     _, val = split_folds(rows, 0)
-    dataset = DeepFakeClassifierDataset(root, val, "val", SIZE)
+    dataset = DeepFakeClassifierDataset(root, val, "val", InputSpec(size_px=SIZE))
     broken, missing = dataset.items[0], dataset.items[1]
     layout.crop_path(broken[0], broken[1], broken[2]).write_bytes(b"not a png")
     layout.crop_path(missing[0], missing[1], missing[2]).unlink()

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.input_spec import InputSpec
 from datasets.layout import DataLayout, parse_crop_name
 from training.datasets.classifier_dataset import (
     DeepFakeClassifierDataset,
@@ -60,7 +61,7 @@ def test_the_dataset_makes_self_blended_fakes_from_reals_only(preprocessed_root)
     with pytest.raises(FoldsError, match="only REAL"):
         split_folds(reals_only, 0)
     train, val = split_folds(reals_only, 0, fakes="self_blended")
-    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", 64, seed=1, fakes="self_blended")
+    dataset = DeepFakeClassifierDataset(preprocessed_root, train, "train", InputSpec(size_px=64), seed=1, fakes="self_blended")
     labels = [item[3] for item in dataset.items]
     assert labels.count(0.0) == labels.count(1.0) == len(train)  # every real, and as many blended fakes
     blended = next(i for i, item in enumerate(dataset.items) if item[5])
@@ -71,11 +72,11 @@ def test_the_dataset_makes_self_blended_fakes_from_reals_only(preprocessed_root)
     assert plain.label == 0.0 and not np.array_equal(plain.image, sample.image)
     assert dataset[blended]["label"].item() == pytest.approx(0.99)  # smoothed like any fake
     # validation with no fake video gets the same reals as self-blended fakes
-    val_set = DeepFakeClassifierDataset(preprocessed_root, val, "val", 64, seed=1, fakes="self_blended")
+    val_set = DeepFakeClassifierDataset(preprocessed_root, val, "val", InputSpec(size_px=64), seed=1, fakes="self_blended")
     assert [item[3] for item in val_set.items].count(1.0) == len(val)
     # both: half the data's fakes, half self-blended
     train_all, _ = split_folds(folds, 0)
-    both = DeepFakeClassifierDataset(preprocessed_root, train_all, "train", 64, seed=1, fakes="both")
+    both = DeepFakeClassifierDataset(preprocessed_root, train_all, "train", InputSpec(size_px=64), seed=1, fakes="both")
     n_real = int((train_all["label"] == 0).sum())
     kinds = [(item[3], item[5]) for item in both.items]
     assert kinds.count((0.0, False)) == n_real

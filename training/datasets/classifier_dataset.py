@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from core.input_spec import InputSpec
 from datasets.layout import FOLDS_COLUMNS, DataLayout, parse_crop_name
 from training.transforms.augmentations import (
     create_train_transforms,
@@ -123,9 +124,10 @@ class DeepFakeClassifierDataset(Dataset):
     crops, self-blended copies of its real crops, or half of each), cutouts (not on self-blended
     samples: their blend is the signal), train transforms, smoothed labels. ``mode='val'``: every row,
     resize + pad only; when the rows hold no fake and ``fakes`` is not ``real``, every real row also
-    comes as a self-blended fake (drawn from the seed and the row, the same every epoch)."""
+    comes as a self-blended fake (drawn from the seed and the row, the same every epoch). Images come
+    out at the model's ``input_spec`` (size, resize rounding), uint8."""
 
-    def __init__(self, data_root: str | os.PathLike, rows: pd.DataFrame, mode: str, size: int,
+    def __init__(self, data_root: str | os.PathLike, rows: pd.DataFrame, mode: str, input_spec: InputSpec,
                  seed: int = 0, hardcore: bool = True, padding_part: int = 3,
                  label_smoothing: float = 0.01, augment: bool = True, fakes: str = "real"):
         if mode not in ("train", "val"):
@@ -135,16 +137,17 @@ class DeepFakeClassifierDataset(Dataset):
         self.fakes = fakes
         self.layout = DataLayout(data_root)
         self.mode = mode
-        self.size = int(size)
+        self.input_spec = input_spec
+        self.size = input_spec.size_px
         self.seed = int(seed)
         self.hardcore = hardcore and mode == "train"
         self.padding_part = int(padding_part)
         self.label_smoothing = float(label_smoothing)
         self.rows = self._parse_rows(rows)
         if mode == "train" and augment:
-            self.transforms = create_train_transforms(self.size, seed=self.seed)
+            self.transforms = create_train_transforms(input_spec, seed=self.seed)
         else:
-            self.transforms = create_val_transforms(self.size)
+            self.transforms = create_val_transforms(input_spec)
         self.epoch = 0
         self.items: list[tuple] = []
         self.set_epoch(0)

@@ -1,4 +1,5 @@
-"""Train DeepFakeClassifier on the crops in DATA_ROOT/folds.csv.
+"""Train an image classifier (a model family of ``models.registry``, by default the DFDC recipe's
+DeepFakeClassifier) on the crops in DATA_ROOT/folds.csv.
 
 One process on the CPU or one GPU::
 
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from core.devices import resolve_device, resolve_precision
 from core.files import atomic_path, name_problem, path_problem, remove_inside, write_text_atomic
+from core.input_spec import InputSpec, normalize_batch
 from core.metrics import video_scores
 from core.run_control import LOCKS_FOLDER, LockError, Stopped, hold_lock, stop_exit_code, stop_on_sigterm
 from datasets.layout import DataLayout
@@ -52,13 +54,12 @@ from models.checkpoints import (
     save_checkpoint,
     save_error,
 )
-from models.classifier2d import DeepFakeClassifier
-from models.pretrained import load_pretrained
+from models.registry import create_model, get_family, input_spec
 from models.weights import default_weights_dir
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
 from training.tools.config import load_config
 from training.tools.schedulers import create_optimizer, create_scheduler
-from training.transforms.augmentations import normalize_batch, tensor_to_image
+from training.transforms.augmentations import tensor_to_image
 
 log = logging.getLogger("train_classifier")
 
@@ -168,7 +169,7 @@ def _worker_init(_worker_id: int) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None,
-             channels_last: bool, progress: bool = False) -> dict[str, Any]:
+             channels_last: bool, spec: InputSpec, progress: bool = False) -> dict[str, Any]:
     """Per-video mean of the frame probabilities, then video_scores (log losses, AUC)."""
     from tqdm import tqdm
 
@@ -177,7 +178,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, dtype: 
     counts: dict[str, int] = {}
     labels: dict[str, float] = {}
     for batch in tqdm(loader, desc="validation", disable=not progress, leave=False):
-        images = normalize_batch(batch["image"].to(device, non_blocking=True))
+        images = normalize_batch(batch["image"].to(device, non_blocking=True), spec)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -350,20 +351,20 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
-    model = DeepFakeClassifier(config["encoder"], dropout_rate=config["dropout"],
-                               drop_path_rate=config["drop_path_rate"])
+    model = create_model(config)
+    spec = input_spec(config)
     init_source = "random initialisation"
     if resume_data is None:
-        init_source = load_pretrained(model, config["pretrained"], config["encoder"])
+        init_source = get_family(config).init_weights(model, config)
     model.to(device)
     if config["channels_last"]:
         model.to(memory_format=torch.channels_last)
 
-    train_set = DeepFakeClassifierDataset(options.data_dir, train_rows, "train", config["size"], seed=seed,
+    train_set = DeepFakeClassifierDataset(options.data_dir, train_rows, "train", spec, seed=seed,
                                           hardcore=config["hardcore"], padding_part=config["padding_part"],
                                           label_smoothing=config["label_smoothing"], augment=config["augment"],
                                           fakes=config["fakes"])
-    val_set = DeepFakeClassifierDataset(options.data_dir, val_rows, "val", config["size"], seed=seed,
+    val_set = DeepFakeClassifierDataset(options.data_dir, val_rows, "val", spec, seed=seed,
                                         fakes=config["fakes"])
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=seed, drop_last=True)
@@ -452,7 +453,7 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: 
         for step, batch in enumerate(train_loader):
             if step >= steps_per_epoch:
                 break
-            images = normalize_batch(batch["image"].to(device, non_blocking=True))
+            images = normalize_batch(batch["image"].to(device, non_blocking=True), spec)
             labels = batch["label"].to(device, non_blocking=True)
             if config["channels_last"]:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -489,7 +490,8 @@ def _train(options: TrainOptions, ctx: DistContext, device: torch.device, held: 
         if ctx.is_main:
             improved = False
             if (epoch + 1) % int(config["val_every"]) == 0 or epoch == int(config["epochs"]) - 1:
-                metrics = evaluate(bare_model, val_loader, device, dtype, config["channels_last"], options.progress)
+                metrics = evaluate(bare_model, val_loader, device, dtype, config["channels_last"], spec,
+                                   options.progress)
                 for key, value in metrics.items():
                     writer.add_scalar(f"val/{key}", value, epoch)
                 score = metrics[SELECTION_METRIC]

@@ -14,11 +14,13 @@ from typing import Any
 
 from core.devices import PRECISION_CHOICES
 from core.files import path_problem
+from models.registry import DEFAULT_FAMILY, MODEL_FAMILIES
 from training.datasets.classifier_dataset import FAKE_SOURCES
 
 # Every key a config may hold, with its default (the DFDC winner's B7 settings).
 DEFAULTS: dict[str, Any] = {
-    "network": "DeepFakeClassifier",
+    "family": DEFAULT_FAMILY,  # the model family (models.registry): what "encoder", "size"... build
+    "network": "DeepFakeClassifier",  # names the run's files (<network>_<encoder>_<seed>)
     "encoder": "tf_efficientnet_b7_ns",
     "pretrained": "timm",
     "dropout": 0.0,
@@ -144,6 +146,13 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> None:
 
 def validate(config: dict, source: str) -> dict:
     """Checks across keys (each value was checked on its own as it was merged)."""
+    if config["family"] not in MODEL_FAMILIES:
+        raise ConfigError(f"{source}: family {config['family']!r} is not a model family; known: "
+                          f"{', '.join(MODEL_FAMILIES.names())}")
+    try:  # what the family makes of the config's model keys (size...), before any work
+        MODEL_FAMILIES.get(config["family"]).input_spec(config)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     return config
 
 

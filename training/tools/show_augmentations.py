@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from core.geometry import face_to_model_input
+from core.input_spec import InputSpec
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds
 from training.transforms import cutouts
 from training.transforms.self_blend import SelfBlendParams, self_blend
@@ -36,7 +37,7 @@ def augmentation_grid(data_root: str | os.PathLike, rows: int = 4, tile_px: int 
                       seed: int = 0) -> np.ndarray:
     """RGB uint8 grid: one row per crop, columns as in the module docstring."""
     folds = read_folds(data_root)
-    dataset = DeepFakeClassifierDataset(data_root, folds, "train", tile_px, seed=seed)
+    dataset = DeepFakeClassifierDataset(data_root, folds, "train", InputSpec(size_px=tile_px), seed=seed)
     dataset.items = list(dataset.rows)  # every crop, not the epoch's draw
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(dataset.items))

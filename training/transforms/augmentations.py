@@ -1,7 +1,9 @@
 """Train and validation transforms (albumentations 2 API) and the conversion to a model tensor.
 
-The geometry (isotropic resize, zero padding to a square) is the one in ``faces.mtcnn`` that
-inference uses too, wrapped as albumentations transforms.
+Everything a model expects comes from its input spec (``core.input_spec.InputSpec``): the size, the
+resize rounding and the normalisation. The geometry (isotropic resize, zero padding to a square: the
+spec's ``isotropic_pad`` rule) is ``core.geometry``'s, which inference uses too, wrapped as
+albumentations transforms.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 
 from core.geometry import isotropic_resize, pad_to_square
-from models.classifier2d import normalize_batch
+from core.input_spec import InputSpec, normalize_batch
 
 # (down, up) interpolation pairs the train resize draws from; inference uses the first.
 RESIZE_INTERPOLATIONS = (
@@ -28,17 +30,18 @@ class IsotropicResize(A.ImageOnlyTransform):
     """``core.geometry.isotropic_resize`` as a transform: longer side to ``max_side`` px."""
 
     def __init__(self, max_side: int, interpolation_down: int = cv2.INTER_AREA,
-                 interpolation_up: int = cv2.INTER_CUBIC, p: float = 1.0):
+                 interpolation_up: int = cv2.INTER_CUBIC, rounding: str = "round", p: float = 1.0):
         super().__init__(p=p)
         self.max_side = int(max_side)
         self.interpolation_down = interpolation_down
         self.interpolation_up = interpolation_up
+        self.rounding = rounding
 
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
-        return isotropic_resize(img, self.max_side, self.interpolation_down, self.interpolation_up)
+        return isotropic_resize(img, self.max_side, self.interpolation_down, self.interpolation_up, self.rounding)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("max_side", "interpolation_down", "interpolation_up")
+        return ("max_side", "interpolation_down", "interpolation_up", "rounding")
 
 
 class FancyPCA(A.ImageOnlyTransform):
@@ -88,14 +91,15 @@ class PadToSquare(A.ImageOnlyTransform):
         return ("size",)
 
 
-def train_transform_list(size: int) -> list[A.BasicTransform]:
-    """The recipe's train transforms in order (each with its probability)."""
+def train_transform_list(spec: InputSpec) -> list[A.BasicTransform]:
+    """The recipe's train transforms in order (each with its probability), to the model's input ``spec``."""
+    size = spec.size_px
     return [
         A.ImageCompression(quality_range=(60, 100), p=0.5),
         A.GaussNoise(std_range=GAUSS_NOISE_STD_RANGE, p=0.1),
         A.GaussianBlur(blur_limit=(3, 3), p=0.05),
         A.HorizontalFlip(p=0.5),
-        A.OneOf([IsotropicResize(size, down, up) for down, up in RESIZE_INTERPOLATIONS], p=1),
+        A.OneOf([IsotropicResize(size, down, up, spec.resize_rounding) for down, up in RESIZE_INTERPOLATIONS], p=1),
         PadToSquare(size),
         A.OneOf([A.RandomBrightnessContrast(), FancyPCA(), A.HueSaturationValue()], p=0.7),
         A.ToGray(p=0.2),
@@ -104,24 +108,25 @@ def train_transform_list(size: int) -> list[A.BasicTransform]:
     ]
 
 
-def create_train_transforms(size: int, seed: int | None = None) -> A.Compose:
-    return A.Compose(train_transform_list(size), seed=seed)
+def create_train_transforms(spec: InputSpec, seed: int | None = None) -> A.Compose:
+    return A.Compose(train_transform_list(spec), seed=seed)
 
 
-def create_val_transforms(size: int) -> A.Compose:
+def create_val_transforms(spec: InputSpec) -> A.Compose:
+    """The inference geometry: the spec's placement with its first interpolation pair (no augmentation)."""
     down, up = RESIZE_INTERPOLATIONS[0]
-    return A.Compose([IsotropicResize(size, down, up), PadToSquare(size)])
+    return A.Compose([IsotropicResize(spec.size_px, down, up, spec.resize_rounding), PadToSquare(spec.size_px)])
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W): the model input of one image."""
-    return normalize_batch(image_to_uint8_tensor(image)[None])[0]
+def image_to_tensor(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W) normalised as ``spec`` says: the model input of one image."""
+    return normalize_batch(image_to_uint8_tensor(image)[None], spec)[0]
 
 
 def image_to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> uint8 (3, H, W), what the training loader returns; ``normalize_batch``
-    (``models.classifier2d``, re-exported here) makes model input of a batch on the device (a quarter of the bytes through the loader, no float
-    work in the workers)."""
+    (``core.input_spec``, re-exported here) makes model input of a batch on the device (a quarter of the
+    bytes through the loader, no float work in the workers)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
