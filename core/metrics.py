@@ -15,6 +15,7 @@ each bin's mean prediction against its observed fraction of fakes (scikit-learn'
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,7 @@ def bootstrap_distributions(labels: Sequence[float], statistics: Callable[[np.nd
     classes as unpaired samples), seeded with ``bootstrap.seed``. ``statistics`` takes a batch of
     resamples as counts (``counts[r, i]``: how many times resample ``r`` drew video ``i``) and returns
     each number per resample."""
+    from scipy.stats import DegenerateDataWarning
     from scipy.stats import bootstrap as scipy_bootstrap
 
     y = np.asarray(labels, dtype=np.float64).ravel() > 0.5
@@ -152,9 +154,13 @@ def bootstrap_distributions(labels: Sequence[float], statistics: Callable[[np.nd
         names[:] = list(numbers)
         return np.stack([numbers[name] for name in names])
 
-    result = scipy_bootstrap((np.flatnonzero(y), np.flatnonzero(~y)), stacked, n_resamples=bootstrap.resamples,
-                             batch=RESAMPLES_PER_BATCH, vectorized=True, paired=False, method="percentile",
-                             rng=bootstrap.seed)
+    with warnings.catch_warnings():
+        # scipy's own interval is not used (``bootstrap_intervals`` leaves out the resamples where a number
+        # is undefined, e.g. a face AUC of faceless fakes); its warning about such NaNs would only confuse
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = scipy_bootstrap((np.flatnonzero(y), np.flatnonzero(~y)), stacked, n_resamples=bootstrap.resamples,
+                                 batch=RESAMPLES_PER_BATCH, vectorized=True, paired=False, method="percentile",
+                                 rng=bootstrap.seed)
     return dict(zip(names, result.bootstrap_distribution))
 
 

@@ -143,3 +143,12 @@ def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpo
                               str(tmp_path / "again.csv"), "--labels", str(tmp_path / "set_a/videos/metadata.json")])
     assert rc == 2
     assert "with several --test-dir folders" in capsys.readouterr().err
+
+
+def test_a_faceless_fake_leaves_the_face_auc_interval_to_the_resamples_that_define_it(recwarn):
+    # a fallback fake has no face: resamples that draw only it have no face AUC and are left out
+    videos = [ScoredVideo("fallback.mp4", "f", 1, 0.5), ScoredVideo("b.mp4", "f", 1, 0.7, np.array([0.6, 0.8])),
+              ScoredVideo("c.mp4", "f", 0, 0.2, np.array([0.1])), ScoredVideo("d.mp4", "f", 0, 0.4, np.array([0.3]))]
+    result = evaluate(videos)
+    assert result["overall"]["face_auc"] == 1.0 and result["overall"]["ci"]["face_auc"] == [1.0, 1.0]
+    assert not [w for w in recwarn if "confidence interval" in str(w.message)]
