@@ -3,7 +3,7 @@
     python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
         [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--report DIR] [--report-videos 8]
-        [--explain [N]] [--keep-going] [--no-progress]
+        [--explain [N]] [--bootstrap 1000] [--bootstrap-seed 0] [--keep-going] [--no-progress]
 
 Videos: the files directly in each folder ending in ``.mp4``, ``.mov``, ``.mkv``, ``.avi``, ``.webm`` or
 ``.m4v`` (any case); files in other video formats (``.flv``, ``.wmv``, ``.mpg``...) are left out with a
@@ -16,8 +16,10 @@ the repository: where ``train.sh`` writes): with ``--preset winner`` the winner'
 of every run, or its ``*_last`` file when the run has no best one.
 With labels (``--labels``, or a ``metadata.json`` in the folder; ``--no-labels`` reads none) the evaluation
 protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per
-manipulation method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several
-folders (one per dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
+manipulation method; every AUC, AP and log loss with its bootstrap 95% confidence interval, ``--bootstrap``
+resamples of the videos stratified by label, seeded with ``--bootstrap-seed``) and the fallback counts
+are printed and written to ``OUT.metrics.json``. Several folders (one per dataset) are scored in one
+table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
 per video, per person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes
 an HTML report (``prediction.report``: run context, scores, the highest log losses, a sortable table of
 every video, one page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM
@@ -50,6 +52,7 @@ import traceback
 from pathlib import Path
 
 from core.errors import InputError
+from core.metrics import Bootstrap
 from prediction.inputs import PredictionRequest
 from prediction.options import PRESETS, PredictorOptions, option_choices
 from prediction.outputs import OutputWriteError
@@ -147,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--explain", type=int, nargs="?", const=3, default=0, metavar="N",
                      help="Grad-CAM heatmaps of each person's N most fake faces (default N: 3): on the report's "
                           "video pages with --report, else in OUT.explain/")
+    out.add_argument("--bootstrap", type=int, default=Bootstrap.resamples, metavar="N",
+                     help="bootstrap resamples of the labelled videos (stratified by label) for the 95%% confidence "
+                          "interval of every AUC, AP and log loss; 0: no intervals (default: %(default)s)")
+    out.add_argument("--bootstrap-seed", type=int, default=Bootstrap.seed, metavar="SEED",
+                     help="seed of the resamples: the same seed gives the same intervals (default: %(default)s)")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
@@ -158,6 +166,7 @@ def request_from_args(args: argparse.Namespace, argv_used: list[str] | None = No
         models=tuple(args.models) if args.models else None, weights_dir=args.weights_dir, encoder=args.encoder,
         labels=args.labels, no_labels=args.no_labels, report=args.report, report_videos=args.report_videos,
         explain=args.explain, prefetch=args.prefetch, keep_going=args.keep_going, progress=args.progress,
+        bootstrap=Bootstrap(resamples=args.bootstrap, seed=args.bootstrap_seed),
         argv=tuple(sys.argv[1:] if argv_used is None else argv_used))
 
 

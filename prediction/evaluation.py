@@ -10,7 +10,11 @@ reader gives (``datasets``: a DFDC ``metadata.json``'s ``method``, else the FF++
 ``033_097_DF.mp4`` -> ``DF``).
 
 Every number comes from scikit-learn (``core.metrics``) and is NaN (null in JSON) when the
-rows in scope hold a single class.
+rows in scope hold a single class. Every AUC, AP and log loss of a row gets a bootstrap confidence
+interval (``ci``: ``{metric: [low, high]}``; the videos resampled, stratified by label, seeded:
+``core.metrics.Bootstrap``, recorded under ``bootstrap``); the face AUC's resamples take the faces of
+the resampled videos. A row where a class has fewer than 2 videos has ``ci`` null ("n too small").
+``reliability``: the labelled videos in probability bins (``core.metrics.reliability_bins``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,27 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
-from core.metrics import auc, video_scores
+from core.metrics import (
+    Bootstrap,
+    auc,
+    bootstrap_intervals,
+    reliability_bins,
+    video_score_statistics,
+    video_scores,
+    weighted_auc,
+)
 from datasets.readers import METHOD_NAMES
 
-# the columns of the printed table, in order: (key in the metrics, heading)
-TABLE_COLUMNS = (("n_videos", "videos"), ("n_fake", "fake"), ("auc", "AUC"), ("average_precision", "AP"),
-                 ("eer", "EER"), ("log_loss", "LL"), ("fake_log_loss", "LL fake"), ("real_log_loss", "LL real"),
-                 ("balanced_log_loss", "LL bal"), ("accuracy", "acc@0.5"), ("face_auc", "face AUC"))
+# the columns of the printed table, in order: (key in the metrics, heading); the counts stand next to the
+# numbers computed on them
+TABLE_COLUMNS = (("n_videos", "videos"), ("n_fake", "fake"), ("n_real", "real"), ("auc", "AUC"),
+                 ("average_precision", "AP"), ("eer", "EER"), ("log_loss", "LL"), ("fake_log_loss", "LL fake"),
+                 ("real_log_loss", "LL real"), ("balanced_log_loss", "LL bal"), ("accuracy", "acc@0.5"),
+                 ("n_faces", "faces"), ("face_auc", "face AUC"))
+# the numbers that get a confidence interval
+INTERVAL_METRICS = ("auc", "average_precision", "log_loss", "fake_log_loss", "real_log_loss", "balanced_log_loss",
+                    "face_auc")
+N_TOO_SMALL = "n too small"
 
 
 def folder_keys(folders: list[Path]) -> dict[Path, str]:
@@ -56,32 +74,58 @@ class ScoredVideo:
     method: str | None = None  # fakes only
 
 
-def _scores(videos: Sequence[ScoredVideo]) -> dict:
+def _faces(videos: Sequence[ScoredVideo]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every scored face: (its label, its score, the index of its video)."""
+    if not videos:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
+    owner = np.concatenate([np.full(v.face_scores.size, i) for i, v in enumerate(videos)]).astype(int)
+    return (np.array([v.label for v in videos], dtype=np.float64)[owner],
+            np.concatenate([v.face_scores.ravel() for v in videos]), owner)
+
+
+def _intervals(videos: Sequence[ScoredVideo], bootstrap: Bootstrap) -> dict | None:
+    """The confidence interval of each number in ``INTERVAL_METRICS`` (None: a class has too few videos)."""
+    y = np.array([v.label for v in videos], dtype=np.float64)
+    video_statistics = video_score_statistics(y, [v.probability for v in videos])
+    face_y, face_p, owner = _faces(videos)
+
+    def statistics(counts: np.ndarray) -> dict[str, np.ndarray]:
+        # a video drawn k times brings its faces k times
+        return {**video_statistics(counts), "face_auc": weighted_auc(face_y, face_p, counts[:, owner])}
+
+    return bootstrap_intervals(y, statistics, bootstrap)
+
+
+def _scores(videos: Sequence[ScoredVideo], bootstrap: Bootstrap) -> dict:
     y = [v.label for v in videos]
     scores = video_scores(y, [v.probability for v in videos])
-    face_y = np.concatenate([np.full(v.face_scores.size, v.label) for v in videos]) if videos else np.zeros(0)
-    face_p = np.concatenate([v.face_scores.ravel() for v in videos]) if videos else np.zeros(0)
+    face_y, face_p, _ = _faces(videos)
     scores["face_auc"] = auc(face_y, face_p)
     scores["n_faces"] = int(face_p.size)
     scores["n_fake"] = int(sum(y))
     scores["n_real"] = len(y) - int(sum(y))
+    if bootstrap.resamples:
+        scores["ci"] = _intervals(videos, bootstrap)
     return scores
 
 
-def evaluate(videos: Iterable[ScoredVideo]) -> dict:
-    """``{"overall": metrics, "per_folder": {folder: metrics}, "per_method": {method: metrics}}``."""
+def evaluate(videos: Iterable[ScoredVideo], bootstrap: Bootstrap = Bootstrap()) -> dict:
+    """``{"overall": metrics, "per_folder": {folder: metrics}, "per_method": {method: metrics},
+    "bootstrap": how the intervals were made, "reliability": bins of the overall videos}``."""
     videos = list(videos)
     folders = sorted({v.folder for v in videos})
-    result = {"overall": _scores(videos),
-              "per_folder": {f: _scores([v for v in videos if v.folder == f]) for f in folders} if len(folders) > 1
-              else {},
+    result = {"overall": _scores(videos, bootstrap),
+              "per_folder": {f: _scores([v for v in videos if v.folder == f], bootstrap) for f in folders}
+              if len(folders) > 1 else {},
               "per_method": {}}
     methods = sorted({v.method for v in videos if v.label == 1 and v.method})
     for method in methods:
         fakes = [v for v in videos if v.label == 1 and v.method == method]
         scope = {v.folder for v in fakes}
         reals = [v for v in videos if v.label == 0 and v.folder in scope]
-        result["per_method"][method] = _scores(reals + fakes)
+        result["per_method"][method] = _scores(reals + fakes, bootstrap)
+    result["bootstrap"] = bootstrap.record()
+    result["reliability"] = reliability_bins([v.label for v in videos], [v.probability for v in videos])
     return result
 
 
@@ -93,18 +137,44 @@ def _cell(value) -> str:
     return f"{value:.3f}"
 
 
+def interval_text(scores: dict, key: str) -> str:
+    """`` [low, high]`` of ``key`` in a row, `` (n too small)`` where a class has too few videos for one,
+    empty where the row has no intervals (none asked for) or the number is not defined."""
+    value = scores.get(key)
+    if key not in INTERVAL_METRICS or "ci" not in scores or value is None or not np.isfinite(value):
+        return ""
+    if scores["ci"] is None:
+        return f" ({N_TOO_SMALL})"
+    interval = scores["ci"].get(key)
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval is not None else ""
+
+
 def table_rows(evaluation: dict) -> list[tuple[str, list[str]]]:
-    """(row name, formatted cells in ``TABLE_COLUMNS`` order): overall, each folder, each method."""
+    """(row name, formatted cells in ``TABLE_COLUMNS`` order, each number with its confidence interval):
+    overall, each folder, each method."""
     rows = [("all", evaluation["overall"])]
     rows += [(f"folder {name}", scores) for name, scores in evaluation["per_folder"].items()]
     rows += [(f"method {name}" + (f" ({METHOD_NAMES[name]})" if name in METHOD_NAMES else ""), scores)
              for name, scores in evaluation["per_method"].items()]
-    return [(name, [_cell(scores.get(k)) for k, _ in TABLE_COLUMNS]) for name, scores in rows]
+    return [(name, [_cell(scores.get(k)) + interval_text(scores, k) for k, _ in TABLE_COLUMNS])
+            for name, scores in rows]
+
+
+def interval_note(evaluation: dict) -> str:
+    """How the intervals were made, in one sentence (empty without intervals)."""
+    record = evaluation.get("bootstrap")
+    if not record or not record["resamples"]:
+        return ""
+    return (f"[low, high]: {record['level']:.0%} confidence interval, {record['resamples']} bootstrap resamples of "
+            f"the videos stratified by label (seed {record['seed']}); {N_TOO_SMALL}: a class has fewer than "
+            f"{record['min_videos_per_class']} videos.")
 
 
 def format_table(evaluation: dict) -> str:
-    """The evaluation as one Markdown table: overall, each folder, each method."""
+    """The evaluation as one Markdown table: overall, each folder, each method; then how the intervals
+    were made."""
     lines = ["| | " + " | ".join(h for _, h in TABLE_COLUMNS) + " |",
              "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in table_rows(evaluation)]
-    return "\n".join(lines)
+    note = interval_note(evaluation)
+    return "\n".join(lines + ([note] if note else []))

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from core.errors import InputError
 from core.files import path_problem
+from core.metrics import Bootstrap
 from datasets.dfdc import METADATA_NAME, labels_file_entries
 from datasets.readers import FolderLabels, folder_labels
 from prediction.evaluation import folder_keys
@@ -50,6 +51,7 @@ class PredictionRequest:
     prefetch: int = 2  # videos decoded ahead
     keep_going: bool = False  # an unexpected error gives the video 0.5 instead of stopping the run
     progress: bool = True
+    bootstrap: Bootstrap = Bootstrap()  # how the metrics' confidence intervals are made
     argv: tuple[str, ...] = ()  # the command line's arguments, for the report's run context
 
 

@@ -1,8 +1,10 @@
 """The HTML report of a folder prediction.
 
 ``index.html``: the run's context (date, command line, code version, checkpoints with their epoch and
-validation score, options), the scores and the evaluation table, the prediction histogram by true label,
-the videos with the highest log loss, a sortable table of ALL videos (score, label, log loss, faces,
+validation score, options), the scores with their confidence intervals and counts and the evaluation
+table, the prediction histogram by true label, the reliability diagram of the labelled videos (predicted
+probability against the observed fraction of fakes, per bin, with counts), the videos with the highest
+log loss, a sortable table of ALL videos (score, label, log loss, faces,
 persons, fallback, seconds), the fallbacks, and a note on what the aggregation did. Every row links to
 the video's page under ``videos/``: its face scores by frame coloured by person, per person a contact
 sheet of the scored crops with the detector probability and the face score on each, Grad-CAM heatmaps
@@ -149,14 +151,58 @@ def _plot_strip(path: Path, pred, label: int | None) -> None:
 
 def evaluation_html(evaluation: dict) -> str:
     """The evaluation protocol's table (overall, per folder, per method) as an HTML section."""
-    from prediction.evaluation import TABLE_COLUMNS, table_rows
+    from prediction.evaluation import TABLE_COLUMNS, interval_note, table_rows
 
     head = "".join(f"<th>{_esc(h)}</th>" for _, h in TABLE_COLUMNS)
     body = "".join("<tr><th>" + _esc(name) + "</th>" + "".join(f"<td>{_esc(c)}</td>" for c in cells)
                    + "</tr>" for name, cells in table_rows(evaluation))
+    note = interval_note(evaluation)
     return (f"<h2>Evaluation</h2>\n<table border=\"1\" cellpadding=\"4\"><tr><th></th>{head}</tr>{body}</table>"
             "\n<p>Per method: that method's fakes against the real videos of the same folders. "
-            "Face AUC: every scored face labelled with its video's label.</p>")
+            "Face AUC: every scored face labelled with its video's label." + (f" {_esc(note)}" if note else "")
+            + "</p>")
+
+
+def _plot_reliability(path: Path, bins: list[dict]) -> None:
+    """Mean predicted probability against the observed fraction of fakes, one point per non-empty bin
+    (its size growing with its count, the count written next to it), and the diagonal of a calibrated
+    model."""
+    import matplotlib.pyplot as plt
+
+    filled = [b for b in bins if b["n_videos"]]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
+    x = [b["mean_prediction"] for b in filled]
+    y = [b["fraction_fake"] for b in filled]
+    ax.plot(x, y, color="tab:red", linewidth=1)
+    ax.scatter(x, y, s=[20 + 8 * b["n_videos"] ** 0.5 for b in filled], color="tab:red", zorder=3,
+               label="videos in a bin")
+    for b in filled:
+        ax.annotate(f"n={b['n_videos']}", (b["mean_prediction"], b["fraction_fake"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("mean predicted probability of FAKE")
+    ax.set_ylabel("observed fraction FAKE")
+    ax.set_title(f"Reliability ({sum(b['n_videos'] for b in bins)} labelled videos)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def _reliability_html(bins: list[dict]) -> str:
+    """The reliability diagram and its bins as a table."""
+    rows = "".join(
+        f"<tr><td>{b['low']:.1f}-{b['high']:.1f}</td><td>{b['n_videos']}</td><td>"
+        + (f"{b['mean_prediction']:.3f}</td><td>{b['fraction_fake']:.3f}" if b["n_videos"] else "-</td><td>-")
+        + "</td></tr>" for b in bins)
+    return ("<p>The labelled videos in bins of predicted probability: for a calibrated model the points lie on "
+            "the diagonal (of the videos scored about 0.8, about 80% are fake). A bin of a few videos says "
+            "little: its count is next to it.</p>\n<a href=\"reliability.png\"><img src=\"reliability.png\" "
+            "width=\"450\"></a>\n<table border=\"1\"><tr><th>predicted</th><th>videos</th><th>mean predicted</th>"
+            f"<th>fraction fake</th></tr>{rows}</table>")
 
 
 def aggregation_note(options) -> str:
@@ -329,6 +375,7 @@ class ReportWriter:
     def finish(self, predictions, summary: dict, context: dict, links: list[Path] = ()) -> Path:
         """Write ``index.html`` (and its histogram) from every video added; returns its path."""
         _plot_histogram(self.dir / "histogram.png", predictions, self.labels)
+        reliability_section = self._reliability_section(predictions)
         link_items = "".join(
             f"<li><a href=\"{_esc(Path(os.path.relpath(t.resolve(), self.dir.resolve())).as_posix())}\">"
             f"{_esc(t.name)}</a></li>" for t in links if t is not None and t.exists())
@@ -348,17 +395,29 @@ score is on the wrong side of 0.5.</p>
 {_videos_table_html(self.rows)}
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
+{reliability_section}
 <h2>Highest log loss</h2>
 {_worst_html(self.rows, self.top_k)}
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
 <table border="1"><tr><th>video</th><th>reason</th></tr>{fallback_rows}</table>
 <h2>All scores</h2>
-<table border="1">{_scores_html(summary)}</table>
+<table border="1"><tr><th></th><th>value [95% interval]</th><th>computed on</th></tr>{_scores_html(summary)}</table>
 <h2>Models and settings</h2>
 <pre>{setup}</pre>"""
         index = self.dir / "index.html"
         write_text_atomic(index, self._page("Prediction report", body, SORT_SCRIPT))
         return index
+
+    def _reliability_section(self, predictions) -> str:
+        """The reliability diagram of the labelled videos (nothing without labels)."""
+        from core.metrics import reliability_bins
+
+        labelled = [p for p in predictions if p.name in self.labels]
+        if not labelled:
+            return ""
+        bins = reliability_bins([self.labels[p.name] for p in labelled], [p.probability for p in labelled])
+        _plot_reliability(self.dir / "reliability.png", bins)
+        return "<h2>Reliability</h2>\n" + _reliability_html(bins)
 
 
 def _context_html(context: dict) -> str:
@@ -378,13 +437,31 @@ def _context_html(context: dict) -> str:
 (balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>"""
 
 
+def _computed_on(summary: dict, key: str) -> str:
+    """The count a top-level number was computed on (empty for the counts and the timing)."""
+    if key in ("fake_log_loss",):
+        return f"{summary.get('n_fake')} fake videos"
+    if key in ("real_log_loss",):
+        return f"{summary.get('n_real')} real videos"
+    if key == "face_auc":
+        return f"{summary.get('n_faces')} faces"
+    if key in ("log_loss", "balanced_log_loss", "auc", "average_precision", "eer", "accuracy"):
+        return f"{summary.get('n_labelled')} videos ({summary.get('n_fake')} fake)"
+    return ""
+
+
 def _scores_html(summary: dict) -> str:
-    """Every top-level number of the summary, one row each."""
+    """Every top-level number of the summary, one row each, with its confidence interval and the count it
+    was computed on."""
+    from prediction.evaluation import interval_text
+
     return "".join(
-        f"<tr><th>{_esc(key)}</th><td>{value:.4f}</td></tr>" if isinstance(value, float)
-        else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td></tr>"
+        f"<tr><th>{_esc(key)}</th><td>{value:.4f}{_esc(interval_text(summary, key))}</td>"
+        f"<td>{_esc(_computed_on(summary, key))}</td></tr>" if isinstance(value, float)
+        else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td><td></td></tr>"
         for key, value in summary.items()
-        if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos"))
+        if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos",
+                       "ci"))
 
 
 def _worst_html(rows: list[_Row], top_k: int) -> str:

@@ -149,7 +149,7 @@ def write_results(request: PredictionRequest, predictor, predictions, labels: Ru
     from prediction.persons import write_persons
 
     output = request.output
-    summary = summarize(predictions, labels.labels, folder_of, labels.methods)
+    summary = summarize(predictions, labels.labels, folder_of, labels.methods, request.bootstrap)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["settings"] = settings_record(request.preset, predictor, labels.path if labels.labels else None)
@@ -171,6 +171,9 @@ def run(request: PredictionRequest, console: Console = Console()) -> RunResult:
     output = request.output
     if request.explain < 0:
         raise InputError(f"--explain {request.explain}: give the number of faces per person to explain (1 or more)")
+    if request.bootstrap.resamples < 0:
+        raise InputError(f"--bootstrap {request.bootstrap.resamples}: give the number of resamples for the "
+                         f"confidence intervals (0: none)")
     check_outputs(output, request.report, request.explain)
     videos = list_input_videos(request.test_dirs, request.video, console.err)
     options = request_options(request)
@@ -218,10 +221,12 @@ def show_summary(result: RunResult, labelled: bool, row_names: list[str], consol
                     f"{', '.join(partial[:5])}{' ...' if len(partial) > 5 else ''} (warnings above, list in "
                     f"{files[0]})")
     if labelled:
-        console.out(f"log loss {summary['log_loss']:.4f}  AUC {summary['auc']:.4f}  accuracy "
-                    f"{summary['accuracy']:.4f}  ({summary['n_labelled']} labelled videos, "
+        from prediction.evaluation import format_table, interval_text
+
+        console.out(f"log loss {summary['log_loss']:.4f}{interval_text(summary, 'log_loss')}  AUC "
+                    f"{summary['auc']:.4f}{interval_text(summary, 'auc')}  accuracy {summary['accuracy']:.4f}  "
+                    f"({summary['n_labelled']} labelled videos, {summary['n_fake']} fake; "
                     f"{summary['n_unlabelled']} without label)")
-        from prediction.evaluation import format_table
 
         console.out(format_table(summary["evaluation"]))
     if result.explain_dir is not None:

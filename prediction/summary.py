@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.metrics import Bootstrap
+
 
 def code_version() -> str:
     """``git describe --always --dirty`` of the code's checkout, or why there is none."""
@@ -35,9 +37,10 @@ def run_context(predictor, argv: list[str]) -> dict:
 
 
 def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
-              methods: dict[str, str] | None = None) -> dict:
-    """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
-    (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
+              methods: dict[str, str] | None = None, bootstrap: Bootstrap = Bootstrap()) -> dict:
+    """Scores on the labelled videos (as the competition scored) with their confidence intervals
+    (``ci``, made as ``bootstrap`` says), the evaluation protocol's breakdowns (``evaluation``: overall,
+    per folder, per manipulation method, reliability bins) and the fallback counts.
     ``folder_of`` and ``methods`` are keyed by the prediction's name."""
     from prediction.evaluation import ScoredVideo, evaluate
 
@@ -52,10 +55,10 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
         labelled = [p for p in predictions if p.name in labels]
         folder_of, methods = folder_of or {}, methods or {}
         evaluation = evaluate(
-            ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
-                        p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
-                        methods.get(p.name) if labels[p.name] else None)
-            for p in labelled)
+            [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
+                         p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
+                         methods.get(p.name) if labels[p.name] else None)
+             for p in labelled], bootstrap)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")
         summary.update(scores)

@@ -73,7 +73,37 @@ def test_evaluate_breaks_down_per_folder_and_per_method():
     assert result["overall"]["face_auc"] == pytest.approx(roc_auc_score(face_y, face_p))
     table = format_table(result)
     assert "| folder dfdc |" in table and "| method NT (NeuralTextures) |" in table
-    assert len(table.splitlines()) == 2 + 1 + 2 + 2
+    assert len(table.splitlines()) == 2 + 1 + 2 + 2 + 1  # header, rows, how the intervals were made
+
+
+def test_every_row_has_intervals_and_its_counts_or_n_too_small():
+    rng = np.random.default_rng(1)
+    videos = [ScoredVideo(f"r{i}.mp4", "ffpp", 0, float(rng.uniform(0, 0.7)), rng.uniform(0, 1, 4)) for i in range(15)]
+    videos += [ScoredVideo(f"f{i}_DF.mp4", "ffpp", 1, float(rng.uniform(0.3, 1)), rng.uniform(0, 1, 4), "DF")
+               for i in range(15)]
+    # a second folder with one real video: its row and its method's row cannot have intervals
+    videos += [ScoredVideo("lone_real.mp4", "dfdc", 0, 0.3, rng.uniform(0, 1, 4)),
+               ScoredVideo("a_NT.mp4", "dfdc", 1, 0.8, rng.uniform(0, 1, 4), "NT"),
+               ScoredVideo("b_NT.mp4", "dfdc", 1, 0.6, rng.uniform(0, 1, 4), "NT")]
+    result = evaluate(videos, metrics.Bootstrap(resamples=300, seed=4))
+    assert result["bootstrap"]["resamples"] == 300 and result["bootstrap"]["seed"] == 4
+    rows = {"all": result["overall"], "folder ffpp": result["per_folder"]["ffpp"],
+            "method DF (Deepfakes)": result["per_method"]["DF"]}
+    for name, row in rows.items():
+        assert set(row["ci"]) == {"auc", "average_precision", "log_loss", "fake_log_loss", "real_log_loss",
+                                  "balanced_log_loss", "face_auc"}, name
+        for key, (low, high) in row["ci"].items():
+            assert low <= row[key] <= high, (name, key)
+    assert result["per_folder"]["dfdc"]["ci"] is None and result["per_method"]["NT"]["ci"] is None
+    table = {line.split(" | ")[0].strip("| "): line for line in format_table(result).splitlines()}
+    auc_low, auc_high = result["overall"]["ci"]["auc"]
+    assert f"| 33 | 17 | 16 | {result['overall']['auc']:.3f} [{auc_low:.3f}, {auc_high:.3f}] |" in table["all"]
+    assert table["folder dfdc"].startswith("| folder dfdc | 3 | 2 | 1 | ")
+    assert "(n too small)" in table["folder dfdc"] and "(n too small)" in table["method NT (NeuralTextures)"]
+    assert "[" not in table["folder dfdc"] and "n too small" not in table["all"]
+    # without resamples: no interval anywhere
+    bare = evaluate(videos, metrics.Bootstrap(resamples=0))
+    assert "ci" not in bare["overall"] and "[" not in format_table(bare).split("\n", 2)[2]
 
 
 def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpoint, tmp_path, capsys):
@@ -113,3 +143,12 @@ def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpo
                               str(tmp_path / "again.csv"), "--labels", str(tmp_path / "set_a/videos/metadata.json")])
     assert rc == 2
     assert "with several --test-dir folders" in capsys.readouterr().err
+
+
+def test_a_faceless_fake_leaves_the_face_auc_interval_to_the_resamples_that_define_it(recwarn):
+    # a fallback fake has no face: resamples that draw only it have no face AUC and are left out
+    videos = [ScoredVideo("fallback.mp4", "f", 1, 0.5), ScoredVideo("b.mp4", "f", 1, 0.7, np.array([0.6, 0.8])),
+              ScoredVideo("c.mp4", "f", 0, 0.2, np.array([0.1])), ScoredVideo("d.mp4", "f", 0, 0.4, np.array([0.3]))]
+    result = evaluate(videos)
+    assert result["overall"]["face_auc"] == 1.0 and result["overall"]["ci"]["face_auc"] == [1.0, 1.0]
+    assert not [w for w in recwarn if "confidence interval" in str(w.message)]

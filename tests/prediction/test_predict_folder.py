@@ -141,6 +141,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, project_checkpoint, te
         (["--test-dir", str(empty)], "holds no video file (.mp4 .mov .mkv .avi .webm .m4v, any case)"),
         (["--test-dir", str(test_videos), "--weights-dir", str(empty)], "no checkpoint"),
         (["--test-dir", str(test_videos), "--models", str(tmp_path / "nope_best")], "nope_best does not exist"),
+        (["--test-dir", str(test_videos), "--bootstrap", "-1"], "--bootstrap -1: give the number of resamples"),
     ]
     # a checkpoint that does not fit: Lite0 weights whose config names another encoder
     wrong = tmp_path / "wrong_encoder_best"
