@@ -30,6 +30,9 @@ from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli
 STAGE_NAME = "extract_crops"
 # 2: a centre-cropped fake is padded back to its original's size, a fake of another size is left out
 VERSION = 2
+# what stage 2 does with a fake of another size than its original's
+LEFT_OUT = ("its original's boxes would cut other pixels from it, so no crop of it is cut and it is left out of "
+            "the diffs and of training")
 # fixed so that reruns write identical bytes (3: cv2's default, a good speed/size balance)
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
@@ -126,10 +129,6 @@ def _in_original(video: VideoEntry, frame: np.ndarray, original_shape: tuple[int
 def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list[LayoutProblem]]:
     entries, problems = layout.scan()
     return group_by_original(entries), problems
-
-
-# what a fake of another size than its original's is left out of, in stage 2
-LEFT_OUT = "no crop is cut, so it is left out of the diffs and of training (its original's boxes would cut other pixels)"
 
 
 def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> ItemResult:

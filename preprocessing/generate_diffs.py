@@ -35,8 +35,8 @@ from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli
 STAGE_NAME = "generate_diffs"
 # 2: a fake of another size than its original's that is not a centre crop of it is left out
 VERSION = 2
-# what such a fake is left out of, in stage 4
-LEFT_OUT = "no diff is made (stage 2 cut no crop of it either)"
+# what stage 4 does with such a fake
+LEFT_OUT = "no diff is made, as stage 2 cut no crop of it"
 
 
 def ssim_diff(original: np.ndarray, fake: np.ndarray) -> np.ndarray:

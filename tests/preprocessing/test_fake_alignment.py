@@ -177,3 +177,18 @@ def test_markers_of_the_earlier_version_redo_only_the_items_with_a_fake_of_anoth
     assert all(json.loads(m.read_text())["options"][VERSION_KEY] == 2 for m in markers)  # brought up to date
     assert [(s.done, s.skipped) for s in (stage(root, **RUN) for stage in stages)] == [(0, 2)] * 2
     assert snapshot(root) == expected
+
+
+def test_an_original_whose_only_fake_is_left_out_has_no_diff_and_says_why(resized_fakes_root, tmp_path):
+    layout = DataLayout(resized_fakes_root)
+    scaled = next(entry for entry in layout.scan()[0] if entry.video_id.endswith("_scaled"))
+    original = next(entry for entry in layout.scan()[0] if entry.video_id == scaled.original_id)
+    root = _make_root(tmp_path / "data", {original.path: {"label": "REAL"},
+                                          scaled.path: {"label": "FAKE", "original": original.path.name}})
+    shutil.copytree(resized_fakes_root / "boxes", root / "boxes")
+    crops = extract_crops(root, **RUN)
+    assert (crops.done, crops.failed, len(crops.warnings)) == (1, 0, 1)  # the original's crops
+    diffs = generate_diffs(root, **RUN)
+    [(item, error)] = diffs.failures
+    assert (diffs.done, item) == (0, original.video_id)
+    assert "none of the fakes" in error and scaled.path.name in error and "256x192" in error
