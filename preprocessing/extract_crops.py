@@ -90,6 +90,8 @@ def same_frame_size_as_version_1(layout: DataLayout, item: WorkItem, version: in
     when every fake has its original's frame size (version 2 changed only the fakes of another size)."""
     if version != 1:
         return False
+    if len(item.videos) == 1:  # an original without fakes
+        return True
     try:
         sizes = {(info.width, info.height) for info in (probe_video(video.path) for video in item.videos)}
     except VideoReadError:  # the item is redone and reports it
