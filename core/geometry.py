@@ -2,7 +2,8 @@
 
 Written once and imported everywhere: the 1/3 crop margin (of one box, ``crop_box``, or of a track's
 boxes, ``region_box``), the isotropic resize and the zero padding to a square (together the
-classifier's input geometry, ``face_to_model_input``).
+classifier's input geometry, ``face_to_model_input``), and where a fake's frame sits in its original's
+(``centre_crop_offset``, ``pad_to_original``: the fakes are cut with their original's boxes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,36 @@ def region_box(boxes: Sequence[Sequence[float]], frame_shape: Sequence[int],
     corners = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1)[:, :4]
     union = (corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max())
     return crop_box(union, frame_shape, margin)
+
+
+# FF++'s Face2Face and NeuralTextures videos are their original cropped about the centre to a multiple of
+# 32 px (854 -> 832 wide, 720 -> 704): a fake less than this much smaller is taken as such a crop
+CENTRE_CROP_MAX_PX = 32
+
+
+def centre_crop_offset(frame_shape: Sequence[int], original_shape: Sequence[int]) -> tuple[int, int] | None:
+    """Where a fake's frame of ``frame_shape`` (height, width, ...) sits in its original's frame of
+    ``original_shape``: ``(left, top)`` px, ``(0, 0)`` at the same size, the centre of a crop less than
+    CENTRE_CROP_MAX_PX smaller in each direction; None for any other size (its pixels have no known place
+    in the original's, so nothing cut from it with the original's boxes would line up)."""
+    shorter, narrower = original_shape[0] - frame_shape[0], original_shape[1] - frame_shape[1]
+    if 0 <= narrower < CENTRE_CROP_MAX_PX and 0 <= shorter < CENTRE_CROP_MAX_PX:
+        return narrower // 2, shorter // 2
+    return None
+
+
+def pad_to_original(frame: np.ndarray, original_shape: Sequence[int], offset: tuple[int, int]) -> np.ndarray:
+    """A centre-cropped fake's frame put back where it was cut from (``offset``: ``centre_crop_offset``):
+    zeros around it, the original's height and width in all, so the original's boxes cut the same pixels
+    from both (the frame itself when it has the original's size). ValueError when it does not fit there."""
+    left, top = offset
+    bottom, right = original_shape[0] - frame.shape[0] - top, original_shape[1] - frame.shape[1] - left
+    if min(left, top, bottom, right) < 0:
+        raise ValueError(f"a {frame.shape[1]}x{frame.shape[0]} frame does not fit at ({left}, {top}) px in a "
+                         f"{original_shape[1]}x{original_shape[0]} frame")
+    if (left, top, bottom, right) == (0, 0, 0, 0):
+        return frame
+    return cv2.copyMakeBorder(frame, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
 
 
 def crop_face(frame: np.ndarray, box: Sequence[float], margin: float = CROP_MARGIN) -> np.ndarray:

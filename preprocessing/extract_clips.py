@@ -21,7 +21,6 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from core.clips import (
@@ -34,7 +33,7 @@ from core.clips import (
     write_clip,
 )
 from core.files import write_json_atomic
-from core.geometry import face_to_model_input
+from core.geometry import face_to_model_input, pad_to_original
 from core.video import DecodeCounts, VideoInfo, iter_frames, probe_video
 from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import DataLayout
@@ -47,7 +46,7 @@ from faces.track_clips import (
     plan_track_clips,
 )
 from preprocessing.detect_original_faces import load_boxes
-from preprocessing.extract_crops import group_by_original
+from preprocessing.extract_crops import fake_offset, group_by_original
 from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "extract_clips"
@@ -78,15 +77,6 @@ def first_frame_shape(path: Path) -> tuple[int, ...]:
     for _, frame in iter_frames(path, [0]):
         return frame.shape
     raise ItemError(f"{path}: its first frame does not decode; replace the file")
-
-
-def pad_to_original(frame: np.ndarray, frame_shape: tuple[int, ...], offset: tuple[int, int]) -> np.ndarray:
-    """A centre-cropped fake's frame put back where it was cut from: zeros around it, ``frame_shape`` in all."""
-    if offset == (0, 0):
-        return frame
-    left, top = offset
-    bottom, right = frame_shape[0] - frame.shape[0] - top, frame_shape[1] - frame.shape[1] - left
-    return cv2.copyMakeBorder(frame, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
 
 
 def cut_video_clips(layout: DataLayout, video: VideoEntry, clips: list[TrackClip], frame_shape: tuple[int, ...],
@@ -179,21 +169,12 @@ class _ItemPlan:
     original: VideoInfo
 
 
-# FF++'s Face2Face and NeuralTextures videos are their original cropped to a multiple of 32 px about the
-# centre (854 -> 832 wide): a fake up to this much smaller is taken as such a crop and padded back
-CENTRE_CROP_MAX_PX = 32
-
-
 def alignment(video: VideoEntry, info: VideoInfo, original: VideoInfo) -> tuple[tuple[int, int] | None, str | None]:
-    """Where a fake's frames sit in its original's, ``(left, top)`` px: ``(0, 0)`` at the same size, the centre
-    of a crop up to CENTRE_CROP_MAX_PX smaller; else ``(None, why)``: its clips would cut other pixels than
+    """Where a fake's frames sit in its original's, ``(left, top)`` px (``extract_crops.fake_offset``: the same
+    size, or a centre crop of it, padded back); else ``(None, why)``: its clips would cut other pixels than
     its original's. A fake with fewer or more frames is aligned on the frames both have."""
-    narrower, shorter = original.width - info.width, original.height - info.height
-    if 0 <= narrower < CENTRE_CROP_MAX_PX and 0 <= shorter < CENTRE_CROP_MAX_PX:
-        return (narrower // 2, shorter // 2), None
-    return None, (f"{video.path}: {info.width}x{info.height}, but its original {video.original_id} is "
-                  f"{original.width}x{original.height}, and not a centre crop of it: no clip is cut (check the "
-                  f"'original' of {video.video_id} in {video.part}'s metadata.json); its clips.json lists none")
+    offset, problem = fake_offset(video, info, original, "no clip is cut")
+    return offset, (f"{problem}; its clips.json lists none" if problem else None)
 
 
 def _video_clips(layout: DataLayout, video: VideoEntry, original_id: str, plan: _ItemPlan, options: dict,

@@ -4,7 +4,9 @@ For each fake crop with an original crop of the same name: ``round(255 * clip(1 
 grey uint8 PNG, where SSIM is skimage's full structural-similarity map over the RGB channels, averaged
 over the channels. One work item is an original with all its fakes (so ``--shard`` keeps an original's
 crops and its diffs on the same machine). An item whose original or fake has no crops fails (it is
-never done with no diffs); it is redone once those crops change.
+never done with no diffs); it is redone once those crops change. A fake of another frame size than its
+original's that is not a centre crop of it (stage 2 cuts no crop of it, ``extract_crops.fake_offset``) is
+left out with a warning.
 
     python -m preprocessing.generate_diffs DATA_ROOT
 """
@@ -16,13 +18,25 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from core.video import probe_video
 from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem
-from preprocessing.extract_crops import crops_of, group_by_original, write_png_atomic
+from preprocessing.extract_crops import (
+    crops_of,
+    fake_offset,
+    group_by_original,
+    probe_original,
+    same_frame_size_as_version_1,
+    write_png_atomic,
+)
 from preprocessing.generate_landmarks import read_rgb
-from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_diffs"
+# 2: a fake of another size than its original's that is not a centre crop of it is left out
+VERSION = 2
+# what stage 4 does with such a fake
+LEFT_OUT = "no diff is made, as stage 2 cut no crop of it"
 
 
 def ssim_diff(original: np.ndarray, fake: np.ndarray) -> np.ndarray:
@@ -68,17 +82,25 @@ def _list_items(layout: DataLayout, options: dict) -> tuple[list[WorkItem], list
     return [item for item in group_by_original(entries) if len(item.videos) > 1], problems
 
 
-def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> list[Path]:
+def _process(layout: DataLayout, item: WorkItem, state, options: dict) -> ItemResult:
     written: list[Path] = []
     errors: list[str] = []
+    warnings: list[str] = []
+    original_info = probe_original(item.videos[0])
     for fake in item.videos[1:]:
         try:
+            _, problem = fake_offset(fake, probe_video(fake.path), original_info, LEFT_OUT)
+            if problem:
+                warnings.append(problem)
+                continue
             written += fake_diffs(layout, item.key, fake.video_id)
         except Exception as exc:
             errors.append(str(exc) or type(exc).__name__)
     if errors:
         raise ItemError("; ".join(errors))
-    return written
+    if not written:
+        raise ItemError(f"none of the fakes of {item.key} can be compared with it: {'; '.join(warnings)}")
+    return ItemResult(written, warnings)
 
 
 def _inputs(layout: DataLayout, item: WorkItem, options: dict) -> list[Path]:
@@ -94,7 +116,7 @@ def _output_dirs(layout: DataLayout) -> list[Path]:
 
 
 STAGE = Stage(STAGE_NAME, _list_items, _process, inputs=_inputs, item_outputs=_item_outputs,
-              output_dirs=_output_dirs)
+              output_dirs=_output_dirs, version=VERSION, unchanged_since=same_frame_size_as_version_1)
 
 
 def generate_diffs(data_root, workers: int | None = None, shard=None, progress: bool = True):

@@ -106,6 +106,10 @@ class Stage:
     ``prefetch(layout, item, state, options)``, when given, is called with the item a process will
     work on next, before it starts the current one (to decode the next video in the background);
     such stages get their items in small ordered batches per worker process.
+    ``version`` is raised when a change of the stage's code changes what it writes: from 2 on it is recorded
+    in the markers' options (``stage_version``), so the items of an older version are redone, except those
+    for which ``unchanged_since(layout, item, older_version)`` (cheap: no decoding) says that this version
+    writes what that one wrote; their markers are brought up to date instead.
     """
 
     name: str
@@ -120,6 +124,8 @@ class Stage:
     inputs: Callable[[DataLayout, WorkItem, dict], list[Path]] | None = None
     item_outputs: Callable[[DataLayout, WorkItem], list[Path]] | None = None
     output_dirs: Callable[[DataLayout], list[Path]] | None = None
+    version: int = 1
+    unchanged_since: Callable[[DataLayout, WorkItem, int], bool] | None = None
 
 
 @dataclass
@@ -222,17 +228,25 @@ def input_fingerprints(layout: DataLayout, stage: Stage, item: WorkItem, options
     return {_relative(layout, path): fingerprint(Path(path)) for path in inputs}
 
 
+# the options key of a stage's version in its markers (absent: version 1, as before versions were recorded)
+VERSION_KEY = "stage_version"
+
+
 def _marker_options(stage: Stage, options: dict) -> dict:
     recorded = {name: options.get(name) for name in stage.option_names}
     recorded.update({name: options[name] for name, default in stage.added_options.items()
                      if options.get(name, default) != default})
+    if stage.version != 1:
+        recorded[VERSION_KEY] = stage.version
     return recorded
 
 
 def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict,
                 inputs: dict[str, str | None] | None = None) -> bool:
     """The item's marker has this format, the same options, the same input fingerprints (``inputs``:
-    already computed, else computed here) and every output it lists is on disk."""
+    already computed, else computed here) and every output it lists is on disk. A marker of an older
+    ``stage.version`` counts when ``stage.unchanged_since`` says so for this item; it is then rewritten
+    with this version, so that the question is asked once."""
     marker = layout.progress_path(stage.name, item.key)
     try:
         record = json.loads(marker.read_text())
@@ -240,11 +254,31 @@ def is_complete(layout: DataLayout, stage: Stage, item: WorkItem, options: dict,
         return False
     if not isinstance(record, dict) or record.get("format") != MARKER_FORMAT:
         return False
-    if record.get("options") != _marker_options(stage, options):
+    options_now = _marker_options(stage, options)
+    older_version = _older_version(stage, record.get("options"), options_now)
+    if record.get("options") != options_now and older_version is None:
         return False
-    if record.get("inputs") != (inputs if inputs is not None else input_fingerprints(layout, stage, item, options)):
+    inputs = inputs if inputs is not None else input_fingerprints(layout, stage, item, options)
+    if record.get("inputs") != inputs or not outputs_present(layout.root, record.get("outputs", [])):
         return False
-    return outputs_present(layout.root, record.get("outputs", []))
+    if older_version is not None:
+        if not stage.unchanged_since(layout, item, older_version):
+            return False
+        _write_record(layout, stage, item, options_now, record["outputs"], inputs)
+    return True
+
+
+def _older_version(stage: Stage, recorded: Any, options_now: dict) -> int | None:
+    """The older version of the stage a marker's options were recorded by, when they differ from
+    ``options_now`` in that alone and the stage can tell which items that version left unchanged."""
+    if stage.unchanged_since is None or not isinstance(recorded, dict):
+        return None
+    version = recorded.get(VERSION_KEY, 1)
+    others = {name: value for name, value in recorded.items() if name != VERSION_KEY}
+    if not isinstance(version, int) or version >= stage.version or others != {
+            name: value for name, value in options_now.items() if name != VERSION_KEY}:
+        return None
+    return version
 
 
 def outputs_present(root: Path, relative_paths: Sequence[str]) -> bool:
@@ -283,9 +317,14 @@ def _output_below_root(layout: DataLayout, path: Path) -> str:
 def _write_marker(layout: DataLayout, stage: Stage, item: WorkItem, options: dict, outputs: list[Path],
                   inputs: dict[str, str | None]) -> None:
     relative = sorted(_output_below_root(layout, Path(p)) for p in outputs)
+    _write_record(layout, stage, item, _marker_options(stage, options), relative, inputs)
+
+
+def _write_record(layout: DataLayout, stage: Stage, item: WorkItem, marker_options: dict, outputs: list[str],
+                  inputs: dict[str, str | None]) -> None:
     write_json_atomic(layout.progress_path(stage.name, item.key),
-                      {"format": MARKER_FORMAT, "item": item.key, "options": _marker_options(stage, options),
-                       "inputs": inputs, "outputs": relative}, root=layout.progress_dir(stage.name))
+                      {"format": MARKER_FORMAT, "item": item.key, "options": marker_options,
+                       "inputs": inputs, "outputs": outputs}, root=layout.progress_dir(stage.name))
 
 
 def _clear_item(layout: DataLayout, stage: Stage, item: WorkItem) -> None:

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from core.geometry import (
+    centre_crop_offset,
     crop_box,
     crop_face,
     face_to_model_input,
     isotropic_resize,
+    pad_to_original,
     pad_to_square,
     region_box,
 )
@@ -90,3 +92,25 @@ def test_region_of_a_track_is_its_boxes_union_with_the_crop_margin():
     assert region_box(boxes[:1], shape) == crop_box(boxes[0], shape)
     with pytest.raises(ValueError):
         region_box([], shape)
+
+
+def test_a_centre_cropped_frame_is_padded_back_where_it_was_cut_from():
+    original = np.random.default_rng(0).integers(1, 256, (480, 854, 3), dtype=np.uint8)
+    # FF++ Face2Face: 854 -> 832 wide about the centre; an odd difference leaves the extra pixel right/below
+    for height, width, offset in ((480, 832, (11, 0)), (467, 839, (7, 6)), (480, 854, (0, 0))):
+        assert centre_crop_offset((height, width, 3), original.shape) == offset
+        left, top = offset
+        padded = pad_to_original(original[top:top + height, left:left + width], original.shape, offset)
+        assert padded.shape == original.shape
+        inside = np.zeros(original.shape[:2], bool)
+        inside[top:top + height, left:left + width] = True
+        assert np.array_equal(padded[inside], original[inside]) and not padded[~inside].any()
+        box = [300, 100, 420, 260]  # the original's box cuts the same pixels from both
+        assert np.array_equal(crop_face(padded, box), crop_face(original, box))
+    same = original[:, :]
+    assert pad_to_original(same, original.shape, (0, 0)) is same
+    # 32 px or more smaller, larger, or smaller in one way and larger in the other: no known place
+    for shape in ((480, 822), (448, 854), (480, 856), (482, 840), (240, 427)):
+        assert centre_crop_offset(shape, original.shape) is None
+    with pytest.raises(ValueError, match="does not fit"):
+        pad_to_original(original[:, :850], original.shape, (11, 0))  # ends 7 px past 854

@@ -436,6 +436,46 @@ def test_an_item_that_writes_nothing_is_never_done(tmp_path):
     assert not DataLayout(root).progress_path("writes_nothing", "empty").exists()
 
 
+def _two_items(layout, options):
+    return [runner.WorkItem("a"), runner.WorkItem("b")], []
+
+
+def _write_item(layout, item, state, options):
+    target = layout.root / "out" / f"{item.key}.txt"
+    target.parent.mkdir(exist_ok=True)
+    with open(layout.root / "runs.txt", "a") as runs:
+        runs.write(item.key)
+    target.write_text(item.key)
+    return [target]
+
+
+def _only_b_changed(layout, item, older_version):
+    return older_version == 2 and item.key == "a"
+
+
+def test_a_new_stage_version_redoes_the_items_it_changes(tmp_path):
+    root = tmp_path / "data"
+    (root / "dfdc_train_part_0").mkdir(parents=True)
+    runs = root / "runs.txt"
+
+    def run(**version) -> tuple[int, int]:
+        summary = runner.run_stage(runner.Stage("versioned", _two_items, _write_item, **version), root, {},
+                                   workers=1, progress=False)
+        return summary.done, summary.skipped
+
+    assert run() == (2, 0) and run() == (0, 2)
+    marker = DataLayout(root).progress_path("versioned", "a")
+    assert json.loads(marker.read_text())["options"] == {}  # version 1 records none: earlier markers hold
+    # a version that cannot tell which items it changes redoes every item of an older one
+    assert run(version=2) == (2, 0) and json.loads(marker.read_text())["options"] == {runner.VERSION_KEY: 2}
+    runs.unlink()
+    # one that can redoes only those; the others' markers are brought up to date, and asked once
+    assert run(version=3, unchanged_since=_only_b_changed) == (1, 1) and runs.read_text() == "b"
+    assert json.loads(marker.read_text())["options"] == {runner.VERSION_KEY: 3}
+    assert run(version=3) == (0, 2)
+    assert run(version=2) == (2, 0)  # an older version than the markers' redoes everything
+
+
 # ---- a video that decodes only partly: a warning with the frame counts, the item done ----------------
 def test_a_partly_decodable_video_is_a_warning_and_its_item_is_done(sample_root, tmp_path, capsys):
     from core.video import iter_frames
