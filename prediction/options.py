@@ -17,11 +17,11 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.devices import PRECISION_CHOICES
+from core.options import option
 from models.weights import WINNER_CHECKPOINTS
 
 DEFAULT_PRESET = "default"
@@ -46,16 +46,6 @@ def _auto_or_int(text: str) -> int | None:
 
 def _all_or_int(text: str) -> int | None:
     return None if text == "all" else int(text)
-
-
-def option(default: Any, help: str, *, choices: tuple | None = None, parse: Callable[[str], Any] | None = None,
-           flag: str | None = None, metavar: str | None = None) -> Any:
-    """A field of :class:`PredictorOptions` with what the command line needs to offer it.
-
-    ``parse``: text -> value for the flag (default: the type of ``default``); ``flag``: the flag's name
-    when it is not ``--`` plus the field name with dashes."""
-    return field(default=default, metadata={"help": help, "choices": choices, "parse": parse, "flag": flag,
-                                            "metavar": metavar})
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,10 @@ from training.pipelines.train_classifier import (
     RunExistsError,
     TrainOptions,
     main,
-    prune_epochs,
     run_lock,
     train,
 )
+from training.run_folder import prune_epochs
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
