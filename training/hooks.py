@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from core.files import write_text_atomic
 from core.metrics import video_scores
+from core.run_control import stop_deferred
 from models.checkpoints import checkpoint_path, load_state_dict_strict, save_checkpoint
 from training.run_folder import copy_atomic, drop_replaced, prune_epochs, remove_stale_run_temps
 from training.trainer import HookBase
@@ -187,6 +188,10 @@ class CheckpointHook(HookBase):
         write_text_atomic(self.log_dir / "args.json", resolved)
 
     def after_epoch(self) -> None:
+        with stop_deferred():  # a stop now would leave an epoch file newer than _last: --resume refuses that
+            self._save_epoch()
+
+    def _save_epoch(self) -> None:
         trainer, name = self.trainer, self.trainer.name
         path = checkpoint_path(self.weights_dir, name, trainer.epoch)
         save_checkpoint(path, trainer.bare_model, trainer.config.as_dict(), optimizer=trainer.optimizer.state_dict(),
