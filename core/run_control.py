@@ -171,6 +171,27 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def stop_deferred() -> Iterator[None]:
+    """A SIGTERM or Ctrl-C that arrives while the block runs takes effect when the block ends, through
+    the handler that was in place: writes that belong together (an epoch's checkpoint, its ``_last``
+    copy, its ``_best`` copy) are all done or, when the stop came before the block, none. Outside the
+    main thread the block runs as it is (only the main thread handles signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, _frame: held.append(received))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
 def stop_exit_code(exc: BaseException) -> int:
     """The shell's code for a process ended by a signal: 128 + its number (143 SIGTERM, 130 Ctrl-C)."""
     return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)

@@ -18,11 +18,11 @@ Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.devices import PRECISION_CHOICES
+from core.options import option, option_choices
 from core.registry import Registry
 from faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from models.weights import WINNER_CHECKPOINTS
@@ -49,23 +49,6 @@ def _auto_or_int(text: str) -> int | None:
 
 def _all_or_int(text: str) -> int | None:
     return None if text == "all" else int(text)
-
-
-def option(default: Any, help: str, *, choices: tuple | Registry | None = None,
-           parse: Callable[[str], Any] | None = None, flag: str | None = None, metavar: str | None = None) -> Any:
-    """A field of :class:`PredictorOptions` with what the command line needs to offer it.
-
-    ``choices``: the accepted values, or the registry whose names they are (read when they are checked,
-    so an entry registered later is accepted); ``parse``: text -> value for the flag (default: the type
-    of ``default``); ``flag``: the flag's name when it is not ``--`` plus the field name with dashes."""
-    return field(default=default, metadata={"help": help, "choices": choices, "parse": parse, "flag": flag,
-                                            "metavar": metavar})
-
-
-def option_choices(spec: dataclasses.Field) -> tuple | None:
-    """The values an option accepts now (a registry's names as they are at this moment), None: any."""
-    choices = spec.metadata["choices"]
-    return choices.names() if isinstance(choices, Registry) else choices
 
 
 @dataclass(frozen=True)

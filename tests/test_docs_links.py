@@ -228,12 +228,14 @@ def test_the_options_the_docs_give_exist():
     import dataclasses
 
     from prediction.options import PredictorOptions
+    from training.pipelines.train_classifier import TrainOptions
 
     texts = [text for page in markdown_files(REPO) for text in code_texts(page.read_text())]
     flags = {flag for text in texts for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text)}
     code = _project_code()
-    # the predictor's flags are made from the option fields' names
-    predictor_flags = {"--" + field.name.replace("_", "-") for field in dataclasses.fields(PredictorOptions)}
-    unknown = sorted(flag for flag in flags - OTHER_PROGRAMS_OPTIONS - predictor_flags
+    # the predictor's and the trainer's flags are made from the option fields' names
+    generated_flags = {field.metadata["flag"] or "--" + field.name.replace("_", "-")
+                       for options in (PredictorOptions, TrainOptions) for field in dataclasses.fields(options)}
+    unknown = sorted(flag for flag in flags - OTHER_PROGRAMS_OPTIONS - generated_flags
                      if not re.search(rf"{re.escape(flag)}(?![\w-])", code))
     assert unknown == [], f"options the docs give that no command of the project takes: {unknown}"

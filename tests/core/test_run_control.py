@@ -147,3 +147,25 @@ def test_ctrl_c_to_a_stage_stops_its_workers_at_once(sample_root, preprocessed_r
     assert summary.failed == 0 and summary.done + summary.skipped == 4
     boxes = {p.name: p.read_bytes() for p in (root / "boxes").iterdir()}
     assert boxes == {p.name: p.read_bytes() for p in (preprocessed_root / "boxes").iterdir()}
+
+
+def test_a_stop_inside_a_deferred_block_takes_effect_when_the_block_ends():
+    import time
+
+    from core.run_control import Stopped, stop_deferred, stop_on_sigterm
+
+    done = []
+    with stop_on_sigterm():
+        with pytest.raises(Stopped, match="SIGTERM"):
+            with stop_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)  # time for the handler to run, were it not held back
+                done.append("the block's last write")
+        assert done == ["the block's last write"]
+        with pytest.raises(KeyboardInterrupt):
+            with stop_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+                done.append("after Ctrl-C")
+    assert done[-1] == "after Ctrl-C"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back

@@ -84,7 +84,7 @@ def test_checkpoints_record_the_family_and_spec_and_old_ones_still_load(tmp_path
 def test_a_config_naming_an_unknown_family_is_refused_before_any_work():
     with pytest.raises(ConfigError, match="family 'nope' is not a model family; known: classifier2d"):
         load_config(None, ["family=nope"])
-    assert load_config(None)["family"] == "classifier2d"
+    assert load_config(None).family == "classifier2d"
 
 
 def test_a_registered_family_trains_saves_loads_and_predicts_with_its_own_spec(tiny_family, preprocessed_root,

@@ -15,12 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", ["b7.json", "b5.json", "demo_cpu.json"])
 def test_shipped_configs_load(name):
     config = load_config(REPO / "configs" / name)
-    assert config["encoder"].startswith("tf_efficientnet_")
+    assert config.encoder.startswith("tf_efficientnet_")
     if name == "b7.json":  # the winner's settings
-        assert (config["size"], config["batch_size"], config["epochs"], config["batches_per_epoch"]) == (380, 12, 40, 2500)
-        assert config["optimizer"] == {"type": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True,
+        assert (config.size, config.batch_size, config.epochs, config.batches_per_epoch) == (380, 12, 40, 2500)
+        assert config.optimizer.as_dict() == {"type": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True,
                                        "weight_decay": 1e-4}
-        assert config["schedule"]["type"] == "poly" and config["grad_clip"] == 1.0
+        assert config.schedule.type == "poly" and config.grad_clip == 1.0
 
 
 def test_unknown_keys_are_errors_that_name_file_and_key(tmp_path):
@@ -33,7 +33,7 @@ def test_unknown_keys_are_errors_that_name_file_and_key(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="unknown key 'sise'"):
         load_config(None, ["sise=64"])
-    assert load_config(None, ["optimizer.lr=0.5", "size=64"])["optimizer"]["lr"] == 0.5
+    assert load_config(None, ["optimizer.lr=0.5", "size=64"]).optimizer.lr == 0.5
 
 
 def test_poly_schedule_per_step():
@@ -91,7 +91,30 @@ def test_bad_value_in_a_file_names_the_file_and_a_later_override_fixes_it(tmp_pa
     with pytest.raises(ConfigError, match=r"cfg.json: amp 'fp8' is not one of"):
         load_config(path)
     fixed = load_config(path, ["amp=bf16", "optimizer.lr=0.1"])
-    assert fixed["amp"] == "bf16" and fixed["optimizer"]["lr"] == 0.1
+    assert fixed.amp == "bf16" and fixed.optimizer.lr == 0.1
     # values users already write keep working: ints for floats, null where allowed, the old 'none'
     ok = load_config(None, ["dropout=0", "grad_clip=null", "pretrained=null", "amp=none", "keep_checkpoints=null"])
-    assert ok["dropout"] == 0 and ok["grad_clip"] is None and ok["amp"] == "none"
+    assert ok.dropout == 0 and ok.grad_clip is None and ok.amp == "none"
+
+
+def test_the_config_is_frozen_typed_and_round_trips_through_the_stored_dict():
+    import dataclasses
+
+    from training.tools.config import OptimizerConfig, TrainConfig
+
+    config = load_config(REPO / "configs" / "demo_cpu.json", ["optimizer.lr=0.5"])
+    assert isinstance(config, TrainConfig) and isinstance(config.optimizer, OptimizerConfig)
+    assert config.optimizer.lr == 0.5 and config.encoder == "tf_efficientnet_lite0"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.size = 64  # type: ignore[misc]
+    stored = config.as_dict()  # what checkpoints and <run>_args.json hold
+    assert stored["optimizer"]["lr"] == 0.5 and list(stored)[:3] == ["family", "network", "encoder"]
+    assert TrainConfig.from_dict(stored) == config
+    assert load_config(None, base=stored) == config  # resuming from a checkpoint's config
+    # a config built in code is checked like one read from a file
+    with pytest.raises(ConfigError, match=r"config: size must be a positive integer, got 0"):
+        dataclasses.replace(config, size=0)
+    with pytest.raises(ConfigError, match=r"config: family 'nope' is not a model family; known: classifier2d"):
+        dataclasses.replace(config, family="nope")
+    with pytest.raises(ConfigError, match=r"config: type 'sgd' is not one of"):
+        OptimizerConfig(type="sgd")

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from core.input_spec import InputSpec
 from tests.conftest import registered
 from tests.training.test_train_classifier import TINY
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
@@ -18,6 +19,7 @@ from training.tools.config import ConfigError, load_config
 # a toy source: a quarter of the fakes from the data, the rest self-blended
 QUARTER = FakeSource("a quarter of the data's fakes, the rest self-blended", lambda n_reals: n_reals // 4,
                      self_blends=True)
+SPEC = InputSpec(size_px=64)
 
 
 def _kinds(dataset: DeepFakeClassifierDataset) -> dict[str, int]:
@@ -34,7 +36,7 @@ def test_the_built_in_sources_and_their_shares(preprocessed_root):
     assert n_fakes >= n_reals  # the data has enough fakes for every share below
     expected = {"real": (n_reals, 0), "self_blended": (0, n_reals), "both": ((n_reals + 1) // 2, n_reals // 2)}
     for name, (data_fakes, blended) in expected.items():
-        dataset = DeepFakeClassifierDataset(preprocessed_root, train_rows, "train", 64, seed=1, fakes=name)
+        dataset = DeepFakeClassifierDataset(preprocessed_root, train_rows, "train", SPEC, seed=1, fakes=name)
         assert _kinds(dataset) == {"reals": n_reals, "data fakes": data_fakes, "blended": blended}, name
 
 
@@ -45,7 +47,7 @@ def test_unknown_sources_are_refused_with_the_known_ones_listed(preprocessed_roo
     with pytest.raises(ValueError, match="known: real, self_blended, both"):
         split_folds(folds, 0, fakes="sbi")
     with pytest.raises(ValueError, match="known: real, self_blended, both"):
-        DeepFakeClassifierDataset(preprocessed_root, folds, "train", 64, fakes="sbi")
+        DeepFakeClassifierDataset(preprocessed_root, folds, "train", SPEC, fakes="sbi")
     with pytest.raises(ConfigError, match=r"fakes 'sbi' is not one of \('real', 'self_blended', 'both'\)"):
         load_config(None, ["fakes=sbi"])
 
@@ -54,8 +56,8 @@ def test_a_registered_source_chooses_the_fakes_of_a_training_run(preprocessed_ro
     train_rows, _ = split_folds(read_folds(preprocessed_root), 0)
     n_reals = int((train_rows["label"] == 0).sum())
     with registered(FAKE_SOURCES, "quarter", QUARTER):
-        assert load_config(None, ["fakes=quarter"])["fakes"] == "quarter"
-        dataset = DeepFakeClassifierDataset(preprocessed_root, train_rows, "train", 64, seed=1, fakes="quarter")
+        assert load_config(None, ["fakes=quarter"]).fakes == "quarter"
+        dataset = DeepFakeClassifierDataset(preprocessed_root, train_rows, "train", SPEC, seed=1, fakes="quarter")
         assert _kinds(dataset) == {"reals": n_reals, "data fakes": n_reals // 4,
                                    "blended": n_reals - n_reals // 4}
         dataset.set_epoch(1)  # redrawn per epoch, the shares kept

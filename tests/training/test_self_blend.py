@@ -84,7 +84,7 @@ def test_the_dataset_makes_self_blended_fakes_from_reals_only(preprocessed_root)
 
 
 def test_the_fake_source_is_a_checked_config_value():
-    assert load_config(None, ["fakes=self_blended"])["fakes"] == "self_blended"
+    assert load_config(None, ["fakes=self_blended"]).fakes == "self_blended"
     with pytest.raises(ConfigError, match="fakes 'sbi' is not one of"):
         load_config(None, ["fakes=sbi"])
 

@@ -34,10 +34,10 @@ from training.pipelines.train_classifier import (
     RunExistsError,
     TrainOptions,
     main,
-    prune_epochs,
     run_lock,
     train,
 )
+from training.run_folder import prune_epochs
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
@@ -430,3 +430,27 @@ def test_training_onto_a_full_disk_stops_with_a_message_naming_the_file(preproce
         assert "Traceback" not in err
         assert not any(p.name.startswith(".tmp") for p in disk.iterdir())
         assert (disk / f"{NAME}_0").stat().st_size == epoch_bytes  # what was saved before is intact
+
+
+def test_a_sigterm_between_an_epoch_file_and_its_last_copy_still_leaves_a_resumable_run(
+        preprocessed_root, tmp_path, monkeypatch):
+    """A real SIGTERM to the trainer right after it wrote <name>_0, before the copy to _last: the copy and
+    the rest of the epoch's writes finish first, so --resume continues instead of refusing an epoch file
+    newer than _last."""
+    from core.run_control import Stopped, stop_on_sigterm
+    from training import hooks
+
+    copy = hooks.copy_atomic
+
+    def signalled_copy(src, dst):
+        os.kill(os.getpid(), signal.SIGTERM)
+        copy(src, dst)
+
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(hooks, "copy_atomic", signalled_copy)
+    with stop_on_sigterm(), pytest.raises(Stopped):
+        train(_options(preprocessed_root, weights, "epochs=2"))
+    monkeypatch.setattr(hooks, "copy_atomic", copy)
+    assert read_checkpoint(weights / f"{NAME}_last")["epoch"] == 0
+    resumed = train(_options(preprocessed_root, weights, "epochs=2", resume=str(weights / f"{NAME}_last")))
+    assert resumed.epochs_run == [1]

@@ -1,86 +1,141 @@
-"""Training configs: JSON files layered over the defaults below, unknown keys rejected.
+"""Training configs: frozen, typed :class:`TrainConfig` objects, read from JSON layered over the defaults.
 
-A config names the model, the data settings and the optimisation; command-line overrides
-(``--set optimizer.lr=0.001``) are applied on top and the resolved result is saved with the run.
+Every key a config may hold is one ``option(...)`` field below (the project's one config style, shared
+with the predictor's options through ``core.options``): its default (the DFDC winner's B7 settings), its
+help and the values it accepts. Layers, each over the one before (like timm's config file under its
+flags): the defaults, a checkpoint's stored config (resuming), a JSON file, then command-line overrides
+(``--set optimizer.lr=0.001``). Unknown keys and bad values are errors naming the file or override and
+the key; the resolved config is saved with the run (``TrainConfig.as_dict``, the dict checkpoints store).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.devices import PRECISION_CHOICES
 from core.files import path_problem
-from core.registry import Registry
+from core.options import field_types, option, value_problem
 from models.registry import DEFAULT_FAMILY, MODEL_FAMILIES
 from training.datasets.fake_sources import FAKE_SOURCES
-
-# Every key a config may hold, with its default (the DFDC winner's B7 settings).
-DEFAULTS: dict[str, Any] = {
-    "family": DEFAULT_FAMILY,  # the model family (models.registry): what "encoder", "size"... build
-    "network": "DeepFakeClassifier",  # names the run's files (<network>_<encoder>_<seed>)
-    "encoder": "tf_efficientnet_b7_ns",
-    "pretrained": "timm",
-    "dropout": 0.0,
-    "drop_path_rate": 0.2,
-    "size": 380,
-    "batch_size": 12,  # per GPU (per process)
-    "epochs": 40,
-    "batches_per_epoch": 2500,
-    "label_smoothing": 0.01,
-    "grad_clip": 1.0,
-    "hardcore": True,
-    "padding_part": 3,
-    "augment": True,
-    "fakes": "real",  # training fakes (training.datasets.fake_sources): "real", "self_blended" (SBI), "both"
-    "workers": 6,
-    "amp": "auto",  # auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), bf16, fp16, fp32 (= none)
-    "channels_last": False,
-    "val_every": 1,  # epochs
-    "tensorboard_images": 8,
-    "keep_checkpoints": 3,  # newest <name>_<epoch> files kept (null: all); _best and _last always stay
-    "optimizer": {
-        "type": "SGD",  # SGD, Adam, AdamW
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 1e-4,
-    },
-    "schedule": {
-        "type": "poly",  # poly, cosine, constant (all per step)
-        "max_iter": 100500,  # poly: steps to reach lr 0 (the winner ran 40 x 2500 = 100000)
-        "power": 0.9,
-        "warmup_steps": 0,
-        "min_lr": 0.0,
-    },
-}
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = PRECISION_CHOICES  # the vocabulary prediction's --precision uses too
 
-# What a value may be beyond the type of its default (bool, int, float, text, object). A registry as the
-# choices: its names when the value is checked.
-NULLABLE = {"pretrained", "grad_clip", "keep_checkpoints"}
-CHOICES: dict[str, tuple[str, ...] | Registry] = {"amp": AMP_MODES, "optimizer.type": OPTIMIZERS, "schedule.type": SCHEDULES,
-                                       "fakes": FAKE_SOURCES}
-# key -> (lowest allowed, highest, whether the highest is allowed); None: unbounded
-RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "size": (1, None, True), "batch_size": (1, None, True), "epochs": (1, None, True),
-    "batches_per_epoch": (1, None, True), "val_every": (1, None, True), "padding_part": (1, None, True),
-    "workers": (0, None, True), "keep_checkpoints": (0, None, True), "tensorboard_images": (0, None, True),
-    "label_smoothing": (0, 0.5, False), "dropout": (0, 1, False), "drop_path_rate": (0, 1, False),
-    "grad_clip": (0, None, True), "optimizer.lr": (0, None, True), "optimizer.momentum": (0, 1, True),
-    "optimizer.weight_decay": (0, None, True), "schedule.max_iter": (1, None, True),
-    "schedule.power": (0, None, True), "schedule.warmup_steps": (0, None, True), "schedule.min_lr": (0, None, True),
-}
-
 
 class ConfigError(Exception):
     """A config file or override is invalid; the message names the file, the key and the fix."""
+
+
+def _check_all(config: dict, cls: type, origins: dict[str, str], prefix: str = "", source: str = "defaults") -> None:
+    """Each value of ``config`` (a dict of ``cls``'s fields) against its field, in field order; the message
+    names the layer that set the value."""
+    types = field_types(cls)
+    for spec in dataclasses.fields(cls):
+        key, value = f"{prefix}{spec.name}", config[spec.name]
+        if dataclasses.is_dataclass(types[spec.name].kind):
+            _check_all(value, types[spec.name].kind, origins, f"{key}.", source)
+            continue
+        problem = value_problem(spec, types[spec.name], value)
+        if problem:
+            raise ConfigError(f"{origins.get(key, source)}: {key} {problem}")
+
+
+class _ConfigBase:
+    """What the config objects share: checked on construction, as plain dicts for files and checkpoints."""
+
+    def __post_init__(self):
+        _check_all(dataclasses.asdict(self), type(self), {}, source="config")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Nested plain dict, keys in field order: what ``<run>_args.json`` and checkpoints store."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """The config of a complete, checked dict (``as_dict``'s inverse)."""
+        types = field_types(cls)
+        return cls(**{name: types[name].kind.from_dict(value) if dataclasses.is_dataclass(types[name].kind)
+                      else value for name, value in values.items()})
+
+
+@dataclass(frozen=True)
+class OptimizerConfig(_ConfigBase):
+    type: str = option("SGD", "optimizer", choices=OPTIMIZERS)
+    lr: float = option(0.01, "base learning rate (per process batch)", minimum=0)
+    momentum: float = option(0.9, "SGD momentum", minimum=0, maximum=1)
+    nesterov: bool = option(True, "SGD with Nesterov momentum")
+    weight_decay: float = option(1e-4, "L2 weight decay (decoupled for AdamW)", minimum=0)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(_ConfigBase):
+    type: str = option("poly", "learning-rate schedule, stepped after every optimizer step", choices=SCHEDULES)
+    max_iter: int = option(100500, "poly: steps to reach lr 0 (the winner ran 40 x 2500 = 100000)", minimum=1)
+    power: float = option(0.9, "poly: exponent", minimum=0)
+    warmup_steps: int = option(0, "linear warm-up steps before the schedule", minimum=0)
+    min_lr: float = option(0.0, "lowest learning rate (poly, cosine)", minimum=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_ConfigBase):
+    """One training run's settings (the model, the data, the optimisation). Build one with
+    :func:`load_config`; it cannot change once built."""
+
+    family: str = option(DEFAULT_FAMILY, "model family (models.registry.MODEL_FAMILIES): what encoder, size... "
+                         "build")
+    network: str = option("DeepFakeClassifier", "model name; with the encoder and seed it names the run's files")
+    encoder: str = option("tf_efficientnet_b7_ns", "timm encoder")
+    pretrained: str | None = option(
+        "timm", "encoder initialisation: timm (ImageNet weights), a weights file, lite0-package, lite1-package, "
+        "lite2-package, or null (random)")
+    dropout: float = option(0.0, "dropout before the classifier head", minimum=0, maximum=1, exclusive_maximum=True)
+    drop_path_rate: float = option(0.2, "stochastic depth of the encoder", minimum=0, maximum=1,
+                                   exclusive_maximum=True)
+    size: int = option(380, "input size in pixels (square)", minimum=1)
+    batch_size: int = option(12, "samples per step per GPU (per process)", minimum=1)
+    epochs: int = option(40, "epochs of the schedule", minimum=1)
+    batches_per_epoch: int = option(2500, "steps per epoch at most", minimum=1)
+    label_smoothing: float = option(0.01, "labels become s and 1 - s", minimum=0, maximum=0.5,
+                                    exclusive_maximum=True)
+    grad_clip: float | None = option(1.0, "gradient norm clipping (null: none)", minimum=0)
+    hardcore: bool = option(True, "landmark / hull / bit-mask cutouts before the augmentations")
+    padding_part: int = option(3, "keep 1/N of the face size as context on each side (3 = the whole crop)",
+                               minimum=1)
+    augment: bool = option(True, "the augmentation pipeline (off: the crops as they are)")
+    fakes: str = option("real", "training fakes (training.datasets.fake_sources): real (the data's fake videos), "
+                        "self_blended (SBI, from reals only), both", choices=FAKE_SOURCES)
+    workers: int = option(6, "data loader processes per GPU (per process)", minimum=0)
+    amp: str = option("auto", "mixed precision: auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), "
+                      "bf16, fp16, fp32 (none = fp32)", choices=AMP_MODES)
+    channels_last: bool = option(False, "model and batches in channels-last memory format")
+    val_every: int = option(1, "validate every N epochs (and after the last)", minimum=1)
+    tensorboard_images: int = option(8, "augmented samples shown in TensorBoard each epoch", minimum=0)
+    keep_checkpoints: int | None = option(
+        3, "newest <name>_<epoch> files kept (null: all); _best and _last always stay", minimum=0)
+    optimizer: OptimizerConfig = option(OptimizerConfig(), "optimizer settings")
+    schedule: ScheduleConfig = option(ScheduleConfig(), "learning-rate schedule settings")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_model(self.as_dict(), "config")
+
+
+def _check_model(config: dict, source: str) -> None:
+    """The family exists and takes the config's model keys (size...): checked before any work."""
+    if config["family"] not in MODEL_FAMILIES:
+        raise ConfigError(f"{source}: family {config['family']!r} is not a model family; known: "
+                          f"{', '.join(MODEL_FAMILIES.names())}")
+    try:
+        MODEL_FAMILIES.get(config["family"]).input_spec(config)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def _merge(base: dict, update: dict, source: str, prefix: str = "", origins: dict[str, str] | None = None) -> dict:
@@ -105,95 +160,49 @@ def _merge(base: dict, update: dict, source: str, prefix: str = "", origins: dic
     return merged
 
 
-def _check_all(config: dict, defaults: dict, origins: dict[str, str], prefix: str = "") -> None:
-    for key, value in config.items():
-        if isinstance(defaults[key], dict):
-            _check_all(value, defaults[key], origins, f"{prefix}{key}.")
-        else:
-            _check_value(f"{prefix}{key}", value, defaults[key], origins.get(f"{prefix}{key}", "defaults"))
-
-
-def _check_value(key: str, value: Any, default: Any, source: str) -> None:
-    """Type (that of the key's default), allowed choices and range of one value; the message names the
-    source (file or override) and the key."""
-    def fail(expected: str):
-        raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
-
-    if value is None:
-        if key in NULLABLE or default is None:
-            return
-        fail("set (null is not allowed here)")
-    if default is None:
-        return
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            fail("true or false")
-    elif isinstance(default, int):
-        if not isinstance(value, int) or isinstance(value, bool):
-            fail("a positive integer" if RANGES.get(key, (0,))[0] == 1 else "an integer")
-    elif isinstance(default, float):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            fail("a number")
-    elif isinstance(default, str) and not isinstance(value, str):
-        fail("text (a JSON string)")
-    choices = CHOICES.get(key)
-    choices = choices.names() if isinstance(choices, Registry) else choices
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{source}: {key} {value!r} is not one of {choices}")
-    if key in RANGES:
-        low, high, high_included = RANGES[key]
-        if value < low or (high is not None and (value > high or (value == high and not high_included))):
-            if high is None:
-                fail("a positive integer" if low == 1 and isinstance(default, int) else f">= {low:g}")
-            fail(f"in [{low:g}, {high:g}{']' if high_included else ')'}")
-
-
-def validate(config: dict, source: str) -> dict:
-    """Checks across keys (each value was checked on its own as it was merged)."""
-    if config["family"] not in MODEL_FAMILIES:
-        raise ConfigError(f"{source}: family {config['family']!r} is not a model family; known: "
-                          f"{', '.join(MODEL_FAMILIES.names())}")
-    try:  # what the family makes of the config's model keys (size...), before any work
-        MODEL_FAMILIES.get(config["family"]).input_spec(config)
+def _read_file(path: Path) -> dict:
+    problem = path_problem(path, want="file")
+    if problem:
+        raise ConfigError(f"config {path} {problem}; pass one of the files in configs/")
+    try:
+        data = json.loads(path.read_text())
     except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-    return config
+        raise ConfigError(f"config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    return data
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
-                base: dict | None = None) -> dict:
+def _override(item: str) -> dict:
+    """``key.sub=value`` as a nested dict (the value parsed as JSON, else taken as a string)."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. optimizer.lr=0.001)")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    nested: dict = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] | None = None,
+                base: dict | None = None) -> TrainConfig:
     """Defaults <- ``base`` (a saved config) <- JSON file <- ``key.sub=value`` overrides (values
     parsed as JSON, else strings)."""
-    config = copy.deepcopy(DEFAULTS)
-    source = "defaults"
+    config = TrainConfig().as_dict()
+    source = "defaults"  # the last config layer, named by the checks across keys
     origins: dict[str, str] = {}  # the values are checked once all layers are in, so a later one may fix an earlier
     if base is not None:
         source = "the checkpoint's config"
         config = _merge(config, base, source, origins=origins)
     if path is not None:
-        path = Path(path)
         source = str(path)
-        problem = path_problem(path, want="file")
-        if problem:
-            raise ConfigError(f"config {path} {problem}; pass one of the files in configs/")
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ConfigError(f"config {path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must hold a JSON object")
-        config = _merge(config, data, source, origins=origins)
+        config = _merge(config, _read_file(Path(path)), source, origins=origins)
     for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. optimizer.lr=0.001)")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        nested: dict = value
-        for part in reversed(key.strip().split(".")):
-            nested = {part: nested}
-        config = _merge(config, nested, f"override {item!r}", origins=origins)
-    _check_all(config, DEFAULTS, origins)
-    return validate(config, source)
+        config = _merge(config, _override(item), f"override {item!r}", origins=origins)
+    _check_all(config, TrainConfig, origins)
+    _check_model(config, origins.get("family", source))
+    return TrainConfig.from_dict(config)
