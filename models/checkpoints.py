@@ -69,6 +69,9 @@ class LoadedModel:
     # the validation score the file was saved with (this project: "best_score", the validation log loss
     # of its best epoch; the winner's: "bce_best"); None when it records none
     validation_score: float | None = None
+    # the temperature fitted on its validation fold ({"method": "temperature", "temperature": T, ...}, see
+    # training/calibrate.py); None for files written before calibration existed and for the winner's
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,21 @@ def load_model(path: str | os.PathLike, encoder: str | None = None, device: str 
     size = input_size or config.get("size") or DEFAULT_INPUT_SIZE.get(encoder, 380)
     score = data.get("best_score", data.get("bce_best"))
     score = float(score) if isinstance(score, (int, float, np.floating)) and np.isfinite(float(score)) else None
-    return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"), score)
+    return LoadedModel(model, encoder, int(size), Path(path), config, data.get("epoch"), score,
+                       checked_calibration(data.get("calibration"), path))
+
+
+def checked_calibration(calibration: Any, path: str | os.PathLike) -> dict[str, Any] | None:
+    """A checkpoint's ``calibration`` entry when it is one this project writes (a positive, finite
+    temperature), None when the file has none; CheckpointError otherwise."""
+    if calibration is None:
+        return None
+    temperature = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if (not isinstance(calibration, dict) or calibration.get("method") != "temperature"
+            or not isinstance(temperature, (int, float)) or not (0 < temperature < float("inf"))):
+        raise CheckpointError(f"checkpoint {path} holds a calibration this version cannot use ({calibration!r}); "
+                              f"fit it again with python -m training.calibrate {path} --data-dir DATA_ROOT")
+    return dict(calibration)
 
 
 def to_plain(value: Any, trusted_conversion: bool = False) -> Any:
