@@ -75,6 +75,9 @@ class LoadedModel:
     # of its best epoch; the winner's: "bce_best"); None when it records none
     validation_score: float | None = None
     family: str = DEFAULT_FAMILY
+    # the temperature fitted on its validation fold ({"method": "temperature", "temperature": T, ...}, see
+    # training/calibrate.py); None for files written before calibration existed and for the winner's
+    calibration: dict[str, Any] | None = None
 
     @property
     def input_size(self) -> int:
@@ -296,7 +299,21 @@ def load_model(path: str | os.PathLike, encoder: str | None = None, device: str 
     model.eval().to(device)
     score = data.get("best_score", data.get("bce_best"))
     score = float(score) if isinstance(score, (int, float, np.floating)) and np.isfinite(float(score)) else None
-    return LoadedModel(model, encoder, spec, Path(path), config, data.get("epoch"), score, family)
+    return LoadedModel(model, encoder, spec, Path(path), config, data.get("epoch"), score, family,
+                       checked_calibration(data.get("calibration"), path))
+
+
+def checked_calibration(calibration: Any, path: str | os.PathLike) -> dict[str, Any] | None:
+    """A checkpoint's ``calibration`` entry when it is one this project writes (a positive, finite
+    temperature), None when the file has none; CheckpointError otherwise."""
+    if calibration is None:
+        return None
+    temperature = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if (not isinstance(calibration, dict) or calibration.get("method") != "temperature"
+            or not isinstance(temperature, (int, float)) or not (0 < temperature < float("inf"))):
+        raise CheckpointError(f"checkpoint {path} holds a calibration this version cannot use ({calibration!r}); "
+                              f"fit it again with python -m training.calibrate {path} --data-dir DATA_ROOT")
+    return dict(calibration)
 
 
 def to_plain(value: Any, trusted_conversion: bool = False) -> Any:

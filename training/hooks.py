@@ -1,6 +1,6 @@
 """The hooks of a training run (see ``training/trainer.py``): resume, progress, validation, TensorBoard,
-checkpoints with retention. Rank 0 alone validates and writes; the pipeline gives the other ranks only
-the hooks every process needs (resume, progress)."""
+checkpoints with retention, calibration. Rank 0 alone validates and writes; the pipeline gives the other
+ranks only the hooks every process needs (resume, progress)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.files import write_text_atomic
-from core.input_spec import InputSpec, normalize_batch
 from core.metrics import video_scores
 from core.run_control import stop_deferred
-from models.checkpoints import checkpoint_path, load_state_dict_strict, save_checkpoint
+from models.checkpoints import (
+    CheckpointSaveError,
+    checkpoint_path,
+    load_state_dict_strict,
+    read_checkpoint,
+    save_checkpoint,
+)
+from training.calibrate import (
+    CALIBRATION_KEY,
+    calibrate_predictions,
+    checkpoint_predictions,
+    write_calibration,
+)
 from training.run_folder import copy_atomic, drop_replaced, prune_epochs, remove_stale_run_temps
 from training.trainer import HookBase
 from training.transforms.augmentations import tensor_to_image
+from training.validation import video_probabilities
 
 log = logging.getLogger("train_classifier")
 
@@ -75,40 +85,10 @@ class ProgressHook(HookBase):
         self.bar.close()
 
 
-@torch.no_grad()
-def video_probabilities(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None,
-                        channels_last: bool, spec: InputSpec,
-                        progress: bool = False) -> tuple[list[str], list[float], list[float]]:
-    """(videos, labels, probabilities): the per-video mean of the frame probabilities, videos sorted."""
-    model.eval()
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    labels: dict[str, float] = {}
-    for batch in tqdm(loader, desc="validation", disable=not progress, leave=False):
-        images = normalize_batch(batch["image"].to(device, non_blocking=True), spec)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            probs = torch.sigmoid(model(images).float().squeeze(1)).cpu().numpy()
-        for video, prob, label in zip(batch["video"], probs, batch["label"].numpy()):
-            sums[video] = sums.get(video, 0.0) + float(prob)
-            counts[video] = counts.get(video, 0) + 1
-            labels[video] = float(label)
-    model.train()
-    videos = sorted(sums)
-    return videos, [labels[v] for v in videos], [sums[v] / counts[v] for v in videos]
-
-
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None,
-             channels_last: bool, spec: InputSpec, progress: bool = False) -> dict[str, Any]:
-    """Per-video mean of the frame probabilities, then video_scores (log losses, AUC)."""
-    _, labels, probabilities = video_probabilities(model, loader, device, dtype, channels_last, spec, progress)
-    return video_scores(labels, probabilities)
-
-
 class ValidationHook(HookBase):
     """Every ``val_every`` epochs and after the last: the validation scores; sets the trainer's
-    ``metrics``, ``validated``, ``improved`` (the selection metric beat ``best_score``) and ``best_score``."""
+    ``val_predictions`` (per video), ``metrics``, ``validated``, ``improved`` (the selection metric beat
+    ``best_score``) and ``best_score``."""
 
     def __init__(self, loader: DataLoader, progress: bool):
         self.loader, self.progress = loader, progress
@@ -118,8 +98,10 @@ class ValidationHook(HookBase):
         if (trainer.epoch + 1) % int(config.val_every) != 0 and trainer.epoch != int(config.epochs) - 1:
             return
         parts = trainer.parts
-        trainer.metrics = evaluate(trainer.bare_model, self.loader, parts.device, parts.dtype, config.channels_last,
-                                   parts.spec, self.progress)
+        trainer.val_predictions = video_probabilities(trainer.bare_model, self.loader, parts.device, parts.dtype,
+                                                      config.channels_last, parts.spec,
+                                                      self.progress)
+        trainer.metrics = video_scores(trainer.val_predictions.labels, trainer.val_predictions.probabilities)
         score = trainer.metrics[SELECTION_METRIC]
         trainer.validated = True
         trainer.improved = bool(np.isfinite(score) and score < trainer.best_score)
@@ -209,3 +191,56 @@ class CheckpointHook(HookBase):
             self.written.append(best)
         pruned = prune_epochs(self.weights_dir, name, trainer.config.keep_checkpoints)
         self.written = [c for c in self.written if c not in pruned]
+
+
+class CalibrationHook(HookBase):
+    """At the end of the run, fits a temperature to the validation scores of ``_best`` and of ``_last`` and
+    stores it in each (``calibration``, see ``training/calibrate.py``). The scores are the ones the
+    validation of that checkpoint's epoch computed in this call; ``_best`` from an earlier call (resumed
+    runs) is scored again. A checkpoint that already holds a calibration keeps it (its weights have not
+    changed since); ``_last`` of an epoch this call did not validate is left as it is."""
+
+    def __init__(self, weights_dir: Path, loader: DataLoader, fold: int, progress: bool):
+        self.weights_dir, self.loader, self.fold, self.progress = weights_dir, loader, fold, progress
+        self.by_epoch: dict[int, Any] = {}  # validated epoch -> its per-video scores (the best and the newest)
+        self.best_epoch: int | None = None
+
+    def after_epoch(self) -> None:
+        trainer = self.trainer
+        if not trainer.validated:
+            return
+        if trainer.improved:
+            self.best_epoch = trainer.epoch
+        self.by_epoch[trainer.epoch] = trainer.val_predictions
+        self.by_epoch = {e: p for e, p in self.by_epoch.items() if e in (trainer.epoch, self.best_epoch)}
+
+    def after_train(self) -> None:
+        for which in ("best", "last"):
+            self._calibrate(checkpoint_path(self.weights_dir, self.trainer.name, which), which == "best")
+
+    def _calibrate(self, path: Path, score_again: bool) -> None:
+        trainer = self.trainer
+        if not path.is_file():
+            return
+        data = read_checkpoint(path)
+        if data.get(CALIBRATION_KEY):
+            return
+        epoch = int(data["epoch"])
+        predictions = self.by_epoch.get(epoch)
+        if predictions is None and score_again:
+            predictions = checkpoint_predictions(path, self.loader, trainer.parts.device, trainer.config.amp,
+                                                 trainer.config.channels_last, self.progress)
+        if predictions is None:
+            log.info("%s: epoch %d was not validated in this call, no calibration; add one with python -m "
+                     "training.calibrate %s --data-dir DATA_ROOT", path.name, epoch, path)
+            return
+        try:
+            calibration = calibrate_predictions(predictions, self.fold)
+            write_calibration(path, data, calibration)
+        except (ValueError, CheckpointSaveError) as exc:  # the run's weights are saved: say it and go on
+            log.warning("%s: not calibrated (%s); calibrate it later with python -m training.calibrate %s "
+                        "--data-dir DATA_ROOT", path.name, exc, path)
+            return
+        log.info("%s: temperature %.4f fitted on %s: validation log loss %.4f -> %.4f", path.name,
+                 calibration["temperature"], calibration["fitted_on"], calibration["log_loss_before"],
+                 calibration["log_loss_after"])

@@ -174,6 +174,7 @@ class Trainer:
         self.step = 0
         self.best_score = math.inf
         self.metrics: dict[str, Any] = {}
+        self.val_predictions = None  # the last validation's per-video scores (training.validation)
         self.validated = False  # this epoch
         self.improved = False  # this epoch's validation beat best_score
         self.last: StepOutput | None = None

@@ -7,9 +7,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
+from core.calibration import apply_temperature
+from core.input_spec import InputSpec
+from core.metrics import auc as core_auc
+from core.metrics import log_loss
+from models.checkpoints import read_checkpoint
 from prediction import cli, outputs
+from training.calibrate import checkpoint_predictions, validation_loader
 from training.pipelines.train_classifier import TrainOptions, train
 
 pytestmark = pytest.mark.real_data
@@ -63,6 +70,18 @@ def test_training_on_real_ffpp_lowers_the_loss_and_scores_its_videos_better_than
         (test_dir / f"{name}.mp4").symlink_to(ffpp_small / "dfdc_train_part_0" / f"{name}.mp4")
     (test_dir / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in GROUP_A}))
     best = next((tmp_path / "weights").glob("*_best"))
+    # the temperature fitted at the end on the validation fold's videos lowers their log loss; the order of
+    # the scores, so the AUC, stays
+    best_data = read_checkpoint(best)
+    calibration = best_data["calibration"]
+    assert calibration["fitted_on"] == f"fold {val_fold}, {len(GROUP_B)} videos"
+    assert calibration["log_loss_after"] < calibration["log_loss_before"]
+    loader = validation_loader(ffpp_small, val_fold, best_data["config"], best_data["run"],
+                               InputSpec.from_dict(best_data["input_spec"]), 16, 0)
+    scores = checkpoint_predictions(best, loader, torch.device("cpu"), "auto", False)
+    calibrated = apply_temperature(scores.probabilities, calibration["temperature"])
+    assert log_loss(scores.labels, calibrated) == pytest.approx(calibration["log_loss_after"])
+    assert core_auc(scores.labels, calibrated) == core_auc(scores.labels, scores.probabilities)
     output = tmp_path / "own.csv"
     assert cli.main(["--test-dir", str(test_dir), "--models", str(best), "--output", str(output),
                                 "--frames-per-video", "8", "--no-progress"]) == 0

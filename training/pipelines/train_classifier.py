@@ -42,7 +42,14 @@ from models.checkpoints import checkpoint_path, read_checkpoint
 from models.registry import create_model, get_family, input_spec
 from models.weights import default_weights_dir
 from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
-from training.hooks import CheckpointHook, ProgressHook, ResumeHook, TensorBoardHook, ValidationHook
+from training.hooks import (
+    CalibrationHook,
+    CheckpointHook,
+    ProgressHook,
+    ResumeHook,
+    TensorBoardHook,
+    ValidationHook,
+)
 from training.run_folder import RunExistsError, check_run_folder, checked_run_name, run_lock
 from training.tools.config import TrainConfig, load_config
 from training.tools.schedulers import create_optimizer, create_scheduler
@@ -252,7 +259,7 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
 
 def build_hooks(options: TrainOptions, plan: RunPlan, ctx: DistContext, val_loader: DataLoader,
                 resume_data: dict | None) -> list[HookBase]:
-    """Resume and progress on every rank; validation, checkpoints and TensorBoard on rank 0."""
+    """Resume and progress on every rank; validation, checkpoints, calibration and TensorBoard on rank 0."""
     hooks: list[HookBase] = []
     if resume_data is not None:
         hooks.append(ResumeHook(plan.resume_path, resume_data, plan.continuing))
@@ -260,6 +267,7 @@ def build_hooks(options: TrainOptions, plan: RunPlan, ctx: DistContext, val_load
     if ctx.is_main:
         hooks += [ValidationHook(val_loader, options.progress),
                   CheckpointHook(plan.weights_dir, plan.log_dir, plan.replaced, plan.resume_epoch),
+                  CalibrationHook(plan.weights_dir, val_loader, options.fold, options.progress),
                   TensorBoardHook(plan.log_dir)]
     return hooks
 
