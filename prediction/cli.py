@@ -2,7 +2,8 @@
 
     python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
-        [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--report DIR] [--report-videos 8]
+        [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--dataset NAME] [--split test]
+        [--report DIR] [--report-videos 8]
         [--explain [N]] [--keep-going] [--no-progress]
 
 Videos: the files directly in each folder ending in ``.mp4``, ``.mov``, ``.mkv``, ``.avi``, ``.webm`` or
@@ -14,9 +15,11 @@ taken from ``--weights-dir`` itself, never its subfolders (default ``$WEIGHTS_DI
 the repository: where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files
 (fetch them with ``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file
 of every run, or its ``*_last`` file when the run has no best one.
-With labels (``--labels``, or a ``metadata.json`` in the folder; ``--no-labels`` reads none) the evaluation
-protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per
-manipulation method) and the fallback counts are printed and written to ``OUT.metrics.json``. Several
+With labels (``--labels``, or what a dataset reader knows of the folder: a DFDC ``metadata.json`` or
+``labels.csv`` in it, or its place in an FF++, DFD or Celeb-DF tree, ``datasets``; ``--no-labels`` reads
+none) the evaluation protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC;
+per folder, per dataset and per manipulation method) and the fallback counts are printed and written to
+``OUT.metrics.json``. ``--split test`` predicts only the videos of a dataset's official test split. Several
 folders (one per dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
 per video, per person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes
 an HTML report (``prediction.report``: run context, scores, the highest log losses, a sortable table of
@@ -58,7 +61,7 @@ import numpy as np
 from core.errors import InputError
 from core.files import path_problem, write_json_atomic, write_text_atomic
 from datasets.dfdc import METADATA_NAME, labels_file_entries
-from datasets.readers import FolderLabels, folder_labels
+from datasets.readers import READERS, SPLITS, FolderLabels, folder_labels
 from prediction.evaluation import folder_keys
 from prediction.options import PRESETS, PredictorOptions, get_preset, resolve_options
 
@@ -274,10 +277,11 @@ def run_context(predictor, argv: list[str]) -> dict:
 
 
 def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
-              methods: dict[str, str] | None = None) -> dict:
+              entries: dict | None = None) -> dict:
     """Scores on the labelled videos (as the competition scored), the evaluation protocol's breakdowns
-    (``evaluation``: overall, per folder, per manipulation method) and the fallback counts.
-    ``folder_of`` and ``methods`` are keyed by the prediction's name."""
+    (``evaluation``: overall, per folder, per dataset, per manipulation method) and the fallback counts.
+    ``folder_of`` and ``entries`` (the dataset readers' entries: method, dataset) are keyed by the
+    prediction's name."""
     from prediction.evaluation import ScoredVideo, evaluate
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
@@ -289,11 +293,12 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     }
     if labels:
         labelled = [p for p in predictions if p.name in labels]
-        folder_of, methods = folder_of or {}, methods or {}
+        folder_of, entries = folder_of or {}, entries or {}
         evaluation = evaluate(
             ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
                         p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
-                        methods.get(p.name) if labels[p.name] else None)
+                        getattr(entries.get(p.name), "method", None) if labels[p.name] else None,
+                        getattr(entries.get(p.name), "dataset", None))
             for p in labelled)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")
@@ -402,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "next to the videos (in each --test-dir), when present")
     labels.add_argument("--no-labels", action="store_true", help="read no labels (not even a metadata.json next "
                         "to the videos): predict only, no scores")
+    out.add_argument("--dataset", type=dataset_names, metavar="NAME[,NAME]",
+                     help=f"the dataset reader(s) that give each --test-dir folder its labels ({', '.join(READERS.names())}"
+                          f"; default: the first that knows the folder: a DFDC metadata.json or labels.csv, a folder "
+                          f"of an FF++, DFD or Celeb-DF tree)")
+    out.add_argument("--split", choices=SPLITS, help="predict only the videos the dataset puts in this official split "
+                     "(FF++'s pair lists, Celeb-DF's List_of_testing_videos.txt)")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
     out.add_argument("--report-videos", type=int, default=8,
                      help="videos in the report's 'highest log loss' list (every video gets its own page)")
@@ -410,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "video pages with --report, else in OUT.explain/")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
+
+
+def dataset_names(text: str) -> str:
+    """``--dataset``: known reader names, comma-separated."""
+    unknown = [name for name in text.split(",") if name.strip() not in READERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown dataset {unknown[0]!r}; known: {', '.join(READERS.names())}")
+    return text
 
 
 def check_outputs(output: Path, report: str | None, explain: int = 0) -> None:
@@ -436,27 +455,26 @@ def video_folder_keys(args: argparse.Namespace, videos: list[Path]) -> dict[Path
     return {v: by_resolved[v.parent.resolve()] for v in videos}
 
 
-def labels_of(found: FolderLabels) -> tuple[dict[str, int], dict[str, str]]:
-    """``file name -> 1 (FAKE) / 0 (REAL)`` and ``file name -> method`` of a folder's labelled videos."""
-    labels = {name: int(entry.is_fake) for name, entry in found.entries.items()}
-    return labels, {name: entry.method for name, entry in found.entries.items() if entry.method}
+def labels_of(found: FolderLabels) -> dict[str, int]:
+    """``file name -> 1 (FAKE) / 0 (REAL)`` of a folder's labelled videos."""
+    return {name: int(entry.is_fake) for name, entry in found.entries.items()}
 
 
 def load_labels(args: argparse.Namespace, videos: list[Path]):
-    """(labels keyed by row name or None, the labels file used, {video: row name} where the row name is
-    not the file name, {row name: method}). One folder (or ``--video``): ``--labels`` or what the dataset
-    readers know of the folder (its ``metadata.json``). Several folders: what the readers know of each,
-    rows named FOLDER/FILE. ``--no-labels``: none read."""
+    """(labels keyed by row name or None, where the labels come from, {video: row name} where the row name
+    is not the file name, {row name: the dataset reader's entry}). One folder (or ``--video``): ``--labels``
+    or what the dataset readers know of the folder (``--dataset``: the named one; DFDC: its
+    ``metadata.json`` or ``labels.csv``; FF++, DFD, Celeb-DF: the folder's place in the dataset's tree).
+    Several folders: what the readers know of each, rows named FOLDER/FILE. ``--no-labels``: none read."""
     several = bool(args.test_dir) and len(args.test_dir) > 1
     if not several:
         if args.no_labels:
             return None, None, {}, {}
-        found = labels_file_entries(args.labels) if args.labels else folder_labels(videos[0].parent)
+        found = labels_file_entries(args.labels) if args.labels else folder_labels(videos[0].parent, args.dataset)
         if found is None:
             return None, videos[0].parent / METADATA_NAME, {}, {}
-        labels, methods = labels_of(found)
-        labels = checked_labels(labels, videos, found.source, args.test_dir[0] if args.test_dir else args.video)
-        return labels, found.source, {}, methods
+        labels = checked_labels(labels_of(found), videos, found.source, args.test_dir[0] if args.test_dir else args.video)
+        return labels, found.source, {}, dict(found.entries)
     if args.labels:
         raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
                          f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
@@ -465,21 +483,34 @@ def load_labels(args: argparse.Namespace, videos: list[Path]):
     if args.no_labels:
         return None, None, display, {}
     labels: dict[str, int] = {}
-    methods: dict[str, str] = {}
+    entries = {}
     for test_dir in args.test_dir:
         folder = Path(test_dir)
-        found = folder_labels(folder)
+        found = folder_labels(folder, args.dataset)
         if found is None:
-            print(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored", file=sys.stderr)
+            print(f"labels: no dataset reader knows the labels of {folder} (no {METADATA_NAME} in it, not a folder "
+                  f"of a dataset's tree); its videos are predicted, not scored", file=sys.stderr)
             continue
         mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
-        folder_labels_found, folder_methods = labels_of(found)
-        checked = checked_labels(folder_labels_found, mine, found.source, test_dir)
+        checked = checked_labels(labels_of(found), mine, found.source, test_dir)
         if checked:
             key = keys[mine[0]]
             labels.update({f"{key}/{name}": y for name, y in checked.items()})
-            methods.update({f"{key}/{name}": m for name, m in folder_methods.items()})
-    return (labels or None), Path(args.test_dir[0]) / METADATA_NAME, display, methods
+            entries.update({f"{key}/{name}": entry for name, entry in found.entries.items()})
+    return (labels or None), Path(args.test_dir[0]) / METADATA_NAME, display, entries
+
+
+def videos_in_split(split: str, videos: list[Path], display: dict, entries: dict) -> list[Path]:
+    """The videos whose dataset puts them in the official ``split`` (``--split``)."""
+    if not entries:
+        raise InputError(f"--split {split} keeps the videos a dataset's reader puts in its official {split} split, "
+                         f"and no reader knows these videos' labels; pass the folders of a dataset's tree (e.g. "
+                         f"ROOT/Celeb-real), or leave --split out")
+    kept = [v for v in videos if getattr(entries.get(display.get(v, v.name)), "split", None) == split]
+    if not kept:
+        raise InputError(f"--split {split}: none of the {len(videos)} videos is in the official {split} split of "
+                         f"its dataset; pass another --split or leave it out")
+    return kept
 
 
 def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path, where) -> dict[str, int] | None:
@@ -622,7 +653,9 @@ def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
     videos = list_input_videos(args.test_dir, args.video)
     options = options_from_args(args)
     checkpoints = choose_checkpoints(args)
-    labels, labels_path, display, methods = load_labels(args, videos)
+    labels, labels_path, display, entries = load_labels(args, videos)
+    if args.split:
+        videos = videos_in_split(args.split, videos, display, entries)
     folder_of = {display.get(v, v.name): key for v, key in video_folder_keys(args, videos).items()}
 
     from models.checkpoints import CheckpointError
@@ -646,7 +679,7 @@ def run(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
     where, kept = rows_kept(output, predictions, len(videos))
     if where != output:
         raise OutputWriteError(kept)
-    summary = summarize(predictions, labels, folder_of, methods)
+    summary = summarize(predictions, labels, folder_of, entries)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["settings"] = settings_record(args.preset, predictor, labels_path if labels else None)

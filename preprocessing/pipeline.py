@@ -1,7 +1,11 @@
 """All five preprocessing stages in order: boxes -> crops -> landmarks -> SSIM diffs -> folds.csv.
 
-    python -m preprocessing.pipeline DATA_ROOT [--workers N] [--shard K/N] [--every 10] ...
+    python -m preprocessing.pipeline DATA_ROOT [--dataset NAME] [--compression c23] [--workers N]
+        [--shard K/N] [--every 10] ...
     ./preprocess_data.sh DATA_ROOT [same options]
+
+DATA_ROOT holds one or more datasets as they ship (DFDC, FaceForensics++, DFD, Celeb-DF; docs/datasets.md):
+every one found is read, or those named with ``--dataset``.
 
 With ``--shard K/N`` stages 1-4 process this machine's share of the originals (stage 2-4 items are
 keyed by the same original id as stage 1, so each shard only reads what it wrote itself) and
@@ -14,6 +18,7 @@ from collections.abc import Callable
 
 from core.run_control import preprocessing_lock
 from datasets.layout import DataLayout
+from datasets.readers import DEFAULT_COMPRESSION, ReaderOptions
 from preprocessing import detect_original_faces as stage1
 from preprocessing import extract_crops as stage2
 from preprocessing import generate_diffs as stage4
@@ -46,14 +51,16 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
                all_frames: bool = False, scale: float | str = DEFAULT_SCALE, device: str = "auto",
                n_splits: int | None = None, shard=None,
                on_stage_done: Callable[[StageSummary], None] | None = None,
-               recipe: str = DEFAULT_RECIPE) -> list[StageSummary]:
-    """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
-    called with each as soon as its stage ends).
+               recipe: str = DEFAULT_RECIPE, dataset: str | None = None,
+               compression: str = DEFAULT_COMPRESSION) -> list[StageSummary]:
+    """Run every stage over DATA_ROOT (its datasets: ``dataset``, comma-separated reader names, else every
+    one found; FF++ / DFD read at ``compression``); returns one StageSummary per stage run
+    (``on_stage_done`` is called with each as soon as its stage ends).
 
     Raises LayoutError (before any work) when DATA_ROOT is unusable or an output folder of any stage
     cannot be written, ValueError on a bad option, LockError when another run holds DATA_ROOT.
     """
-    layout = DataLayout(data_root)
+    layout = DataLayout(data_root, dataset, ReaderOptions(compression))
     layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     stage_options(every, all_frames, scale, device, recipe)  # bad options fail now, not after hours of work
@@ -64,14 +71,14 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     check_writable(layout, stages_run)  # stage 4's folder failing after stage 1's hours helps nobody
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
-        lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,
+        lambda: detect_original_faces(layout, every=every, all_frames=all_frames, scale=scale, device=device,
                                       recipe=recipe, **common),
-        lambda: extract_crops(data_root, every=every, **common),
-        lambda: generate_landmarks(data_root, device=device, **common),
-        lambda: generate_diffs(data_root, **common),
+        lambda: extract_crops(layout, every=every, **common),
+        lambda: generate_landmarks(layout, device=device, **common),
+        lambda: generate_diffs(layout, **common),
     ]
     if shard is None:
-        stages.append(lambda: generate_folds(data_root, progress=progress, n_splits=n_splits))
+        stages.append(lambda: generate_folds(layout, progress=progress, n_splits=n_splits))
     summaries = []
     with preprocessing_lock(layout.root, shard):  # held from the first stage to the last, for the stages too
         for run in stages:
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
     def run():
         preprocess(args.data_root, args.workers, not args.no_progress, args.every, args.all_frames, args.scale,
                    args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]),
-                   recipe=args.recipe)
+                   recipe=args.recipe, dataset=args.dataset, compression=args.compression)
         if args.shard is not None:
             print(f"shard {args.shard} finished; when every shard is done, run `./preprocess_data.sh "
                   f"{args.data_root}` once without --shard to write folds.csv")

@@ -76,6 +76,23 @@ def test_evaluate_breaks_down_per_folder_and_per_method():
     assert len(table.splitlines()) == 2 + 1 + 2 + 2
 
 
+def test_methods_in_folders_of_their_own_meet_their_datasets_reals_and_datasets_get_rows():
+    # FF++ as it ships: reals in one folder, each method in another; a DFDC folder beside it
+    videos = [ScoredVideo(f"{i}.mp4", "youtube/c23/videos", 0, 0.2 + 0.05 * i, dataset="ffpp") for i in range(4)]
+    videos += [ScoredVideo(f"{i}_x.mp4", "Deepfakes/c23/videos", 1, 0.3 + 0.1 * i, method="DF", dataset="ffpp")
+               for i in range(4)]
+    videos += [ScoredVideo("a.mp4", "dfdc", 0, 0.9, dataset="dfdc"), ScoredVideo("b.mp4", "dfdc", 1, 0.1, method="DF",
+                                                                                dataset="dfdc")]
+    result = evaluate(videos)
+    # DF: its fakes, the reals of the dfdc folder (which holds reals) and FF++'s reals (its folder holds none)
+    assert (result["per_method"]["DF"]["n_real"], result["per_method"]["DF"]["n_fake"]) == (5, 5)
+    assert set(result["per_dataset"]) == {"ffpp", "dfdc"} and result["per_dataset"]["ffpp"]["n_videos"] == 8
+    assert result["per_dataset"]["ffpp"]["auc"] == pytest.approx(roc_auc_score(
+        [v.label for v in videos[:8]], [v.probability for v in videos[:8]]))
+    assert "| dataset ffpp |" in format_table(result)
+    assert evaluate(videos[:8])["per_dataset"] == {}  # one dataset: no breakdown
+
+
 def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpoint, tmp_path, capsys):
     # two datasets whose folders have the same name and hold the same file names: rows stay distinct
     names = sorted(p.name for p in test_videos.glob("*.mp4"))
