@@ -21,7 +21,16 @@ from core.video import DecodeCounts, iter_frames
 from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem, VideoEntry
 from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
-from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import (
+    ItemError,
+    ItemResult,
+    Stage,
+    WorkItem,
+    layout_of,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
 
 STAGE_NAME = "extract_crops"
 # fixed so that reruns write identical bytes (3: cv2's default, a good speed/size balance)
@@ -139,7 +148,7 @@ def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=DEFAULT_EVERY, help="crop frames 0, N, 2N, ... (default 10)")
     args = parser.parse_args(argv)
-    return run_cli(lambda: extract_crops(args.data_root, args.workers, args.shard, not args.no_progress,
+    return run_cli(lambda: extract_crops(layout_of(args), args.workers, args.shard, not args.no_progress,
                                          args.every))
 
 

@@ -20,7 +20,7 @@ from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem
 from preprocessing.extract_crops import crops_of, group_by_original, write_png_atomic
 from preprocessing.generate_landmarks import read_rgb
-from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import ItemError, Stage, WorkItem, layout_of, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_diffs"
 
@@ -105,7 +105,7 @@ def generate_diffs(data_root, workers: int | None = None, shard=None, progress: 
 def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    return run_cli(lambda: generate_diffs(args.data_root, args.workers, args.shard, not args.no_progress))
+    return run_cli(lambda: generate_diffs(layout_of(args), args.workers, args.shard, not args.no_progress))
 
 
 if __name__ == "__main__":
