@@ -16,6 +16,8 @@
 #   LOG_DIR       logs (default logs/): <config>_<seed>.log (appended to) and TensorBoard runs in LOG_DIR/<name>/
 #   FOLD          validation fold (default 0)
 #   TEST_FOLD     a fold left out of training and validation, to test on afterwards (default: none)
+#                 A dataset's official split (FF++, Celeb-DF's test list) is folds 0 = val, 1 = test,
+#                 2 = train: FOLD=0 TEST_FOLD=1 follows it (docs/datasets.md)
 #   TORCHRUN_ARGS extra torchrun flags, e.g. for two machines (run on each, NODE_RANK 0 and 1):
 #                 TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400 --rdzv_id dfdc"
 #   TRAIN_ARGS    extra training options, e.g. "--set optimizer.lr=0.005 --workers 4"

@@ -192,7 +192,8 @@ def _weighted_curve(labels: Sequence[float], probs: Sequence[float], weights: np
     per row of ``weights``."""
     y, p = _arrays(labels, probs)
     order = np.argsort(-p, kind="mergesort")
-    ends = np.r_[np.flatnonzero(np.diff(p[order])), p.size - 1]  # the last row of each distinct score
+    # the last row of each distinct score (none without rows: a face AUC where no video has a face)
+    ends = np.r_[np.flatnonzero(np.diff(p[order])), p.size - 1] if p.size else np.zeros(0, dtype=int)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))[:, order]
     fake = y[order] > 0.5
     return np.cumsum(w * fake, axis=1)[:, ends], np.cumsum(w * ~fake, axis=1)[:, ends]
@@ -213,6 +214,8 @@ def weighted_average_precision(labels: Sequence[float], probs: Sequence[float], 
     """Average precision (FAKE positive) for each row of ``weights``: the precision at each score times the
     recall it adds (NaN where no fake has weight)."""
     tps, fps = _weighted_curve(labels, probs, weights)
+    if tps.shape[1] == 0:
+        return np.full(len(tps), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tps / tps[:, -1:]
         precision = tps / (tps + fps)

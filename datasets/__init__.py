@@ -3,7 +3,7 @@
 Importing the package registers every reader module listed here (a new reader: one module and one line).
 """
 
-from datasets import dfdc  # noqa: F401  (registers "dfdc")
+from datasets import celebdf, dfdc, ffpp  # noqa: F401  (register "celebdf", "dfdc", "ffpp" and "dfd")
 from datasets.readers import READERS, FolderLabels, LayoutProblem, ReaderOptions, VideoEntry
 
 __all__ = ["READERS", "FolderLabels", "LayoutProblem", "ReaderOptions", "VideoEntry"]

@@ -2,7 +2,7 @@
 
 The reader registered as ``dfdc``: ``scan`` lists and checks every video of a DATA_ROOT's parts (the one
 parser of the parts' metadata files); ``folder_labels`` reads the labels of a folder of test videos (its
-``metadata.json``). ``read_labels`` reads a labels file given by hand (a DFDC ``metadata.json`` or a
+``metadata.json``, else its ``labels.csv``: DFDC's public test set ships ``filename,label`` with 1 = FAKE). ``read_labels`` reads a labels file given by hand (a DFDC ``metadata.json`` or a
 ``filename,label`` CSV). FF++ videos repacked into this layout keep their method as the suffix of their
 name (``033_097_DF.mp4``: Deepfakes), which the entries carry as their method.
 """
@@ -20,7 +20,7 @@ from core.errors import InputError
 from core.files import is_inside, name_problem, path_problem
 from datasets.readers import (
     FAKE,
-    METHOD_NAMES,
+    FFPP_METHOD_NAMES,
     READERS,
     REAL,
     FolderLabels,
@@ -34,8 +34,9 @@ NAME = "dfdc"
 PART_PREFIX = "dfdc_train_part_"
 PART_GLOB = f"{PART_PREFIX}*"
 METADATA_NAME = "metadata.json"
+TEST_LABELS_NAME = "labels.csv"  # DFDC's test set: filename,label (1 = FAKE, 0 = REAL)
 _NAME_TOKENS = re.compile(r"[_\-.]+")
-_FFPP_SUFFIX = re.compile(r"_(" + "|".join(sorted(METHOD_NAMES, key=len, reverse=True)) + r")$")
+_FFPP_SUFFIX = re.compile(r"_(" + "|".join(sorted(FFPP_METHOD_NAMES, key=len, reverse=True)) + r")$")
 
 
 def video_id_of(file_name: str) -> str:
@@ -294,9 +295,10 @@ def labels_file_entries(path: str | os.PathLike) -> FolderLabels:
 @READERS.register(NAME)
 class DfdcReader:
     """DFDC's training download (``dfdc_train_part_*/`` with a ``metadata.json`` each) and a folder of test
-    videos with its ``metadata.json``."""
+    videos with its ``metadata.json`` or ``labels.csv``."""
 
     name = NAME
+    expected = f"{PART_GLOB} folders (DFDC), each with a {METADATA_NAME}"
 
     def __init__(self, options: ReaderOptions | None = None):
         self.options = options or ReaderOptions()
@@ -308,5 +310,7 @@ class DfdcReader:
         return scan(root)
 
     def folder_labels(self, folder: Path) -> FolderLabels | None:
-        path = Path(folder) / METADATA_NAME
-        return labels_file_entries(path) if path.is_file() else None
+        for name in (METADATA_NAME, TEST_LABELS_NAME):
+            if (Path(folder) / name).is_file():
+                return labels_file_entries(Path(folder) / name)
+        return None

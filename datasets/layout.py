@@ -1,8 +1,11 @@
 """The DATA_ROOT layout: the one place that knows where inputs and outputs live.
 
-Input (never written to)::
+Input (never written to): one or more datasets as they ship, each read by its reader (``datasets``;
+docs/datasets.md), e.g.::
 
-    DATA_ROOT/dfdc_train_part_*/{*.mp4, metadata.json}
+    DATA_ROOT/dfdc_train_part_*/{*.mp4, metadata.json}                       DFDC
+    DATA_ROOT/{original,manipulated}_sequences/<source>/<comp>/videos/*.mp4   FaceForensics++ and DFD
+    DATA_ROOT/{Celeb-real,YouTube-real,Celeb-synthesis}/*.mp4                 Celeb-DF
 
 Outputs::
 
@@ -16,7 +19,8 @@ Outputs::
     logs/<stage>.jsonl
     progress/<stage>/<item>.json    (the runner's markers of finished items)
 
-Video ids are file stems (``abc.mp4`` -> ``abc``); metadata.json keeps DFDC's file names. An id names
+DFDC's video ids are file stems (``abc.mp4`` -> ``abc``); other datasets' ids start with the dataset's
+name (``ffpp_c23_033``), so that two datasets in one DATA_ROOT never share one. An id names
 output files and folders, so one that is empty, ``.``, ``..``, starts with a dot or holds a path
 separator is refused, as is a listed file outside its part folder or an id listed twice; every delete
 and overwrite of an output is checked to stay inside its output folder (``guard_inside``).
@@ -29,7 +33,7 @@ import re
 from pathlib import Path
 
 from datasets.dfdc import PART_GLOB, PART_PREFIX, part_folders, part_number
-from datasets.readers import LayoutProblem, VideoEntry, chosen_readers, scan_root
+from datasets.readers import READERS, LayoutProblem, ReaderOptions, VideoEntry, chosen_readers, scan_root
 
 __all__ = ["DataLayout", "FOLDS_COLUMNS", "LayoutError", "TEST_VIDEOS_NAME", "crop_name", "parse_crop_name",
            "part_number"]
@@ -41,7 +45,7 @@ _CROP_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 
 class LayoutError(Exception):
-    """DATA_ROOT cannot be used at all (missing folder, no parts)."""
+    """DATA_ROOT cannot be used at all (missing folder, no dataset in it, an unknown dataset named)."""
 
 
 def parse_crop_name(name: str) -> tuple[int, int] | None:
@@ -55,20 +59,37 @@ def crop_name(frame: int, face: int) -> str:
 
 
 class DataLayout:
-    """Paths and metadata of one DATA_ROOT."""
+    """Paths and metadata of one DATA_ROOT. ``dataset``: the readers to use (comma-separated names; None:
+    every reader whose tree is in the root); ``options``: what they read (``--compression``)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, dataset: str | None = None, options: ReaderOptions | None = None):
         self.root = Path(root)
+        self.dataset = dataset
+        self.options = options or ReaderOptions()
 
     # ---- input -------------------------------------------------------------------------------
     def check(self) -> None:
         """Raise LayoutError when the root is unusable (the only fatal case for a stage)."""
         if not self.root.is_dir():
             raise LayoutError(f"DATA_ROOT {self.root} does not exist or is not a folder; pass the folder "
-                              f"that holds the {PART_GLOB} folders")
-        if not chosen_readers(self.root):
-            raise LayoutError(f"no {PART_GLOB} folders in {self.root}; DATA_ROOT must hold the DFDC parts, "
-                              f"e.g. make one with `python -m sample_data.make_sample_dataset {self.root}`")
+                              f"that holds the dataset (e.g. its {PART_GLOB} folders)")
+        try:
+            readers = self.readers()
+        except ValueError as exc:
+            raise LayoutError(f"--dataset {self.dataset}: {exc}") from None
+        missing = [r for r in readers if not r.found_in(self.root)]
+        if missing:
+            raise LayoutError(f"--dataset {self.dataset}: {self.root} holds no {missing[0].expected}; pass the folder "
+                              f"that does, or leave --dataset out to read what is there")
+        if not readers:
+            known = "; ".join(f"no {cls(self.options).expected}" for _, cls in READERS.items())
+            raise LayoutError(f"no dataset in {self.root}: {known}. DATA_ROOT must hold a dataset as it ships "
+                              f"(docs/datasets.md), e.g. make one with `python -m sample_data.make_sample_dataset "
+                              f"{self.root}`")
+
+    def readers(self) -> list:
+        """The readers of this root (ValueError naming the known ones for an unknown ``dataset``)."""
+        return chosen_readers(self.root, self.dataset, self.options)
 
     def part_dir(self, index: int) -> Path:
         """Input folder ``dfdc_train_part_<index>`` (only the sample-dataset generator writes one)."""
@@ -85,7 +106,7 @@ class DataLayout:
     def scan(self) -> tuple[list[VideoEntry], list[LayoutProblem]]:
         """Every video the dataset readers of this root list, sorted by id, plus the problems found
         (:func:`datasets.readers.scan_root`)."""
-        return scan_root(self.root)
+        return scan_root(self.root, self.dataset, self.options)
 
     # ---- outputs -----------------------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ A reader is a class registered in :data:`READERS` under its dataset's name::
     @READERS.register("mydata")
     class MyDataReader:
         name = "mydata"
+        expected = "mydata/real/ and mydata/fake/ folders"   # for messages: "no <expected> in ROOT"
         def __init__(self, options: ReaderOptions): ...
         def found_in(self, root: Path) -> bool: ...          # is this dataset's tree in root?
         def scan(self, root: Path) -> tuple[list[VideoEntry], list[LayoutProblem]]: ...
@@ -28,6 +29,9 @@ from typing import Protocol
 from core.registry import Registry
 
 REAL, FAKE = "REAL", "FAKE"
+SPLITS = ("train", "val", "test")  # the official splits a reader may put a video in
+COMPRESSIONS = ("c0", "c23", "c40")  # FaceForensics++'s H.264 levels (c0 ships in folders named raw)
+DEFAULT_COMPRESSION = "c23"
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,19 @@ class FolderLabels:
 class ReaderOptions:
     """Choices a reader takes from the command line (a reader ignores those that are not its own)."""
 
-    compression: str = "c23"  # FaceForensics++ / DFD: which of c0, c23, c40 to read
+    compression: str = DEFAULT_COMPRESSION  # FaceForensics++ / DFD: which of c0 (raw), c23, c40 to read
+
+    def __post_init__(self):
+        if self.compression == "raw":
+            object.__setattr__(self, "compression", "c0")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"--compression {self.compression}: expected one of {', '.join(COMPRESSIONS)} (raw is "
+                             f"c0), the FaceForensics++ folder to read")
 
 
 class DatasetReader(Protocol):
     name: str
+    expected: str  # what this dataset's tree holds, for messages ("no <expected> in DATA_ROOT")
 
     def found_in(self, root: Path) -> bool:
         """Whether ``root`` holds this dataset's tree (its folders as the dataset ships them)."""
@@ -94,8 +106,9 @@ class DatasetReader(Protocol):
 READERS: Registry[type] = Registry("dataset reader")
 
 # manipulation methods by the short name the evaluation's rows use, with the name their authors gave them
-METHOD_NAMES = {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "FSH": "FaceShifter",
-                "NT": "NeuralTextures"}
+FFPP_METHOD_NAMES = {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "FSH": "FaceShifter",
+                     "NT": "NeuralTextures"}
+METHOD_NAMES = {**FFPP_METHOD_NAMES, "DFD": "DeepFakeDetection"}
 
 
 def build_reader(name: str, options: ReaderOptions | None = None) -> DatasetReader:

@@ -2,7 +2,8 @@
 
     python predict_folder.py --test-dir DIR [DIR ...] --output OUT.csv [--preset default|winner] [--models CKPT ...]
         [--weights-dir weights] [prediction options, e.g. --frames-per-video 32 --strategy confident --tta]
-        [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--report DIR] [--report-videos 8]
+        [--prefetch 2] [--encoder NAME] [--labels metadata.json | --no-labels] [--dataset NAME] [--split test]
+        [--report DIR] [--report-videos 8]
         [--explain [N]] [--bootstrap 1000] [--bootstrap-seed 0] [--keep-going] [--no-progress]
 
 Videos: the files directly in each folder ending in ``.mp4``, ``.mov``, ``.mkv``, ``.avi``, ``.webm`` or
@@ -14,12 +15,14 @@ taken from ``--weights-dir`` itself, never its subfolders (default ``$WEIGHTS_DI
 the repository: where ``train.sh`` writes): with ``--preset winner`` the winner's seven released files
 (fetch them with ``./download_weights.sh``), otherwise what ``train.sh`` wrote there: the ``*_best`` file
 of every run, or its ``*_last`` file when the run has no best one.
-With labels (``--labels``, or a ``metadata.json`` in the folder; ``--no-labels`` reads none) the evaluation
-protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC; per folder and per
-manipulation method; every AUC, AP and log loss with its bootstrap 95% confidence interval, ``--bootstrap``
-resamples of the videos stratified by label, seeded with ``--bootstrap-seed``) and the fallback counts
-are printed and written to ``OUT.metrics.json``. Several folders (one per dataset) are scored in one
-table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
+With labels (``--labels``, or what a dataset reader knows of the folder: a DFDC ``metadata.json`` or
+``labels.csv`` in it, or its place in an FF++, DFD or Celeb-DF tree, ``datasets``; ``--no-labels`` reads
+none) the evaluation protocol (``prediction.evaluation``: AUC, AP, EER, log losses, accuracy, face AUC;
+per folder, per dataset and per manipulation method; every AUC, AP and log loss with its bootstrap 95%
+confidence interval, ``--bootstrap`` resamples of the videos stratified by label, seeded with
+``--bootstrap-seed``) and the fallback counts are printed and written to ``OUT.metrics.json``.
+``--split test`` predicts only the videos of a dataset's official test split. Several folders (one per
+dataset) are scored in one table, their rows named ``FOLDER/FILE``. ``OUT.persons.json``:
 per video, per person (face track) its faces and score (``prediction.persons``). ``--report DIR`` writes
 an HTML report (``prediction.report``: run context, scores, the highest log losses, a sortable table of
 every video, one page per video with its persons' crops and scores); ``--explain [N]`` adds Grad-CAM
@@ -53,6 +56,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from core.metrics import Bootstrap
+from datasets.readers import READERS, SPLITS
 from prediction.inputs import PredictionRequest
 from prediction.options import PRESETS, PredictorOptions, option_choices
 from prediction.outputs import OutputWriteError
@@ -144,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "next to the videos (in each --test-dir), when present")
     labels.add_argument("--no-labels", action="store_true", help="read no labels (not even a metadata.json next "
                         "to the videos): predict only, no scores")
+    out.add_argument("--dataset", type=dataset_names, metavar="NAME[,NAME]",
+                     help=f"the dataset reader(s) that give each --test-dir folder its labels ({', '.join(READERS.names())}"
+                          f"; default: the first that knows the folder: a DFDC metadata.json or labels.csv, a folder "
+                          f"of an FF++, DFD or Celeb-DF tree)")
+    out.add_argument("--split", choices=SPLITS, help="predict only the videos the dataset puts in this official split "
+                     "(FF++'s pair lists, Celeb-DF's List_of_testing_videos.txt)")
     out.add_argument("--report", metavar="DIR", help="write an HTML report here")
     out.add_argument("--report-videos", type=int, default=8,
                      help="videos in the report's 'highest log loss' list (every video gets its own page)")
@@ -159,12 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dataset_names(text: str) -> str:
+    """``--dataset``: known reader names, comma-separated."""
+    unknown = [name for name in text.split(",") if name.strip() not in READERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown dataset {unknown[0]!r}; known: {', '.join(READERS.names())}")
+    return text
+
+
 def request_from_args(args: argparse.Namespace, argv_used: list[str] | None = None) -> PredictionRequest:
     return PredictionRequest(
         output=Path(args.output), test_dirs=tuple(args.test_dir) if args.test_dir else None, video=args.video,
         preset=args.preset, option_overrides=option_overrides(args),
         models=tuple(args.models) if args.models else None, weights_dir=args.weights_dir, encoder=args.encoder,
-        labels=args.labels, no_labels=args.no_labels, report=args.report, report_videos=args.report_videos,
+        labels=args.labels, no_labels=args.no_labels, dataset=args.dataset, split=args.split,
+        report=args.report, report_videos=args.report_videos,
         explain=args.explain, prefetch=args.prefetch, keep_going=args.keep_going, progress=args.progress,
         bootstrap=Bootstrap(resamples=args.bootstrap, seed=args.bootstrap_seed),
         argv=tuple(sys.argv[1:] if argv_used is None else argv_used))

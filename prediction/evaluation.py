@@ -3,11 +3,13 @@
 Video level (one probability per video): ROC AUC, average precision, equal error rate, log loss
 (all videos, fakes only, reals only, and the mean of the two: the DFDC winner's model-selection
 score), accuracy at 0.5. Face level: ROC AUC of every scored face, each labelled with its video's
-label. Breakdowns: per folder (one per dataset when several are scored in one call) and per
-manipulation method, where a method's rows are its fakes and the real videos of the folders that hold
-them (FF++'s protocol: each method against the same reals). A fake's method is the one its dataset's
-reader gives (``datasets``: a DFDC ``metadata.json``'s ``method``, else the FF++ suffix of the file name,
-``033_097_DF.mp4`` -> ``DF``).
+label. Breakdowns: per folder (when several are scored in one call), per dataset (when videos of
+several datasets are) and per manipulation method, where a method's rows are its fakes and the real
+videos of the folders that hold them, or, for a folder that holds no real video (FF++ keeps each
+method in a folder of its own), the real videos of the same dataset (FF++'s protocol: each method
+against the same reals). A video's dataset and a fake's method are the ones its dataset's reader
+gives (``datasets``: FF++'s method folder, a DFDC ``metadata.json``'s ``method``, else the FF++ suffix of
+the file name, ``033_097_DF.mp4`` -> ``DF``).
 
 Every number comes from scikit-learn (``core.metrics``) and is NaN (null in JSON) when the
 rows in scope hold a single class. Every AUC, AP and log loss of a row gets a bootstrap confidence
@@ -72,6 +74,7 @@ class ScoredVideo:
     probability: float
     face_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per face, mean over models
     method: str | None = None  # fakes only
+    dataset: str | None = None  # the reader that gave its label
 
 
 def _faces(videos: Sequence[ScoredVideo]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,21 +112,33 @@ def _scores(videos: Sequence[ScoredVideo], bootstrap: Bootstrap) -> dict:
     return scores
 
 
+def _method_reals(videos: list[ScoredVideo], fakes: list[ScoredVideo]) -> list[ScoredVideo]:
+    """The real videos a method's fakes are scored against: those of the fakes' folders; for a folder that
+    holds none, those of the fakes' dataset."""
+    reals = [v for v in videos if v.label == 0]
+    folders_with_reals = {v.folder for v in reals}
+    folders = {v.folder for v in fakes if v.folder in folders_with_reals}
+    datasets = {v.dataset for v in fakes if v.folder not in folders_with_reals and v.dataset}
+    return [v for v in reals if v.folder in folders or v.dataset in datasets]
+
+
 def evaluate(videos: Iterable[ScoredVideo], bootstrap: Bootstrap = Bootstrap()) -> dict:
-    """``{"overall": metrics, "per_folder": {folder: metrics}, "per_method": {method: metrics},
-    "bootstrap": how the intervals were made, "reliability": bins of the overall videos}``."""
+    """``{"overall": metrics, "per_folder": {folder: metrics}, "per_dataset": {dataset: metrics},
+    "per_method": {method: metrics}, "bootstrap": how the intervals were made, "reliability": bins of the
+    overall videos}`` (a breakdown with one member is empty)."""
     videos = list(videos)
     folders = sorted({v.folder for v in videos})
+    datasets = sorted({v.dataset for v in videos if v.dataset})
     result = {"overall": _scores(videos, bootstrap),
               "per_folder": {f: _scores([v for v in videos if v.folder == f], bootstrap) for f in folders}
               if len(folders) > 1 else {},
+              "per_dataset": {d: _scores([v for v in videos if v.dataset == d], bootstrap) for d in datasets}
+              if len(datasets) > 1 else {},
               "per_method": {}}
     methods = sorted({v.method for v in videos if v.label == 1 and v.method})
     for method in methods:
         fakes = [v for v in videos if v.label == 1 and v.method == method]
-        scope = {v.folder for v in fakes}
-        reals = [v for v in videos if v.label == 0 and v.folder in scope]
-        result["per_method"][method] = _scores(reals + fakes, bootstrap)
+        result["per_method"][method] = _scores(_method_reals(videos, fakes) + fakes, bootstrap)
     result["bootstrap"] = bootstrap.record()
     result["reliability"] = reliability_bins([v.label for v in videos], [v.probability for v in videos])
     return result
@@ -151,9 +166,10 @@ def interval_text(scores: dict, key: str) -> str:
 
 def table_rows(evaluation: dict) -> list[tuple[str, list[str]]]:
     """(row name, formatted cells in ``TABLE_COLUMNS`` order, each number with its confidence interval):
-    overall, each folder, each method."""
+    overall, each folder, dataset and method."""
     rows = [("all", evaluation["overall"])]
     rows += [(f"folder {name}", scores) for name, scores in evaluation["per_folder"].items()]
+    rows += [(f"dataset {name}", scores) for name, scores in evaluation.get("per_dataset", {}).items()]
     rows += [(f"method {name}" + (f" ({METHOD_NAMES[name]})" if name in METHOD_NAMES else ""), scores)
              for name, scores in evaluation["per_method"].items()]
     return [(name, [_cell(scores.get(k)) + interval_text(scores, k) for k, _ in TABLE_COLUMNS])
@@ -171,8 +187,8 @@ def interval_note(evaluation: dict) -> str:
 
 
 def format_table(evaluation: dict) -> str:
-    """The evaluation as one Markdown table: overall, each folder, each method; then how the intervals
-    were made."""
+    """The evaluation as one Markdown table: overall, each folder, dataset and method; then how the
+    intervals were made."""
     lines = ["| | " + " | ".join(h for _, h in TABLE_COLUMNS) + " |",
              "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in table_rows(evaluation)]

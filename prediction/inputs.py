@@ -4,8 +4,10 @@ checkpoints and labels it names, each checked before any work.
 Videos: the files directly in each folder ending in ``.mp4``, ``.mov``, ``.mkv``, ``.avi``, ``.webm`` or
 ``.m4v`` (any case); other video formats are left out with a warning that counts them. Checkpoints:
 ``--models``, else the preset's released files, else what ``train.sh`` wrote in the weights folder itself
-(never its subfolders). Labels: ``--labels`` or the folder's ``metadata.json``; with several folders each
-one's ``metadata.json``, rows named FOLDER/FILE.
+(never its subfolders). Labels: ``--labels`` or what a dataset reader knows of the folder (a DFDC
+``metadata.json`` or ``labels.csv``, its place in an FF++, DFD or Celeb-DF tree; ``--dataset`` names the
+reader); with several folders what the readers know of each, rows named FOLDER/FILE. ``--split`` keeps
+the videos a dataset puts in one of its official splits.
 
 Problems are raised as ``InputError`` naming the file and the fix; warnings that let the run go on are
 handed to the ``warn`` callable the caller gives (the command line prints them on stderr).
@@ -24,7 +26,7 @@ from core.errors import InputError
 from core.files import path_problem
 from core.metrics import Bootstrap
 from datasets.dfdc import METADATA_NAME, labels_file_entries
-from datasets.readers import FolderLabels, folder_labels
+from datasets.readers import SPLITS, FolderLabels, VideoEntry, folder_labels
 from prediction.evaluation import folder_keys
 from prediction.options import get_preset
 
@@ -43,8 +45,10 @@ class PredictionRequest:
     models: tuple[str, ...] | None = None  # checkpoint files; None: the preset's, else the weights folder's
     weights_dir: str = "weights"
     encoder: str | None = None  # of checkpoints that carry no config and no encoder in their name
-    labels: str | None = None  # labels file of one folder; None: the folder's metadata.json
+    labels: str | None = None  # labels file of one folder; None: what a dataset reader knows of the folder
     no_labels: bool = False
+    dataset: str | None = None  # the reader(s) giving the folders' labels, comma-separated; None: the first that can
+    split: str | None = None  # predict only the videos of this official split (``SPLITS``); None: every video
     report: str | None = None  # report folder
     report_videos: int = 8  # videos in the report's "highest log loss" list
     explain: int = 0  # Grad-CAM heatmaps of each person's N most fake faces
@@ -59,9 +63,9 @@ class RunLabels(NamedTuple):
     """The labels of a run's videos."""
 
     labels: dict[str, int] | None  # keyed by row name; None: no video has one
-    path: Path | None  # the labels file used (the first folder's with several)
+    path: Path | None  # where the labels come from (the first folder's with several)
     display: dict[Path, str]  # {video: row name} where the row name is not the file name
-    methods: dict[str, str]  # {row name: manipulation method}
+    entries: dict[str, VideoEntry]  # {row name: the dataset reader's entry (method, dataset, split)}
 
 
 def find_checkpoints(weights_dir: str | os.PathLike) -> list[Path]:
@@ -158,27 +162,27 @@ def video_folder_keys(test_dirs: tuple[str, ...] | None, videos: list[Path]) -> 
     return {v: by_resolved[v.parent.resolve()] for v in videos}
 
 
-def labels_of(found: FolderLabels) -> tuple[dict[str, int], dict[str, str]]:
-    """``file name -> 1 (FAKE) / 0 (REAL)`` and ``file name -> method`` of a folder's labelled videos."""
-    labels = {name: int(entry.is_fake) for name, entry in found.entries.items()}
-    return labels, {name: entry.method for name, entry in found.entries.items() if entry.method}
+def labels_of(found: FolderLabels) -> dict[str, int]:
+    """``file name -> 1 (FAKE) / 0 (REAL)`` of a folder's labelled videos."""
+    return {name: int(entry.is_fake) for name, entry in found.entries.items()}
 
 
 def load_labels(request: PredictionRequest, videos: list[Path], warn: Warn) -> RunLabels:
     """The labels of ``videos``. One folder (or ``--video``): ``--labels`` or what the dataset readers know
-    of the folder (its ``metadata.json``). Several folders: what the readers know of each, rows named
-    FOLDER/FILE.
-    ``--no-labels``: none read."""
+    of the folder (``--dataset``: the named one; DFDC: its ``metadata.json`` or ``labels.csv``; FF++, DFD,
+    Celeb-DF: the folder's place in the dataset's tree). Several folders: what the readers know of each,
+    rows named FOLDER/FILE. ``--no-labels``: none read."""
     several = bool(request.test_dirs) and len(request.test_dirs) > 1
     if not several:
         if request.no_labels:
             return RunLabels(None, None, {}, {})
-        found = labels_file_entries(request.labels) if request.labels else folder_labels(videos[0].parent)
+        found = (labels_file_entries(request.labels) if request.labels
+                 else folder_labels(videos[0].parent, request.dataset))
         if found is None:
             return RunLabels(None, videos[0].parent / METADATA_NAME, {}, {})
-        labels, methods = labels_of(found)
         where = request.test_dirs[0] if request.test_dirs else request.video
-        return RunLabels(checked_labels(labels, videos, found.source, where, warn), found.source, {}, methods)
+        return RunLabels(checked_labels(labels_of(found), videos, found.source, where, warn), found.source, {},
+                         dict(found.entries))
     if request.labels:
         raise InputError("--labels takes the labels of one folder; with several --test-dir folders each one's "
                          f"{METADATA_NAME} is read (put one in each folder, or score the folders one at a time)")
@@ -187,21 +191,36 @@ def load_labels(request: PredictionRequest, videos: list[Path], warn: Warn) -> R
     if request.no_labels:
         return RunLabels(None, None, display, {})
     labels: dict[str, int] = {}
-    methods: dict[str, str] = {}
+    entries: dict[str, VideoEntry] = {}
     for test_dir in request.test_dirs:
         folder = Path(test_dir)
-        found = folder_labels(folder)
+        found = folder_labels(folder, request.dataset)
         if found is None:
-            warn(f"labels: {folder} has no {METADATA_NAME}; its videos are predicted, not scored")
+            warn(f"labels: no dataset reader knows the labels of {folder} (no {METADATA_NAME} in it, not a folder "
+                 f"of a dataset's tree); its videos are predicted, not scored")
             continue
         mine = [v for v in videos if v.parent.resolve() == folder.resolve()]
-        folder_labels_found, folder_methods = labels_of(found)
-        checked = checked_labels(folder_labels_found, mine, found.source, test_dir, warn)
+        checked = checked_labels(labels_of(found), mine, found.source, test_dir, warn)
         if checked:
             key = keys[mine[0]]
             labels.update({f"{key}/{name}": y for name, y in checked.items()})
-            methods.update({f"{key}/{name}": m for name, m in folder_methods.items()})
-    return RunLabels(labels or None, Path(request.test_dirs[0]) / METADATA_NAME, display, methods)
+            entries.update({f"{key}/{name}": entry for name, entry in found.entries.items()})
+    return RunLabels(labels or None, Path(request.test_dirs[0]) / METADATA_NAME, display, entries)
+
+
+def videos_in_split(split: str, videos: list[Path], labels: RunLabels) -> list[Path]:
+    """The videos whose dataset puts them in the official ``split`` (``--split``)."""
+    if split not in SPLITS:
+        raise InputError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+    if not labels.entries:
+        raise InputError(f"--split {split} keeps the videos a dataset's reader puts in its official {split} split, "
+                         f"and no reader knows these videos' labels; pass the folders of a dataset's tree (e.g. "
+                         f"ROOT/Celeb-real), or leave --split out")
+    kept = [v for v in videos if getattr(labels.entries.get(labels.display.get(v, v.name)), "split", None) == split]
+    if not kept:
+        raise InputError(f"--split {split}: none of the {len(videos)} videos is in the official {split} split of "
+                         f"its dataset; pass another --split or leave it out")
+    return kept
 
 
 def checked_labels(labels: dict[str, int], videos: list[Path], labels_path: Path, where,

@@ -25,6 +25,7 @@ from prediction.inputs import (
     list_input_videos,
     load_labels,
     video_folder_keys,
+    videos_in_split,
 )
 from prediction.options import PredictorOptions, resolve_options
 from prediction.outputs import (
@@ -149,7 +150,7 @@ def write_results(request: PredictionRequest, predictor, predictions, labels: Ru
     from prediction.persons import write_persons
 
     output = request.output
-    summary = summarize(predictions, labels.labels, folder_of, labels.methods, request.bootstrap)
+    summary = summarize(predictions, labels.labels, folder_of, labels.entries, request.bootstrap)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["settings"] = settings_record(request.preset, predictor, labels.path if labels.labels else None)
@@ -179,6 +180,8 @@ def run(request: PredictionRequest, console: Console = Console()) -> RunResult:
     options = request_options(request)
     checkpoints = choose_checkpoints(request, console.err)
     labels = load_labels(request, videos, console.err)
+    if request.split:
+        videos = videos_in_split(request.split, videos, labels)
     folder_of = {labels.display.get(v, v.name): key for v, key in video_folder_keys(request.test_dirs, videos).items()}
 
     from prediction.report import ReportWriter

@@ -37,11 +37,12 @@ def run_context(predictor, argv: list[str]) -> dict:
 
 
 def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
-              methods: dict[str, str] | None = None, bootstrap: Bootstrap = Bootstrap()) -> dict:
+              entries: dict | None = None, bootstrap: Bootstrap = Bootstrap()) -> dict:
     """Scores on the labelled videos (as the competition scored) with their confidence intervals
     (``ci``, made as ``bootstrap`` says), the evaluation protocol's breakdowns (``evaluation``: overall,
-    per folder, per manipulation method, reliability bins) and the fallback counts.
-    ``folder_of`` and ``methods`` are keyed by the prediction's name."""
+    per folder, per dataset, per manipulation method, reliability bins) and the fallback counts.
+    ``folder_of`` and ``entries`` (the dataset readers' entries: method, dataset) are keyed by the
+    prediction's name."""
     from prediction.evaluation import ScoredVideo, evaluate
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
@@ -53,11 +54,12 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     }
     if labels:
         labelled = [p for p in predictions if p.name in labels]
-        folder_of, methods = folder_of or {}, methods or {}
+        folder_of, entries = folder_of or {}, entries or {}
         evaluation = evaluate(
             [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
                          p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
-                         methods.get(p.name) if labels[p.name] else None)
+                         getattr(entries.get(p.name), "method", None) if labels[p.name] else None,
+                         getattr(entries.get(p.name), "dataset", None))
              for p in labelled], bootstrap)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")

@@ -45,6 +45,7 @@ from preprocessing.runner import (
     ItemResult,
     Stage,
     WorkItem,
+    layout_of,
     run_cli,
     run_stage,
     scale_arg,
@@ -328,7 +329,7 @@ def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     add_detection_arguments(parser)
     args = parser.parse_args(argv)
-    return run_cli(lambda: detect_original_faces(args.data_root, args.workers, args.shard, not args.no_progress,
+    return run_cli(lambda: detect_original_faces(layout_of(args), args.workers, args.shard, not args.no_progress,
                                                  args.every, args.all_frames, args.scale, args.device,
                                                  args.recipe, args.detector))
 

@@ -47,7 +47,16 @@ from faces.track_clips import (
 )
 from preprocessing.detect_original_faces import load_boxes
 from preprocessing.extract_crops import fake_offset, group_by_original
-from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import (
+    ItemError,
+    ItemResult,
+    Stage,
+    WorkItem,
+    layout_of,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
 
 STAGE_NAME = "extract_clips"
 # 128 px: room for the random 112 px crops the 3D models train on (112: the input side of the torchvision
@@ -269,7 +278,7 @@ def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     add_clip_arguments(parser)
     args = parser.parse_args(argv)
-    return run_cli(lambda: extract_clips(args.data_root, args.workers, args.shard, not args.no_progress,
+    return run_cli(lambda: extract_clips(layout_of(args), args.workers, args.shard, not args.no_progress,
                                          **clip_arguments(args)))
 
 

@@ -25,7 +25,16 @@ from core.video import DecodeCounts, VideoInfo, VideoReadError, iter_frames, pro
 from datasets.layout import DataLayout
 from datasets.readers import LayoutProblem, VideoEntry
 from preprocessing.detect_original_faces import DEFAULT_EVERY, load_boxes
-from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import (
+    ItemError,
+    ItemResult,
+    Stage,
+    WorkItem,
+    layout_of,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
 
 STAGE_NAME = "extract_crops"
 # 2: a centre-cropped fake is padded back to its original's size, a fake of another size is left out
@@ -207,7 +216,7 @@ def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=DEFAULT_EVERY, help="crop frames 0, N, 2N, ... (default 10)")
     args = parser.parse_args(argv)
-    return run_cli(lambda: extract_crops(args.data_root, args.workers, args.shard, not args.no_progress,
+    return run_cli(lambda: extract_crops(layout_of(args), args.workers, args.shard, not args.no_progress,
                                          args.every))
 
 

@@ -30,7 +30,16 @@ from preprocessing.extract_crops import (
     write_png_atomic,
 )
 from preprocessing.generate_landmarks import read_rgb
-from preprocessing.runner import ItemError, ItemResult, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import (
+    ItemError,
+    ItemResult,
+    Stage,
+    WorkItem,
+    layout_of,
+    run_cli,
+    run_stage,
+    stage_parser,
+)
 
 STAGE_NAME = "generate_diffs"
 # 2: a fake of another size than its original's that is not a centre crop of it is left out
@@ -127,7 +136,7 @@ def generate_diffs(data_root, workers: int | None = None, shard=None, progress: 
 def main(argv=None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    return run_cli(lambda: generate_diffs(args.data_root, args.workers, args.shard, not args.no_progress))
+    return run_cli(lambda: generate_diffs(layout_of(args), args.workers, args.shard, not args.no_progress))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from faces.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSettings, build
 from faces.landmarks import shape_predictor_path
 from preprocessing.detect_original_faces import check_device, load_boxes
 from preprocessing.extract_crops import crops_of, group_by_original
-from preprocessing.runner import ItemError, Stage, WorkItem, run_cli, run_stage, stage_parser
+from preprocessing.runner import ItemError, Stage, WorkItem, layout_of, run_cli, run_stage, stage_parser
 
 STAGE_NAME = "generate_landmarks"
 _NO_CLIP = (1 << 30, 1 << 30)  # a frame size larger than any video: crop_box then only clips at 0
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--detector", choices=DETECTORS.names(), default=DEFAULT_DETECTOR,
                         help=f"face detector giving the 5 landmarks (default {DEFAULT_DETECTOR})")
     args = parser.parse_args(argv)
-    return run_cli(lambda: generate_landmarks(args.data_root, args.workers, args.shard, not args.no_progress,
+    return run_cli(lambda: generate_landmarks(layout_of(args), args.workers, args.shard, not args.no_progress,
                                               args.device, args.detector))
 
 

@@ -1,7 +1,11 @@
 """All five preprocessing stages in order: boxes -> crops -> landmarks -> SSIM diffs -> folds.csv.
 
-    python -m preprocessing.pipeline DATA_ROOT [--workers N] [--shard K/N] [--every 10] [--clips] ...
+    python -m preprocessing.pipeline DATA_ROOT [--dataset NAME] [--compression c23] [--workers N]
+        [--shard K/N] [--every 10] [--clips] ...
     ./preprocess_data.sh DATA_ROOT [same options]
+
+DATA_ROOT holds one or more datasets as they ship (DFDC, FaceForensics++, DFD, Celeb-DF; docs/datasets.md):
+every one found is read, or those named with ``--dataset``.
 
 ``--clips`` adds the face-track clips of the 3D models (``extract_clips``, with its ``--clip-*``
 options) after the other stages: opt-in, because it decodes and encodes every frame of every face
@@ -18,6 +22,7 @@ from collections.abc import Callable
 
 from core.run_control import preprocessing_lock
 from datasets.layout import DataLayout
+from datasets.readers import DEFAULT_COMPRESSION, ReaderOptions
 from faces.detectors import DEFAULT_DETECTOR
 from preprocessing import detect_original_faces as stage1
 from preprocessing import extract_clips as clips_stage
@@ -54,15 +59,17 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
                n_splits: int | None = None, shard=None,
                on_stage_done: Callable[[StageSummary], None] | None = None,
                recipe: str = DEFAULT_RECIPE, detector: str = DEFAULT_DETECTOR,
-               clips: dict | None = None) -> list[StageSummary]:
-    """Run every stage over DATA_ROOT; returns one StageSummary per stage run (``on_stage_done`` is
-    called with each as soon as its stage ends). ``clips``: run the clips stage last, with these
-    options (``extract_clips.clip_stage_options``' arguments; ``{}``: the defaults); None: no clips.
+               clips: dict | None = None, dataset: str | None = None,
+               compression: str = DEFAULT_COMPRESSION) -> list[StageSummary]:
+    """Run every stage over DATA_ROOT (its datasets: ``dataset``, comma-separated reader names, else every
+    one found; FF++ / DFD read at ``compression``); returns one StageSummary per stage run
+    (``on_stage_done`` is called with each as soon as its stage ends). ``clips``: run the clips stage last,
+    with these options (``extract_clips.clip_stage_options``' arguments; ``{}``: the defaults); None: no clips.
 
     Raises LayoutError (before any work) when DATA_ROOT is unusable or an output folder of any stage
     cannot be written, ValueError on a bad option, LockError when another run holds DATA_ROOT.
     """
-    layout = DataLayout(data_root)
+    layout = DataLayout(data_root, dataset, ReaderOptions(compression))
     layout.check()
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     stage_options(every, all_frames, scale, device, recipe, detector)  # bad options fail now, not after hours of work
@@ -76,16 +83,16 @@ def preprocess(data_root, workers: int | None = None, progress: bool = True, eve
     check_writable(layout, stages_run)  # stage 4's folder failing after stage 1's hours helps nobody
     common = dict(workers=workers, shard=shard, progress=progress)
     stages: list[Callable[[], StageSummary]] = [
-        lambda: detect_original_faces(data_root, every=every, all_frames=all_frames, scale=scale, device=device,
+        lambda: detect_original_faces(layout, every=every, all_frames=all_frames, scale=scale, device=device,
                                       recipe=recipe, detector=detector, **common),
-        lambda: extract_crops(data_root, every=every, **common),
-        lambda: generate_landmarks(data_root, device=device, detector=detector, **common),
-        lambda: generate_diffs(data_root, **common),
+        lambda: extract_crops(layout, every=every, **common),
+        lambda: generate_landmarks(layout, device=device, detector=detector, **common),
+        lambda: generate_diffs(layout, **common),
     ]
     if shard is None:
-        stages.append(lambda: generate_folds(data_root, progress=progress, n_splits=n_splits))
+        stages.append(lambda: generate_folds(layout, progress=progress, n_splits=n_splits))
     if clips is not None:  # last: the 2D recipe's data is complete before the longest optional stage starts
-        stages.append(lambda: extract_clips(data_root, **common, **clips))
+        stages.append(lambda: extract_clips(layout, **common, **clips))
     summaries = []
     with preprocessing_lock(layout.root, shard):  # held from the first stage to the last, for the stages too
         for run in stages:
@@ -108,7 +115,8 @@ def main(argv=None) -> int:
         preprocess(args.data_root, args.workers, not args.no_progress, args.every, args.all_frames, args.scale,
                    args.device, args.n_splits, args.shard, on_stage_done=lambda s: print_summaries([s]),
                    recipe=args.recipe, detector=args.detector,
-                   clips=clip_arguments(args) if args.clips else None)
+                   clips=clip_arguments(args) if args.clips else None, dataset=args.dataset,
+                   compression=args.compression)
         if args.shard is not None:
             print(f"shard {args.shard} finished; when every shard is done, run `./preprocess_data.sh "
                   f"{args.data_root}` once without --shard to write folds.csv")

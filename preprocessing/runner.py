@@ -60,7 +60,14 @@ from core.run_control import (
     stop_on_sigterm,
 )
 from datasets.layout import DataLayout, LayoutError
-from datasets.readers import LayoutProblem, VideoEntry
+from datasets.readers import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    READERS,
+    LayoutProblem,
+    ReaderOptions,
+    VideoEntry,
+)
 
 
 class ItemError(Exception):
@@ -385,7 +392,7 @@ def check_writable(layout: DataLayout, stages: Sequence[Stage]) -> None:
                 raise LayoutError(
                     f"cannot write to {folder} ({exc.strerror or exc}); {stage.name} writes its outputs inside "
                     f"DATA_ROOT {layout.root}: make it writable (on a read-only dataset copy or mount, link "
-                    f"its dfdc_train_part_* folders into a writable folder and pass that one)") from None
+                    f"its dataset folders, e.g. dfdc_train_part_*, into a writable folder and pass that one)") from None
 
 
 # ---- workers -------------------------------------------------------------------------------------
@@ -500,15 +507,15 @@ def _task_size(stage: Stage, n_items: int, n_workers: int) -> int:
 
 
 # ---- the runner ----------------------------------------------------------------------------------
-def run_stage(stage: Stage, data_root: str | os.PathLike, options: dict | None = None,
+def run_stage(stage: Stage, data_root: str | os.PathLike | DataLayout, options: dict | None = None,
               workers: int | None = None, shard: tuple[int, int] | str | None = None,
               progress: bool = True) -> StageSummary:
-    """Run ``stage`` over DATA_ROOT. Raises LayoutError only when DATA_ROOT is unusable, LockError when
-    a conflicting run holds DATA_ROOT (see ``core.run_control``)."""
+    """Run ``stage`` over DATA_ROOT (a folder, or a DataLayout naming its datasets). Raises LayoutError only
+    when DATA_ROOT is unusable, LockError when a conflicting run holds DATA_ROOT (see ``core.run_control``)."""
     options = dict(options or {})
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     workers = default_workers() if workers is None else check_workers(workers)
-    layout = DataLayout(data_root)
+    layout = data_root if isinstance(data_root, DataLayout) else DataLayout(data_root)
     layout.check()
     check_writable(layout, [stage])
     with preprocessing_lock(layout.root, shard):
@@ -661,7 +668,14 @@ def workers_arg(text: str) -> int:
 def stage_parser(description: str, sharded: bool = True) -> argparse.ArgumentParser:
     """The options every stage shares (``sharded=False``: a single-item stage, no --workers/--shard)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("data_root", metavar="DATA_ROOT", help="folder holding the dfdc_train_part_* folders")
+    parser.add_argument("data_root", metavar="DATA_ROOT", help="folder holding the dataset as it ships (DFDC's "
+                        "dfdc_train_part_* folders, FF++'s original_sequences/ and manipulated_sequences/, "
+                        "Celeb-DF's Celeb-real/ ...; docs/datasets.md)")
+    parser.add_argument("--dataset", default=None, metavar="NAME[,NAME]",
+                        help=f"the datasets to read ({', '.join(READERS.names())}; default: every one found in "
+                             f"DATA_ROOT)")
+    parser.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=COMPRESSIONS + ("raw",),
+                        help=f"FaceForensics++ / DFD: which videos to read (default {DEFAULT_COMPRESSION}; raw is c0)")
     if sharded:
         parser.add_argument("--workers", type=workers_arg, default=None,
                             help="worker processes, at least 1 (default: all cores; 1: no worker process); GPU "
@@ -670,6 +684,11 @@ def stage_parser(description: str, sharded: bool = True) -> argparse.ArgumentPar
                             help="process only shard K of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def layout_of(args: argparse.Namespace) -> DataLayout:
+    """The DATA_ROOT of a stage's command line, with its --dataset and --compression."""
+    return DataLayout(args.data_root, args.dataset, ReaderOptions(args.compression))
 
 
 def scale_arg(text: str) -> str | float:

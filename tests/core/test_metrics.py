@@ -77,6 +77,13 @@ def test_weighted_scores_equal_scikit_learn_with_sample_weights():
     assert metrics.video_log_losses(y, p).mean() == pytest.approx(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
 
 
+def test_weighted_scores_of_no_rows_are_nan():
+    # a face AUC where no video has a face (every one fell back): no scores, no curve
+    no_weights = np.zeros((3, 0))
+    assert np.isnan(metrics.weighted_auc([], [], no_weights)).all()
+    assert np.isnan(metrics.weighted_average_precision([], [], no_weights)).all()
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_each_interval_holds_its_point_estimate(seed):
     y, p = _labelled_numbers(seed, 80)

@@ -9,7 +9,7 @@ import pytest
 from core import errors
 from datasets.dfdc import read_labels
 from datasets.layout import DataLayout
-from datasets.readers import METHOD_NAMES, folder_labels
+from datasets.readers import FFPP_METHOD_NAMES, folder_labels
 
 
 def _part(root, name, metadata, files=()):
@@ -154,7 +154,7 @@ def test_entries_carry_the_ffpp_method_of_a_repacked_fake_and_the_metadata_word_
 def test_the_methods_of_ffpp_train_come_from_the_reader(ffpp_train):
     entries, _ = DataLayout(ffpp_train).scan()
     methods = {e.video_id: e.method for e in entries if e.is_fake}
-    assert set(methods.values()) == set(METHOD_NAMES)  # the five methods of the folder's README
+    assert set(methods.values()) == set(FFPP_METHOD_NAMES)  # the five methods of the folder's README
     assert all(e.method is None for e in entries if not e.is_fake)
     labels = folder_labels(ffpp_train / "dfdc_train_part_0")
     assert {n: e.method for n, e in labels.entries.items() if e.is_fake} == {f"{k}.mp4": m for k, m in methods.items()}

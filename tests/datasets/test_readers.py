@@ -31,6 +31,7 @@ class ToyReader:
     """A made-up layout: ``toy/real/<id>.mp4`` and ``toy/fake/<original>-<n>.mp4``."""
 
     name = "toy"
+    expected = "toy/real and toy/fake folders"
 
     def __init__(self, options: ReaderOptions | None = None):
         self.options = options
@@ -72,9 +73,10 @@ def _sample_pairs(sample_root: Path, n: int) -> list[tuple[Path, list[Path]]]:
             for real in reals]
 
 
-def test_dfdc_is_registered_and_an_unknown_name_lists_the_known_ones(tmp_path):
-    assert READERS.get("dfdc") is DfdcReader and "dfdc" in READERS.names()
-    with pytest.raises(ValueError, match="unknown dataset reader 'nope'; known: dfdc"):
+def test_the_readers_are_registered_and_an_unknown_name_lists_the_known_ones(tmp_path):
+    assert READERS.get("dfdc") is DfdcReader
+    assert set(READERS.names()) >= {"dfdc", "ffpp", "dfd", "celebdf"}
+    with pytest.raises(ValueError, match="unknown dataset reader 'nope'; known: .*dfdc"):
         build_reader("nope")
     assert chosen_readers(tmp_path) == []
     (tmp_path / "dfdc_train_part_0").mkdir()

@@ -106,6 +106,29 @@ def test_every_row_has_intervals_and_its_counts_or_n_too_small():
     assert "ci" not in bare["overall"] and "[" not in format_table(bare).split("\n", 2)[2]
 
 
+def test_methods_in_folders_of_their_own_meet_their_datasets_reals_and_datasets_get_rows():
+    # FF++ as it ships: reals in one folder, each method in another; a DFDC folder beside it
+    videos = [ScoredVideo(f"{i}.mp4", "youtube/c23/videos", 0, 0.2 + 0.05 * i, dataset="ffpp") for i in range(4)]
+    videos += [ScoredVideo(f"{i}_x.mp4", "Deepfakes/c23/videos", 1, 0.3 + 0.1 * i, method="DF", dataset="ffpp")
+               for i in range(4)]
+    videos += [ScoredVideo("a.mp4", "dfdc", 0, 0.9, dataset="dfdc"), ScoredVideo("b.mp4", "dfdc", 1, 0.1, method="DF",
+                                                                                dataset="dfdc")]
+    result = evaluate(videos)
+    # DF: its fakes, the reals of the dfdc folder (which holds reals) and FF++'s reals (its folder holds none)
+    assert (result["per_method"]["DF"]["n_real"], result["per_method"]["DF"]["n_fake"]) == (5, 5)
+    assert set(result["per_dataset"]) == {"ffpp", "dfdc"} and result["per_dataset"]["ffpp"]["n_videos"] == 8
+    assert result["per_dataset"]["ffpp"]["auc"] == pytest.approx(roc_auc_score(
+        [v.label for v in videos[:8]], [v.probability for v in videos[:8]]))
+    # a dataset's row has its intervals as the other rows do (none with a single video per class)
+    ffpp = result["per_dataset"]["ffpp"]
+    low, high = ffpp["ci"]["auc"]
+    assert low <= ffpp["auc"] <= high and result["per_dataset"]["dfdc"]["ci"] is None
+    table = {line.split(" | ")[0].strip("| "): line for line in format_table(result).splitlines()}
+    assert f"{ffpp['auc']:.3f} [{low:.3f}, {high:.3f}]" in table["dataset ffpp"]
+    assert "(n too small)" in table["dataset dfdc"]
+    assert evaluate(videos[:8])["per_dataset"] == {}  # one dataset: no breakdown
+
+
 def test_several_folders_in_one_call_give_one_table(test_videos, project_checkpoint, tmp_path, capsys):
     # two datasets whose folders have the same name and hold the same file names: rows stay distinct
     names = sorted(p.name for p in test_videos.glob("*.mp4"))

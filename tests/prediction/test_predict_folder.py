@@ -431,6 +431,31 @@ def test_a_bad_labels_entry_is_named_and_no_labels_predicts_anyway(tmp_path, pro
     assert "log_loss" not in json.loads(outputs.metrics_path_for(output).read_text())
 
 
+def test_a_dfdc_test_folder_is_scored_from_its_labels_csv_and_split_or_dataset_mistakes_exit_2(
+        tmp_path, project_checkpoint, test_videos, capsys):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    metadata = json.loads((test_videos / "metadata.json").read_text())
+    names = sorted(metadata)[:3]
+    for name in names:
+        shutil.copy(test_videos / name, folder / name)
+    (folder / "labels.csv").write_text("filename,label\n" + "".join(
+        f"{n},{int(metadata[n]['label'] == 'FAKE')}\n" for n in names))
+    argv = ["--test-dir", str(folder), "--models", str(project_checkpoint), "--frames-per-video", "1", "--no-progress"]
+    output = tmp_path / "out.csv"
+    assert cli.main(argv + ["--output", str(output)]) == 0
+    summary = json.loads(outputs.metrics_path_for(output).read_text())
+    assert summary["n_labelled"] == 3 and summary["settings"]["labels"] == str(folder / "labels.csv")
+
+    assert cli.main(argv + ["--output", str(tmp_path / "x.csv"), "--split", "test"]) == 2
+    assert "none of the 3 videos is in the official test split" in capsys.readouterr().err
+    assert cli.main(argv + ["--output", str(tmp_path / "x.csv"), "--split", "test", "--no-labels"]) == 2
+    assert "no reader knows these videos' labels" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv + ["--output", str(tmp_path / "x.csv"), "--dataset", "nope"])
+    assert exit_info.value.code == 2 and "unknown dataset 'nope'; known:" in capsys.readouterr().err
+
+
 def test_read_labels_names_the_bad_line_and_entry(tmp_path):
     table = tmp_path / "labels.csv"
     table.write_text("filename,label\na.mp4,1\nb.mp4,0\na.mp4,0\n")

@@ -16,6 +16,7 @@ from preprocessing.generate_folds import (
     SINGLE_PART_N_SPLITS,
     assign_folds,
     default_n_splits,
+    entry_folds,
     identity_groups,
 )
 
@@ -81,3 +82,19 @@ def test_ffpp_train_folds_never_split_a_pair(ffpp_train):
     assert pairs >= 20
     videos_per_fold = Counter(folds[e.source_id] for e in entries if e.source_id in folds)
     assert sorted(videos_per_fold) == list(range(SINGLE_PART_N_SPLITS)) and min(videos_per_fold.values()) >= 15
+
+
+def _split_entry(video_id: str, split: str | None, group: str, original: str | None = None) -> VideoEntry:
+    return VideoEntry(video_id, Path(f"{video_id}.mp4"), "FAKE" if original else "REAL", original, None,
+                      identity_group=group, dataset="toy", split=split)
+
+
+def test_an_official_split_gives_the_folds_and_the_others_are_dealt_around_the_test_fold():
+    entries = [_split_entry("v", "val", "g0"), _split_entry("v_f", "val", "g0", "v"),
+               _split_entry("t", "test", "g1"), _split_entry("r", "train", "g2"), _split_entry("r_f", "train", "g2", "r")]
+    entries += [_split_entry(f"x{i}", None, f"h{i}") for i in range(6)] + [_split_entry("x0_f", None, "h0", "x0")]
+    folds = entry_folds(entries, [], 5)
+    assert {k: folds[k] for k in ("v", "v_f", "t", "r", "r_f")} == {"v": 0, "v_f": 0, "t": 1, "r": 2, "r_f": 2}
+    dealt = {folds[f"x{i}"] for i in range(6)}
+    assert dealt == {0, 2, 3, 4, 5} and folds["x0_f"] == folds["x0"]  # five folds, none of them the test fold
+    assert set(entry_folds([e for e in entries if e.split != "test"], [], 5).values()) == {0, 1, 2, 3, 4}
