@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 import torch
 
+from core.calibration import apply_temperature
 from core.devices import resolve_device, resolve_precision
 from core.geometry import crop_face
 from core.input_spec import InputSpec, place_face, to_model_batch
@@ -93,6 +94,13 @@ class VideoPrediction:
     aggregate: str = "winner"  # the rule that made ``probability``
     pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
     per_person_probability: float | None = None
+    # what the video gets without any temperature (``--calibration off``); None: the same as ``probability``
+    # (no model applied one, or a fallback)
+    raw_probability: float | None = None
+
+    @property
+    def uncalibrated_probability(self) -> float:
+        return self.probability if self.raw_probability is None else self.raw_probability
 
     @property
     def name(self) -> str:
@@ -156,6 +164,22 @@ class DetectedVideo:
     timings_s: dict[str, float]
     fallback: VideoPrediction | None = None
     decode_warning: str | None = None
+
+
+def model_temperature(loaded: LoadedModel, calibration: str) -> float | None:
+    """The temperature the predictor applies to ``loaded``'s video scores: its checkpoint's, with the
+    ``calibration`` option on; None (raw scores) with it off or for a checkpoint that holds none."""
+    if calibration != "on" or not loaded.calibration:
+        return None
+    return float(loaded.calibration["temperature"])
+
+
+def calibration_record(models: Sequence[LoadedModel], temperatures: Sequence[float | None],
+                       calibration: str) -> dict:
+    """Per model whether a temperature was applied and which (the metrics JSON's ``calibration``)."""
+    return {"option": calibration, "models": [
+        {"path": str(m.path), "applied": t is not None, "temperature": t,
+         "stored": dict(m.calibration) if m.calibration else None} for m, t in zip(models, temperatures)]}
 
 
 def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
@@ -225,6 +249,8 @@ class VideoPredictor:
             raise ValueError("no model given")
         self.models = list(models)
         refuse_clip_models(self.models)
+        # per model, the temperature applied to its video scores (None: raw), before the models are combined
+        self.temperatures = [model_temperature(m, options.calibration) for m in self.models]
         for loaded in self.models:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
@@ -310,9 +336,22 @@ class VideoPredictor:
                 scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
         return scores
 
-    def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
-        """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
+    @property
+    def calibrated(self) -> bool:
+        """Whether a temperature is applied to some model's scores."""
+        return any(t is not None for t in self.temperatures)
+
+    def calibration_record(self) -> dict:
+        return calibration_record(self.models, self.temperatures, self.options.calibration)
+
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
+        """Per model the strategy over its face scores, with that model's temperature applied (the level its
+        temperature was fitted at: one score per video per model), then the models combined (the pooled
+        rule). ``calibrated=False``: the raw scores, every temperature left out."""
         per_model = [self.strategy(row) for row in face_scores]
+        if calibrated:
+            per_model = [p if t is None else float(apply_temperature([p], t)[0])
+                         for p, t in zip(per_model, self.temperatures)]
         return combine_models(per_model, self.options.combine), per_model
 
     def link_persons(self, faces: VideoFaces) -> np.ndarray:
@@ -320,10 +359,17 @@ class VideoPredictor:
         return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
                           n_frames=len(faces.frame_indices))
 
-    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray) -> list[float]:
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
         """Per person (id order) the pooled rule over that person's faces only."""
-        return [self.aggregate(face_scores[:, face_persons == person])[0]
+        return [self.aggregate(face_scores[:, face_persons == person], calibrated)[0]
                 for person in range(int(face_persons.max(initial=-1)) + 1)]
+
+    def raw_video_score(self, face_scores: np.ndarray, face_persons: np.ndarray) -> float | None:
+        """The video's score with every temperature left out; None when no model has one (the same score)."""
+        if not self.calibrated:
+            return None
+        pooled = self.aggregate(face_scores, calibrated=False)[0]
+        return self.video_rule.score(pooled, self.person_scores(face_scores, face_persons, calibrated=False))
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -354,8 +400,10 @@ class VideoPredictor:
         person_scores = self.person_scores(face_scores, face_persons)
         per_person = max(person_scores)
         probability = self.video_rule.score(pooled, person_scores)
+        raw_probability = self.raw_video_score(face_scores, face_persons)
         timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
+                               raw_probability=raw_probability,
                                face_persons=face_persons, person_scores=person_scores,
                                aggregate=self.options.aggregate, pooled_probability=pooled,
                                per_person_probability=per_person,
