@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -182,6 +183,52 @@ def calibration_record(models: Sequence[LoadedModel], temperatures: Sequence[flo
          "stored": dict(m.calibration) if m.calibration else None} for m, t in zip(models, temperatures)]}
 
 
+@dataclass(frozen=True)
+class ScoreRules:
+    """How the face scores of a video become its probability: per model the strategy over the faces (of
+    the video, or of one person), that model's temperature (None: raw), the models combined, then the
+    video rule over the pooled and the per-person scores. Used by the predictor, and by a caller that
+    scores stored face scores of a subset of models again (``bench/quality.py``'s ensembles)."""
+
+    strategy: Callable[[Sequence[float]], float]
+    combine: str
+    video_rule: Any
+    temperatures: tuple[float | None, ...]
+
+    @classmethod
+    def of(cls, options: PredictorOptions, temperatures: Sequence[float | None]) -> ScoreRules:
+        return cls(STRATEGIES.get(options.strategy), options.combine, VIDEO_RULES.get(options.aggregate),
+                   tuple(temperatures))
+
+    @property
+    def calibrated(self) -> bool:
+        return any(t is not None for t in self.temperatures)
+
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
+        """Per model (a row of ``face_scores``) the strategy over its face scores with that model's
+        temperature applied (the level it was fitted at: one score per video per model), then the models
+        combined (the pooled rule). ``calibrated=False``: the raw scores, every temperature left out."""
+        per_model = [self.strategy(row) for row in face_scores]
+        if calibrated:
+            per_model = [p if t is None else float(apply_temperature([p], t)[0])
+                         for p, t in zip(per_model, self.temperatures)]
+        return combine_models(per_model, self.combine), per_model
+
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
+        """Per person (id order) the pooled rule over that person's faces only."""
+        return [self.aggregate(face_scores[:, face_persons == person], calibrated)[0]
+                for person in range(int(face_persons.max(initial=-1)) + 1)]
+
+    def video_score(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> float:
+        """The video's probability from its face scores ``(models, faces)`` and persons."""
+        pooled = self.aggregate(face_scores, calibrated)[0]
+        return self.video_rule.score(pooled, self.person_scores(face_scores, face_persons, calibrated))
+
+    def raw_video_score(self, face_scores: np.ndarray, face_persons: np.ndarray) -> float | None:
+        """The video's score with every temperature left out; None when no model has one (the same score)."""
+        return self.video_score(face_scores, face_persons, calibrated=False) if self.calibrated else None
+
+
 def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
     """This predictor scores one face image at a time: a clip model (a 3D family) is refused by name."""
     clip_models = [m for m in models if m.input_spec.is_clip]
@@ -251,6 +298,7 @@ class VideoPredictor:
         refuse_clip_models(self.models)
         # per model, the temperature applied to its video scores (None: raw), before the models are combined
         self.temperatures = [model_temperature(m, options.calibration) for m in self.models]
+        self.rules = ScoreRules.of(options, self.temperatures)
         for loaded in self.models:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
@@ -339,20 +387,13 @@ class VideoPredictor:
     @property
     def calibrated(self) -> bool:
         """Whether a temperature is applied to some model's scores."""
-        return any(t is not None for t in self.temperatures)
+        return self.rules.calibrated
 
     def calibration_record(self) -> dict:
-        return calibration_record(self.models, self.temperatures, self.options.calibration)
+        return calibration_record(self.models, self.rules.temperatures, self.options.calibration)
 
     def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
-        """Per model the strategy over its face scores, with that model's temperature applied (the level its
-        temperature was fitted at: one score per video per model), then the models combined (the pooled
-        rule). ``calibrated=False``: the raw scores, every temperature left out."""
-        per_model = [self.strategy(row) for row in face_scores]
-        if calibrated:
-            per_model = [p if t is None else float(apply_temperature([p], t)[0])
-                         for p, t in zip(per_model, self.temperatures)]
-        return combine_models(per_model, self.options.combine), per_model
+        return self.rules.aggregate(face_scores, calibrated)
 
     def link_persons(self, faces: VideoFaces) -> np.ndarray:
         """Person id per face (``-1``: a dropped short track), by ``faces.tracks.link_faces``."""
@@ -360,16 +401,7 @@ class VideoPredictor:
                           n_frames=len(faces.frame_indices))
 
     def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
-        """Per person (id order) the pooled rule over that person's faces only."""
-        return [self.aggregate(face_scores[:, face_persons == person], calibrated)[0]
-                for person in range(int(face_persons.max(initial=-1)) + 1)]
-
-    def raw_video_score(self, face_scores: np.ndarray, face_persons: np.ndarray) -> float | None:
-        """The video's score with every temperature left out; None when no model has one (the same score)."""
-        if not self.calibrated:
-            return None
-        pooled = self.aggregate(face_scores, calibrated=False)[0]
-        return self.video_rule.score(pooled, self.person_scores(face_scores, face_persons, calibrated=False))
+        return self.rules.person_scores(face_scores, face_persons, calibrated)
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -395,12 +427,12 @@ class VideoPredictor:
         timings = detected.timings_s
         start = time.perf_counter()
         face_scores = self.score_faces(detected.faces.crops)
-        pooled, per_model = self.aggregate(face_scores)
         face_persons = self.link_persons(detected.faces)
+        pooled, per_model = self.aggregate(face_scores)
         person_scores = self.person_scores(face_scores, face_persons)
         per_person = max(person_scores)
-        probability = self.video_rule.score(pooled, person_scores)
-        raw_probability = self.raw_video_score(face_scores, face_persons)
+        probability = self.rules.video_rule.score(pooled, person_scores)
+        raw_probability = self.rules.raw_video_score(face_scores, face_persons)
         timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
                                raw_probability=raw_probability,

@@ -392,6 +392,7 @@ class ReportWriter:
 <ul>{link_items}</ul>
 {_context_html(context)}
 {evaluation_section}
+{calibration_html(summary)}
 <h2>All videos ({len(self.rows)})</h2>
 {aggregation_note(self.options)}
 <p>Click a column heading to sort (a link to <code>index.html#sort=-log_loss</code> opens it sorted); a red
@@ -400,7 +401,6 @@ score is on the wrong side of {DECISION_THRESHOLD:g}. {_esc(verdict_note())}</p>
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
 {reliability_section}
-{calibration_html(summary)}
 <h2>Highest log loss</h2>
 {_worst_html(self.rows, self.top_k)}
 <h2>Fallbacks (predicted 0.5): {fallbacks.get('total', 0)}</h2>
@@ -479,8 +479,9 @@ def verdict_note() -> str:
 def calibration_html(summary: dict) -> str:
     """Per model the temperature applied, and the log loss before and after it (empty when none was)."""
     record = summary.get("calibration") or {}
-    rows = "".join(f"<tr><td>{_esc(m['path'])}</td><td>{_esc('%.4f' % m['temperature'] if m['applied'] else 'none')}"
-                   f"</td></tr>" for m in record.get("models", []))
+    rows = "".join(f"<tr><td>{_esc(m['path'])}</td><td>"
+                   f"{_esc(format(m['temperature'], '.4f') if m['applied'] else 'none')}</td></tr>"
+                   for m in record.get("models", []))
     if not rows:
         return ""
     text = f"<h2>Calibration ({_esc(record.get('option'))})</h2><table border=\"1\"><tr><th>model</th>" \
