@@ -56,6 +56,27 @@ PART = "dfdc_train_part_0"
 N_FOLDS = 5
 DFDC_NAME = re.compile(r"^[a-z]{10}\.mp4$")  # DFDC clip names: 10 lowercase letters
 PAIRED_RECIPES = ("real", "self_blended")  # the mixed-source ensemble: one model of each, same seed and fold
+# the protocol in words, written above the tables (docs/benchmarks.md)
+PROTOCOL = [
+    ('What it measures. For each run (fake source and seed) and test fold t = 0..4, a model is trained on '
+     'the other three folds with the checkpoint picked on fold (t+1) % 5 (`FOLD=(t+1)%5 TEST_FOLD=t '
+     './train.sh --resume ...`, weights in `WORK/weights/RECIPE_SEED/testT`) and its temperature fitted on '
+     "that same validation fold. Each fold's videos are scored by that fold's model, so all 104 "
+     '`ffpp_train` videos are tested once, by a model that never saw their identity and whose checkpoint '
+     'was not chosen on them. The pooled numbers (AUC, AP, log loss, each with a 95% bootstrap interval, '
+     'videos resampled within each label) are given overall and per FF++ method (all real videos against '
+     "that method's fakes), with the log loss of the raw scores next to the calibrated one (the AUC does "
+     'not change with calibration), the mean and sd of the five per-fold AUCs (20-21 videos each), the '
+     'spread between the two seeds of the real-fake recipe, and the mixed-source ensemble (per fold, the '
+     'real-fake and the self-blended model of seed 111, each calibrated, averaged). Across datasets: the '
+     '14 DFDC clips of `cross_dev` plus the 2 DFDC clips of `real_small`, scored by each recipe as the '
+     "ensemble of its 5 fold models (and the mean and sd of its single fold models' AUCs), and by the "
+     '10-model real + self-blended ensemble.'),
+    "",
+    ('Predictions are cached per checkpoint (sha256), predictor options and video file: a rerun predicts '
+     'only what changed (`WORK/predictions/`). `--test-folds 0` with one run is the earlier single-fold '
+     'protocol (test fold 0, validation fold 1).'),
+]
 
 
 @dataclass(frozen=True)
@@ -356,7 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real-small", type=Path, default=SHARED / "real_small")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_quality")
     parser.add_argument("--runs", nargs="+", type=parse_run, metavar="RECIPE:SEED",
-                        default=[Run("real", 111), Run("self_blended", 111), Run("real", 555)])
+                        help="runs to score (default: real:111 self_blended:111 real:555, or every --recipes x "
+                             "--seeds pair)")
+    parser.add_argument("--recipes", nargs="+", help="fake sources, with --seeds: every pair is a run")
+    parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--test-folds", nargs="+", type=int, default=list(range(N_FOLDS)),
                         help="test folds to rotate over (each validated on the next one)")
     parser.add_argument("--config", default="configs/ffpp_cpu.json")
@@ -367,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap-seed", type=int, default=Bootstrap.seed)
     parser.add_argument("--write-docs", type=Path)
     return parser
+
+
+def chosen_runs(args) -> list[Run]:
+    if args.runs:
+        return args.runs
+    if args.recipes or args.seeds:
+        return [Run(recipe, seed) for recipe in args.recipes or ["real"] for seed in args.seeds or [111]]
+    return [Run("real", 111), Run("self_blended", 111), Run("real", 555)]
 
 
 def prepare(args, data_root: Path, log: Path) -> float:
@@ -487,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     from prediction.options import resolve_options
 
     args = build_parser().parse_args(argv)
+    args.runs = chosen_runs(args)
     if not (args.ffpp / PART / METADATA_NAME).is_file():
         print(f"skipped: no FF++ videos at {args.ffpp} (pass --ffpp)")
         return 0
@@ -521,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                  "as the ensemble of its fold models (calibrated, averaged); the last column: each fold model "
                  "alone.", ""]
         body += cross_table(rows, singles, clips, options, bootstrap)
-    body = describe(args, options, predict_s, checkpoints) + body
+    body = describe(args, options, predict_s, checkpoints) + PROTOCOL + [""] + body
     write_json_atomic(work / "quality_results.json", {name: r for name, r in results.items()})
     print("\n".join(body))
     if args.write_docs:
