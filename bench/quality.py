@@ -66,7 +66,8 @@ PROTOCOL = [
      'was not chosen on them. The pooled numbers (AUC, AP, log loss, each with a 95% bootstrap interval, '
      'videos resampled within each label) are given overall and per FF++ method (all real videos against '
      "that method's fakes), with the log loss of the raw scores next to the calibrated one (the AUC does "
-     'not change with calibration), the mean and sd of the five per-fold AUCs (20-21 videos each), the '
+     'not change with calibration), the mean and sd of the five per-fold AUCs (20-22 videos each; the two '
+     "fakes whose original is missing, 392_339_F2F and _FS, are tested with 339's fold), the "
      'spread between the two seeds of the real-fake recipe, and the mixed-source ensemble (per fold, the '
      'real-fake and the self-blended model of seed 111, each calibrated, averaged). Across datasets: the '
      '14 DFDC clips of `cross_dev` plus the 2 DFDC clips of `real_small`, scored by each recipe as the '
@@ -175,11 +176,33 @@ def entries_of(root: Path) -> dict[str, Video]:
             for e in entries}
 
 
-def fold_videos(data_root: Path, test_fold: int) -> list[Video]:
-    """The videos of ``test_fold`` (folds.csv), with their labels and methods."""
+def identities(video_id: str) -> set[str]:
+    """The FF++ identities a video shows: ``033`` -> {033}; ``033_097_DF`` -> {033, 097}."""
+    return {part for part in video_id.split("_")[:2] if part.isdigit()}
+
+
+def fold_of_videos(data_root: Path) -> dict[str, int]:
+    """Video file name -> its fold: folds.csv's, and for a fake that folds.csv leaves out (its original is
+    missing, so it has no crops) the fold of a video that shares an identity with it (FF++ pairs share a
+    fold), so that the model testing it never saw that identity either."""
     folds = read_folds(data_root)
-    names = {f"{v}.mp4" for v in folds.loc[folds["fold"] == test_fold, "video"]}
-    videos = [v for name, v in sorted(entries_of(data_root).items()) if name in names]
+    fold_of = {f"{v}.mp4": int(k) for v, k in zip(folds["video"], folds["fold"])}
+    by_identity = {i: fold for name, fold in fold_of.items() for i in identities(name.removesuffix(".mp4"))}
+    for name in entries_of(data_root):
+        if name not in fold_of:
+            shared = sorted({by_identity[i] for i in identities(name.removesuffix(".mp4")) if i in by_identity})
+            if len(shared) == 1:
+                fold_of[name] = shared[0]
+            else:
+                print(f"{name}: in no fold of {data_root / 'folds.csv'} and no single fold holds its identities; "
+                      f"left out", flush=True)
+    return fold_of
+
+
+def fold_videos(data_root: Path, test_fold: int, fold_of: dict[str, int] | None = None) -> list[Video]:
+    """The videos of ``test_fold`` (``fold_of_videos``), with their labels and methods."""
+    fold_of = fold_of_videos(data_root) if fold_of is None else fold_of
+    videos = [v for name, v in sorted(entries_of(data_root).items()) if fold_of.get(name) == test_fold]
     for v in videos:
         v.group = f"fold {test_fold}"
     return videos
@@ -534,8 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     options = resolve_options()
     bootstrap = Bootstrap(args.bootstrap, args.bootstrap_seed)
     predict_s, scores, videos = {}, {}, []
+    fold_of = fold_of_videos(data_root)
     for t, by_run in sorted(checkpoints.items()):
-        mine = fold_videos(data_root, t)
+        mine = fold_videos(data_root, t, fold_of)
         start = time.perf_counter()
         scores[t] = group_scores(work, f"fold {t}", list(by_run.values()), mine, options)
         predict_s[f"fold {t}"] = time.perf_counter() - start
