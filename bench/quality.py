@@ -479,7 +479,7 @@ def cross_rows(runs: list[Run], cross: dict[Path, ModelScores],
         return [cross[c[run]] for _, c in sorted(checkpoints.items()) if run in c]
 
     rows = [Row(f"{run.name} (5-fold ensemble)" if len(models(run)) == N_FOLDS else
-                f"{run.name} ({len(models(run))} fold models)", {"cross": models(run)})
+                f"{run.name} ({len(models(run))} fold model{'s' * (len(models(run)) > 1)})", {"cross": models(run)})
             for run in runs if models(run)]
     singles = {row.name: [Row(f"{m.checkpoint}", {"cross": [m]}) for m in row.models["cross"]] for row in rows}
     for real, blended in ensemble_pairs(runs):
@@ -511,12 +511,13 @@ def describe(args, options, predict_s: dict[str, float], checkpoints: dict[int, 
     trained = sum(len(c) for c in checkpoints.values())
     return [f"Command: `python bench/quality.py --work {args.work} --runs {runs} --test-folds "
             f"{' '.join(map(str, args.test_folds))} --bootstrap {args.bootstrap}{' --predict-only' * args.predict_only}"
-            f"` (config `{args.config}`, seeds {', '.join(str(r.seed) for r in args.runs)}; bootstrap seed "
+            f"` (config `{args.config}`, seeds {', '.join(str(s) for s in dict.fromkeys(r.seed for r in args.runs))}; "
+            f"bootstrap seed "
             f"{args.bootstrap_seed}).",
             f"Machine: {machine_description()}.",
             f"Models: {trained} finished runs (run x test fold); test fold t is validated on fold (t+1) % 5. "
-            f"Predictor: the `default` preset ({options.frames_per_video} frames, `{options.strategy}` per "
-            f"{options.aggregate}), calibration {options.calibration}. Prediction wall time this call: "
+            f"Predictor: the `default` preset ({options.frames_per_video} frames, `{options.strategy}` strategy, "
+            f"`{options.aggregate}` video rule), calibration {options.calibration}. Prediction wall time this call: "
             + ", ".join(f"{g} {s:.0f} s" for g, s in predict_s.items()) + " (0 where the cache had every video).",
             ""]
 
