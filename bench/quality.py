@@ -441,8 +441,11 @@ def checkpoints_by_fold(args, work: Path, data_root: Path, log: Path) -> dict[in
         for t in args.test_folds:
             if not args.predict_only:
                 print(f"training {run.name} test fold {t}", flush=True)
-                _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(run.seed)],
-                     train_env(work, run, t), log)
+                try:
+                    _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(run.seed)],
+                         train_env(work, run, t), log)
+                except subprocess.CalledProcessError as exc:  # e.g. another trainer holds the run: go on
+                    print(f"{run.name} test fold {t}: train.sh exited with {exc.returncode} (see {log})", flush=True)
             checkpoint = finished_checkpoint(work, run, t)
             if checkpoint is None:
                 print(f"{run.name} test fold {t}: no finished run in {weights_dir(work, run, t)}; left out", flush=True)
