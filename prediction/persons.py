@@ -7,10 +7,12 @@ One entry per video, keyed by its row name::
                    "persons": [{"person": 0, "score": 0.93, "frames": [...], "boxes": [[x1, y1, x2, y2], ...],
                                 "detector_probabilities": [...], "face_scores": [...],
                                 "model_face_scores": [[...], ...]}, ...],
-                   "dropped_tracks": {"person": -1, "score": null, "frames": [...], ...} or null}}
+                   "dropped_tracks": {"person": -1, "score": null, "frames": [...], ...} or null,
+                   "raw_probability": 0.97 or null}}
 
 ``face_scores`` are the mean over the models, ``model_face_scores`` one list per model; boxes are
-full-frame pixels. ``read_persons`` gives the same values back (``PersonRecord`` per person).
+full-frame pixels; ``raw_probability`` is the score without calibration (null when no model's temperature
+was applied: then it is ``probability``). ``read_persons`` gives the same values back (``PersonRecord`` per person).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class VideoPersons:
     fallback_reason: str | None
     persons: list[PersonRecord] = field(default_factory=list)
     dropped_tracks: PersonRecord | None = None
+    # the score without calibration (``--calibration off``); null when no temperature was applied
+    raw_probability: float | None = None
 
 
 def person_record(pred, person: int) -> PersonRecord:
@@ -67,7 +71,8 @@ def person_record(pred, person: int) -> PersonRecord:
 def video_persons(pred) -> VideoPersons:
     dropped = person_record(pred, -1) if np.any(pred.face_persons == -1) else None
     return VideoPersons(float(pred.probability), pred.aggregate, pred.pooled_probability, pred.per_person_probability,
-                        pred.fallback_reason, [person_record(pred, k) for k in range(pred.n_persons)], dropped)
+                        pred.fallback_reason, [person_record(pred, k) for k in range(pred.n_persons)], dropped,
+                        pred.raw_probability)
 
 
 def write_persons(path: str | os.PathLike, predictions) -> Path:

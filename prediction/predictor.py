@@ -33,11 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from core.calibration import apply_temperature
 from core.devices import resolve_device, resolve_precision
 from core.geometry import crop_face
 from core.input_spec import InputSpec, place_face, to_model_batch
@@ -93,6 +95,13 @@ class VideoPrediction:
     aggregate: str = "winner"  # the rule that made ``probability``
     pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
     per_person_probability: float | None = None
+    # what the video gets without any temperature (``--calibration off``); None: the same as ``probability``
+    # (no model applied one, or a fallback)
+    raw_probability: float | None = None
+
+    @property
+    def uncalibrated_probability(self) -> float:
+        return self.probability if self.raw_probability is None else self.raw_probability
 
     @property
     def name(self) -> str:
@@ -156,6 +165,68 @@ class DetectedVideo:
     timings_s: dict[str, float]
     fallback: VideoPrediction | None = None
     decode_warning: str | None = None
+
+
+def model_temperature(loaded: LoadedModel, calibration: str) -> float | None:
+    """The temperature the predictor applies to ``loaded``'s video scores: its checkpoint's, with the
+    ``calibration`` option on; None (raw scores) with it off or for a checkpoint that holds none."""
+    if calibration != "on" or not loaded.calibration:
+        return None
+    return float(loaded.calibration["temperature"])
+
+
+def calibration_record(models: Sequence[LoadedModel], temperatures: Sequence[float | None],
+                       calibration: str) -> dict:
+    """Per model whether a temperature was applied and which (the metrics JSON's ``calibration``)."""
+    return {"option": calibration, "models": [
+        {"path": str(m.path), "applied": t is not None, "temperature": t,
+         "stored": dict(m.calibration) if m.calibration else None} for m, t in zip(models, temperatures)]}
+
+
+@dataclass(frozen=True)
+class ScoreRules:
+    """How the face scores of a video become its probability: per model the strategy over the faces (of
+    the video, or of one person), that model's temperature (None: raw), the models combined, then the
+    video rule over the pooled and the per-person scores. Used by the predictor, and by a caller that
+    scores stored face scores of a subset of models again (``bench/quality.py``'s ensembles)."""
+
+    strategy: Callable[[Sequence[float]], float]
+    combine: str
+    video_rule: Any
+    temperatures: tuple[float | None, ...]
+
+    @classmethod
+    def of(cls, options: PredictorOptions, temperatures: Sequence[float | None]) -> ScoreRules:
+        return cls(STRATEGIES.get(options.strategy), options.combine, VIDEO_RULES.get(options.aggregate),
+                   tuple(temperatures))
+
+    @property
+    def calibrated(self) -> bool:
+        return any(t is not None for t in self.temperatures)
+
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
+        """Per model (a row of ``face_scores``) the strategy over its face scores with that model's
+        temperature applied (the level it was fitted at: one score per video per model), then the models
+        combined (the pooled rule). ``calibrated=False``: the raw scores, every temperature left out."""
+        per_model = [self.strategy(row) for row in face_scores]
+        if calibrated:
+            per_model = [p if t is None else float(apply_temperature([p], t)[0])
+                         for p, t in zip(per_model, self.temperatures)]
+        return combine_models(per_model, self.combine), per_model
+
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
+        """Per person (id order) the pooled rule over that person's faces only."""
+        return [self.aggregate(face_scores[:, face_persons == person], calibrated)[0]
+                for person in range(int(face_persons.max(initial=-1)) + 1)]
+
+    def video_score(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> float:
+        """The video's probability from its face scores ``(models, faces)`` and persons."""
+        pooled = self.aggregate(face_scores, calibrated)[0]
+        return self.video_rule.score(pooled, self.person_scores(face_scores, face_persons, calibrated))
+
+    def raw_video_score(self, face_scores: np.ndarray, face_persons: np.ndarray) -> float | None:
+        """The video's score with every temperature left out; None when no model has one (the same score)."""
+        return self.video_score(face_scores, face_persons, calibrated=False) if self.calibrated else None
 
 
 def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
@@ -225,6 +296,9 @@ class VideoPredictor:
             raise ValueError("no model given")
         self.models = list(models)
         refuse_clip_models(self.models)
+        # per model, the temperature applied to its video scores (None: raw), before the models are combined
+        self.temperatures = [model_temperature(m, options.calibration) for m in self.models]
+        self.rules = ScoreRules.of(options, self.temperatures)
         for loaded in self.models:
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
@@ -310,20 +384,24 @@ class VideoPredictor:
                 scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
         return scores
 
-    def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
-        """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
-        per_model = [self.strategy(row) for row in face_scores]
-        return combine_models(per_model, self.options.combine), per_model
+    @property
+    def calibrated(self) -> bool:
+        """Whether a temperature is applied to some model's scores."""
+        return self.rules.calibrated
+
+    def calibration_record(self) -> dict:
+        return calibration_record(self.models, self.rules.temperatures, self.options.calibration)
+
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
+        return self.rules.aggregate(face_scores, calibrated)
 
     def link_persons(self, faces: VideoFaces) -> np.ndarray:
         """Person id per face (``-1``: a dropped short track), by ``faces.tracks.link_faces``."""
         return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
                           n_frames=len(faces.frame_indices))
 
-    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray) -> list[float]:
-        """Per person (id order) the pooled rule over that person's faces only."""
-        return [self.aggregate(face_scores[:, face_persons == person])[0]
-                for person in range(int(face_persons.max(initial=-1)) + 1)]
+    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
+        return self.rules.person_scores(face_scores, face_persons, calibrated)
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -349,13 +427,15 @@ class VideoPredictor:
         timings = detected.timings_s
         start = time.perf_counter()
         face_scores = self.score_faces(detected.faces.crops)
-        pooled, per_model = self.aggregate(face_scores)
         face_persons = self.link_persons(detected.faces)
+        pooled, per_model = self.aggregate(face_scores)
         person_scores = self.person_scores(face_scores, face_persons)
         per_person = max(person_scores)
-        probability = self.video_rule.score(pooled, person_scores)
+        probability = self.rules.video_rule.score(pooled, person_scores)
+        raw_probability = self.rules.raw_video_score(face_scores, face_persons)
         timings["classify"] = time.perf_counter() - start
         return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
+                               raw_probability=raw_probability,
                                face_persons=face_persons, person_scores=person_scores,
                                aggregate=self.options.aggregate, pooled_probability=pooled,
                                per_person_probability=per_person,
