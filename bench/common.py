@@ -1,9 +1,12 @@
-"""Helpers every benchmark uses: describe the machine, replace one section of docs/benchmarks.md."""
+"""Helpers every benchmark uses: describe the machine, replace one section of docs/benchmarks.md, run a
+command into a log."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import time
 from pathlib import Path
 
 DOCS_HEADER = "# Benchmarks\n\nMeasured numbers, with the machine they ran on. `make bench` reruns them all.\n"
@@ -56,3 +59,14 @@ def publish(section: str, body: list[str], docs: Path | None) -> None:
     print("\n".join(body))
     if docs:
         write_section(docs, section, body)
+
+
+def run_command(command: list[str], cwd: Path, env: dict | None, log: Path) -> float:
+    """Run ``command`` in ``cwd`` (``env`` over this process's environment), its output appended to ``log``;
+    its wall time in seconds. A failure raises CalledProcessError (the log has its output)."""
+    start = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as sink:
+        subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, check=True, stdout=sink,
+                       stderr=subprocess.STDOUT)
+    return time.perf_counter() - start

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_description, publish  # noqa: E402
+from bench.common import machine_description, publish, run_command  # noqa: E402
 from core.files import write_json_atomic  # noqa: E402
 from prediction.corruptions import CORRUPTIONS, FINGERPRINTS_NAME, corrupt_folder, folder_name  # noqa: E402
 
@@ -74,12 +73,9 @@ def predict(folder: Path, output: Path, models: list[Path], predict_args: list[s
     if metrics_path.is_file() and print_path.is_file() and print_path.read_text() == fingerprint:
         return json.loads(metrics_path.read_text())["evaluation"]["overall"], 0.0
     output.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log, "a") as sink:
-        subprocess.run([sys.executable, "predict_folder.py", "--test-dir", str(folder), "--models",
-                        *map(str, models), "--output", str(output), "--no-progress", *predict_args],
-                       cwd=REPO_ROOT, check=True, stdout=sink, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
+    seconds = run_command([sys.executable, "predict_folder.py", "--test-dir", str(folder), "--models",
+                           *map(str, models), "--output", str(output), "--no-progress", *predict_args],
+                          REPO_ROOT, None, log)
     print_path.write_text(fingerprint)
     return json.loads(metrics_path.read_text())["evaluation"]["overall"], seconds
 
@@ -101,7 +97,7 @@ def run_corruption(name: str, test_dir: Path, work: Path, models: list[Path], pr
     return Row(name, description, corrupt_s, predict_s, failed, overall)
 
 
-def _cell(scores: dict, key: str) -> str:
+def metric_cell(scores: dict, key: str) -> str:
     value = scores.get(key)
     if value is None or value != value:
         return "-"
@@ -119,7 +115,7 @@ def table(rows: list[Row]) -> list[str]:
         delta = "-" if clean_auc is None or auc is None or row.corruption == CLEAN else f"{auc - clean_auc:+.3f}"
         videos = f"{row.overall.get('n_videos', '-')}" + (f" ({row.failed} failed)" if row.failed else "")
         lines.append(f"| {row.corruption} | {row.description} | {videos} | "
-                     + " | ".join(_cell(row.overall, k) for k, _ in METRICS)
+                     + " | ".join(metric_cell(row.overall, k) for k, _ in METRICS)
                      + f" | {delta} | {row.corrupt_s:.0f} | {row.predict_s:.0f} |")
     return lines
 

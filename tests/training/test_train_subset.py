@@ -9,9 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from datasets.layout import DataLayout
 from models.checkpoints import read_checkpoint
-from tests.conftest import copy_tree
 from training.datasets.classifier_dataset import FoldsError, identity_groups_of, read_folds
 from training.pipelines.train_classifier import TrainOptions, split_rows, train
 from training.tools.config import load_config
@@ -19,20 +17,6 @@ from training.tools.config import load_config
 TINY = ["encoder=tf_efficientnet_lite0", "pretrained=lite0-package", "size=64", "batch_size=2", "workers=0",
         "drop_path_rate=0", "tensorboard_images=0", "epochs=1", "batches_per_epoch=2", "augment=false"]
 NAME = "DeepFakeClassifier_tf_efficientnet_lite0_111"
-
-
-@pytest.fixture(scope="module")
-def four_fold_root(preprocessed_root, tmp_path_factory):
-    """The preprocessed sample set (4 identity groups of 3 videos) with each group in its own fold 0-3, so
-    that a test fold, a validation fold and two training folds exist."""
-    root = copy_tree(preprocessed_root, tmp_path_factory.mktemp("four_folds") / "data")
-    folds = read_folds(root)
-    group_of = identity_groups_of(root, folds)
-    groups = sorted(set(group_of.values()))
-    assert len(groups) == 4
-    folds["fold"] = [groups.index(group_of[v]) for v in folds["video"]]
-    folds.to_csv(DataLayout(root).folds_csv, index=False)
-    return root
 
 
 def _rows(root, *overrides, seed=111, **kwargs):
