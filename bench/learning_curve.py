@@ -90,6 +90,8 @@ def train_point(point: CurvePoint, seed: int, data_root: Path, work: Path, args)
             times = work / "train_seconds.json"
             recorded = json.loads(times.read_text()).get(f"real_{seed}") if times.is_file() else None
             return reused, float(recorded or 0.0), True
+        print(f"no bench/quality.py run of seed {seed} with validation fold {args.val_fold} and test fold {args.fold} "
+              f"and this config in {work / 'weights'}: training it", flush=True)
     key = f"curve_{point.size}_{seed}"
     weights = work / "weights" / key
     env = {"WEIGHTS_DIR": str(weights), "LOG_DIR": str(work / "logs" / key), "FOLD": str(args.val_fold),

@@ -23,6 +23,7 @@ def small_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_scores_each_corruption_and_reuses_what_is_unchanged(sample_root, small_checkpoint, tmp_path):
     test_dir = DataLayout(sample_root).test_videos_dir
     work, docs = tmp_path / "work", tmp_path / "benchmarks.md"
