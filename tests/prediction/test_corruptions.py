@@ -172,3 +172,19 @@ def test_refuses_to_write_over_its_source(source_video, tmp_path):
         write_corrupted_copy(source_video, source_video, "blur:1")
     with pytest.raises(ValueError, match="unknown corruption 'blur:9'"):
         write_corrupted_copy(source_video, tmp_path / "x.mp4", "blur:9")
+
+
+@pytest.mark.real_data
+def test_a_real_clip_keeps_its_frames_and_rate(real_small, tmp_path):
+    """An FF++ clip (1280x720, 25 fps, 338 frames) through the cheapest corruption: every frame decoded and
+    written, the rate kept, the size halved."""
+    source = real_small / "dfdc_train_part_0" / "634.mp4"
+    info = write_corrupted_copy(source, tmp_path / "634.mp4", "downscale:3")
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        source_frames = sum(1 for _ in container.decode(stream))
+        width, height, rate = stream.width, stream.height, float(stream.average_rate)
+    frames, fps = _decode(tmp_path / "634.mp4")
+    assert len(frames) == info.frames == source_frames
+    assert fps == pytest.approx(rate) and info.fps == pytest.approx(rate)
+    assert frames[0].shape[:2] == (round(height / 3 / 2) * 2, round(width / 3 / 2) * 2)
