@@ -188,3 +188,19 @@ def test_a_real_clip_keeps_its_frames_and_rate(real_small, tmp_path):
     assert len(frames) == info.frames == source_frames
     assert fps == pytest.approx(rate) and info.fps == pytest.approx(rate)
     assert frames[0].shape[:2] == (round(height / 3 / 2) * 2, round(width / 3 / 2) * 2)
+
+
+def test_command_line_writes_one_folder_per_corruption(source_video, tmp_path, capsys):
+    from prediction.corruptions import main
+
+    source_dir = tmp_path / "videos"
+    source_dir.mkdir()
+    (source_dir / "a.mp4").write_bytes(source_video.read_bytes())
+    assert main([str(source_dir), str(tmp_path / "out"), "--corruption", "brightness:-0.25", "h264:30",
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["brightness_m0.25", "h264_30"]
+    assert (tmp_path / "out" / "h264_30" / "a.mp4").is_file()
+    assert "h264:30: 1 written, 0 unchanged, 0 failed" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(source_dir), str(tmp_path / "out"), "--corruption", "blur:2"])
+    assert "unknown corruption(s) ['blur:2']" in capsys.readouterr().err
