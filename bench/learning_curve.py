@@ -26,8 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_description, publish, run_command  # noqa: E402
-from bench.quality import PART, held_out_folder, recorded_time  # noqa: E402
+from bench.common import PART, fold_videos_folder, machine_description, publish, recorded_time, run_command  # noqa: E402
 from bench.robustness import METRICS, metric_cell, predict  # noqa: E402
 from datasets.dfdc import METADATA_NAME  # noqa: E402
 from training.datasets.classifier_dataset import read_folds  # noqa: E402
@@ -81,15 +80,15 @@ def reusable_run(work: Path, seed: int, fold: int, val_fold: int, config: str) -
     return None
 
 
-def train_point(point: CurvePoint, seed: int, data_root: Path, work: Path, args) -> tuple[Path, float, bool]:
+def train_point(point: CurvePoint, seed: int, data_root: Path, work: Path, args) -> tuple[Path, float | None, bool]:
     """The weights folder of one point and seed (trained now unless complete), its recorded training time
-    and whether it is bench/quality.py's run."""
+    (None: not recorded) and whether it is bench/quality.py's run."""
     if point.train_args == "--set fakes=real":
         reused = reusable_run(work, seed, args.fold, args.val_fold, args.config)
         if reused is not None:
             times = work / "train_seconds.json"
             recorded = json.loads(times.read_text()).get(f"real_{seed}") if times.is_file() else None
-            return reused, float(recorded or 0.0), True
+            return reused, (float(recorded) if recorded is not None else None), True
         print(f"no bench/quality.py run of seed {seed} with validation fold {args.val_fold} and test fold {args.fold} "
               f"and this config in {work / 'weights'}: training it", flush=True)
     key = f"curve_{point.size}_{seed}"
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no FF++ videos at {args.ffpp} (pass --ffpp or --data-root)")
         return 0
     points, training, all_but_test = plan_points(data_root, sorted(set(args.sizes)), args.fold, args.val_fold)
-    test_dir = held_out_folder(data_root, args.fold, work / f"fold{args.fold}_videos")
+    test_dir = fold_videos_folder(data_root, args.fold, work / f"fold{args.fold}_videos")
     rows = []
     for point in points:
         for seed in args.seeds:
@@ -181,7 +180,7 @@ def report(args, rows: list, training: int, all_but_test: int) -> list[str]:
             "| asked | used | groups | seed | scored | " + " | ".join(h for _, h in METRICS) + " | train s |",
             "|---" * (len(METRICS) + 6) + "|"]
     for point, seed, used, groups, scored, train_s, reused, overall in rows:
-        seconds = f"{train_s:.0f}" + (" (quality)" if reused else "")
+        seconds = ("-" if train_s is None else f"{train_s:.0f}") + (" (quality)" if reused else "")
         body.append(f"| {point.size} | {used} | {groups if groups is not None else 'all'} | {seed} | {scored} | "
                     + " | ".join(metric_cell(overall, k) for k, _ in METRICS) + f" | {seconds} |")
     return body

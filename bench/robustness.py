@@ -2,7 +2,8 @@
 labelled test folder, per corruption and level (``prediction.corruptions``: H.264 CRF, downscale, blur,
 noise, contrast, brightness; DeeperForensics' levels where it defines them).
 
-    python bench/robustness.py --models CKPT [CKPT ...] --test-dir FOLDER_WITH_METADATA_JSON
+    python bench/robustness.py --models CKPT [CKPT ...] (--test-dir FOLDER_WITH_METADATA_JSON | --data-root
+        PREPROCESSED_ROOT [--fold 0])
         [--work output/bench_robustness] [--corruptions h264:40 blur:3 ...] [--predict-args "--tta"]
         [--write-docs docs/benchmarks.md]
 
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_description, publish, run_command  # noqa: E402
+from bench.common import fold_videos_folder, machine_description, publish, run_command  # noqa: E402
 from core.files import write_json_atomic  # noqa: E402
 from prediction.corruptions import CORRUPTIONS, FINGERPRINTS_NAME, corrupt_folder, folder_name  # noqa: E402
 
@@ -123,7 +124,11 @@ def table(rows: list[Row]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", type=Path, required=True, help="checkpoint file(s) to score")
-    parser.add_argument("--test-dir", type=Path, required=True, help="labelled test videos (metadata.json)")
+    test = parser.add_mutually_exclusive_group(required=True)
+    test.add_argument("--test-dir", type=Path, help="labelled test videos (metadata.json)")
+    test.add_argument("--data-root", type=Path, help="a preprocessed one-part DATA_ROOT: its --fold's videos are "
+                      "the test set (linked into WORK/fold<FOLD>_videos)")
+    parser.add_argument("--fold", type=int, default=0, help="with --data-root: the test fold")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_robustness",
                         help="corrupted copies and predictions go here")
     parser.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS.names()),
@@ -136,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if args.data_root is not None:
+        args.test_dir = fold_videos_folder(args.data_root.resolve(), args.fold, work / f"fold{args.fold}_videos")
     if not (args.test_dir / "metadata.json").is_file():
         print(f"error: {args.test_dir}/metadata.json is missing; pass a folder of labelled test videos",
               file=sys.stderr)
@@ -144,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: checkpoint(s) {missing} do not exist; pass the *_best file(s) train.sh wrote", file=sys.stderr)
         return 2
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     log = work / "robustness.log"
     predict_args = shlex.split(args.predict_args)
     rows = []
