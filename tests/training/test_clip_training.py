@@ -213,12 +213,13 @@ def _train(root: Path, tmp: Path, fold: int, overrides: list[str], **options):
 def test_short_3d_training_lowers_the_loss_and_its_checkpoint_loads_with_family_and_spec(clip_root, tmp_path,
                                                                                          one_thread):
     fold_a, fold_b = _folds(clip_root)
-    result = _train(clip_root, tmp_path, fold_b, ["epochs=6", "batches_per_epoch=3", "augment=false", "val_every=6",
-                                                  'optimizer={"type": "AdamW", "lr": 0.002}',
+    result = _train(clip_root, tmp_path, fold_b, ["epochs=10", "batches_per_epoch=3", "augment=false",
+                                                  "val_every=10", 'optimizer={"type": "Adam", "lr": 0.001}',
                                                   "schedule.type=constant"])
     losses = result.step_losses
-    assert len(losses) == 18
-    assert np.mean(losses[-6:]) < 0.85 * np.mean(losses[:6]), [round(x, 3) for x in losses]
+    assert len(losses) == 30
+    # the same clips every epoch (no augmentation, no cutmix): the last epochs' mean loss is below the first's
+    assert np.mean(losses[-9:]) < 0.9 * np.mean(losses[:9]), [round(x, 3) for x in losses]
     best = next((tmp_path / "weights").glob("*_best"))
     data = read_checkpoint(best)
     assert data["family"] == "inflated3d" and data["calibration"]["method"] == "temperature"
