@@ -83,13 +83,18 @@ def write_clip(target: str | os.PathLike, frames: Sequence[np.ndarray], fps: flo
     return Path(target)
 
 
-def read_clip(path: str | os.PathLike) -> np.ndarray:
-    """Every frame of a clip as one ``(frames, height, width, 3)`` RGB uint8 array."""
+def read_clip(path: str | os.PathLike, stop: int | None = None) -> np.ndarray:
+    """Every frame of a clip (with ``stop``: its first ``stop`` frames, decoding no further) as one
+    ``(frames, height, width, 3)`` RGB uint8 array."""
     import av
 
+    frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if stop is not None and len(frames) >= stop:
+                    break
     except (OSError, av.FFmpegError) as exc:
         raise ClipReadError(f"{path}: cannot be decoded as a clip ({exc}); rerun extract_clips to rewrite it") from None
     if not frames:

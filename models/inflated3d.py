@@ -70,7 +70,21 @@ class InflatedConv3d(nn.Conv3d):
         frames = self.kernel_size[0]
         if frames > 1:  # replicate the edge frames: a clip of one repeated frame stays exactly that
             x = F.pad(x, (0, 0, 0, 0, (frames - 1) // 2, frames // 2), mode="replicate")
+        if frames > 1 and self.groups > 1:
+            return self._grouped_over_time(x, frames)
         return F.conv3d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def _grouped_over_time(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """The same grouped (depthwise) convolution as one sum of ``frames`` convolutions of one frame each:
+        torch's CPU backward of a grouped 3D kernel spanning several frames is ~50x slower than this
+        (35 s against 0.7 s for a 96-channel 8 x 56 x 56 layer on 2 cores)."""
+        length = x.shape[2] - frames + 1
+        out = None
+        for offset in range(frames):
+            part = F.conv3d(x[:, :, offset:offset + length], self.weight[:, :, offset:offset + 1], None, self.stride,
+                            0, self.dilation, self.groups)
+            out = part if out is None else out + part
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1, 1)
 
 
 class BatchNormAct3d(nn.Module):

@@ -25,15 +25,10 @@ from core.calibration import METHOD, TemperatureFit, fit_temperature
 from core.devices import resolve_device
 from core.files import atomic_path
 from core.input_spec import InputSpec
-from datasets.layout import DataLayout
 from models.checkpoints import CheckpointError, load_model, read_checkpoint, save_error, to_plain
 from models.weights import released_file
-from training.datasets.classifier_dataset import (
-    DeepFakeClassifierDataset,
-    FoldsError,
-    read_folds,
-    split_folds,
-)
+from training.datasets.classifier_dataset import FoldsError
+from training.datasets.training_data import training_data
 from training.trainer import autocast_dtype
 from training.validation import VideoPredictions, video_probabilities
 
@@ -84,12 +79,11 @@ def checked_fold(path: Path, run: dict[str, Any], data_dir: Path, fold: int | No
 
 def validation_loader(data_dir: Path, fold: int, config: dict[str, Any], run: dict[str, Any], spec: InputSpec,
                       batch_size: int, workers: int) -> DataLoader:
-    """The crops of ``fold`` as the trainer validated them (every 20th frame unless the run used
-    --full-val; the run's seed and fake source)."""
-    source = str(DataLayout(data_dir).folds_csv)
-    fakes = config.get("fakes", "real")
-    _, rows = split_folds(read_folds(data_dir), fold, bool(run.get("full_val", False)), source, fakes=fakes)
-    dataset = DeepFakeClassifierDataset(data_dir, rows, "val", spec, seed=int(run.get("seed", 111)), fakes=fakes)
+    """The crops (or clips, for a clip model) of ``fold`` as the trainer validated them (crops: every 20th
+    frame unless the run used --full-val; the run's seed and fake source)."""
+    data = training_data(spec)
+    _, rows, _ = data.split(data_dir, fold, bool(run.get("full_val", False)), config.get("fakes", "real"), None)
+    dataset = data.dataset(data_dir, rows, "val", spec, config, int(run.get("seed", 111)))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 

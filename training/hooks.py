@@ -103,6 +103,7 @@ class ValidationHook(HookBase):
                                                       self.progress)
         trainer.metrics = video_scores(trainer.val_predictions.labels, trainer.val_predictions.probabilities)
         score = trainer.metrics[SELECTION_METRIC]
+        trainer.scheduler.after_validation(float(score))  # the plateau schedule's input
         trainer.validated = True
         trainer.improved = bool(np.isfinite(score) and score < trainer.best_score)
         trainer.best_score = score if trainer.improved else trainer.best_score
@@ -133,7 +134,8 @@ class TensorBoardHook(HookBase):
             self.writer.add_scalar("train/real_loss", last.real_loss, step)
         shown_count = trainer.config.tensorboard_images
         if trainer.step == 0 and shown_count:
-            shown = [tensor_to_image(t) for t in last.images[:shown_count]]
+            preview = trainer.parts.preview or tensor_to_image
+            shown = [preview(t) for t in last.images[:shown_count]]
             self.writer.add_images("train/images", np.stack(shown), step, dataformats="NHWC")
 
     def after_epoch(self) -> None:

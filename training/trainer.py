@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -91,6 +92,19 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(int(np.random.SeedSequence([seed, epoch, rank, 7]).generate_state(1)[0]))
 
 
+def sync_learning_rates(optimizer: torch.optim.Optimizer) -> None:
+    """Every process takes rank 0's learning rates."""
+    rates = [[group["lr"] for group in optimizer.param_groups]]
+    dist.broadcast_object_list(rates, src=0)
+    for group, lr in zip(optimizer.param_groups, rates[0]):
+        group["lr"] = lr
+
+
+def mix_rng(seed: int, epoch: int, step: int, rank: int) -> np.random.Generator:
+    """The generator of one step's batch change, from (seed, epoch, step, rank): a resume draws the same."""
+    return np.random.default_rng([seed, epoch, step, rank, 11])
+
+
 def distribute(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
     """``model`` wrapped for DDP when the run is distributed (SyncBatchNorm on GPUs, activations kept:
     ``models.registry.convert_sync_batchnorm``), else itself."""
@@ -156,6 +170,9 @@ class TrainParts:
     steps_per_epoch: int
     run_info: dict[str, Any]  # stored with every checkpoint and in <name>_args.json
     summary: str  # the run in one line, logged once the hooks have prepared it
+    # (uint8 samples, labels, rng) -> (samples, labels): a change of each training batch (3D cutmix), or None
+    batch_mix: Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+    preview: Callable[[torch.Tensor], np.ndarray] | None = None  # one sample as an RGB image (TensorBoard)
 
 
 class Trainer:
@@ -207,6 +224,7 @@ class Trainer:
             self.epochs_run.append(self.epoch)
             self._call("after_epoch")
             if self.ctx.distributed:
+                sync_learning_rates(self.optimizer)  # rank 0 alone validates: a plateau schedule acts there
                 dist.barrier()
         self._call("after_train")
 
@@ -230,6 +248,10 @@ class Trainer:
     def run_step(self, batch: dict[str, Any]) -> StepOutput:
         """One optimizer step on ``batch`` (balanced BCE, grad scaler, clipping, scheduler step)."""
         device, dtype = self.parts.device, self.parts.dtype
+        if self.parts.batch_mix is not None:
+            mixed, mixed_labels = self.parts.batch_mix(batch["image"], batch["label"],
+                                                       mix_rng(self.parts.seed, self.epoch, self.step, self.ctx.rank))
+            batch = {**batch, "image": mixed, "label": mixed_labels}
         images = normalize_batch(batch["image"].to(device, non_blocking=True), self.parts.spec)
         labels = batch["label"].to(device, non_blocking=True)
         if self.config.channels_last:

@@ -37,17 +37,11 @@ from core.files import path_problem
 from core.input_spec import InputSpec
 from core.options import field_types, option
 from core.run_control import LockError, Stopped, stop_exit_code, stop_on_sigterm
-from datasets.layout import DataLayout
 from models.checkpoints import checkpoint_path, read_checkpoint
 from models.registry import create_model, get_family, input_spec
 from models.weights import default_weights_dir
-from training.datasets.classifier_dataset import (
-    DeepFakeClassifierDataset,
-    identity_group_subset,
-    identity_groups_of,
-    read_folds,
-    split_folds,
-)
+from training.datasets.classifier_dataset import identity_group_subset, identity_groups_of, read_folds
+from training.datasets.training_data import TrainingData, training_data
 from training.hooks import (
     CalibrationHook,
     CheckpointHook,
@@ -202,15 +196,17 @@ def build_model(config: TrainConfig, device: torch.device, pretrained: bool) -> 
     return model, init_source
 
 
-def split_rows(options: TrainOptions, config: TrainConfig, seed: int) -> tuple[Any, Any, str, dict]:
+def split_rows(options: TrainOptions, config: TrainConfig, seed: int, data: TrainingData | None = None
+               ) -> tuple[Any, Any, str, dict]:
     """The folds.csv rows to train and to validate on (``options.fold`` validates, ``test_fold`` is left
     out; ``train_videos``: a subset of whole identity groups drawn from ``seed``), the file they come from
-    and the training videos used (for the run's record)."""
-    folds_source = str(DataLayout(options.data_dir).folds_csv)
-    folds = read_folds(options.data_dir)
-    train_rows, val_rows = split_folds(folds, options.fold, options.full_val, folds_source, fakes=config.fakes,
-                                       test_fold=options.test_fold)
+    and the training videos used (for the run's record). ``data``: what the model trains on (default: the
+    config's family's, crops or clips)."""
+    data = data or training_data(input_spec(config.as_dict()))
+    train_rows, val_rows, folds_source = data.split(options.data_dir, options.fold, options.full_val, config.fakes,
+                                                    options.test_fold)
     if options.no_validation:  # the validation fold is trained on too, every frame
+        folds = read_folds(options.data_dir)
         train_rows = folds[folds["fold"] != options.test_fold].reset_index(drop=True)
     available = train_rows["video"].nunique()
     used = {"train_videos_available": int(available), "train_videos_used": int(available),
@@ -225,22 +221,20 @@ def split_rows(options: TrainOptions, config: TrainConfig, seed: int) -> tuple[A
 
 
 def build_loaders(options: TrainOptions, plan: RunPlan, ctx: DistContext, device: torch.device, rows: tuple,
-                  spec: InputSpec):
-    """The datasets (samples as the model's input ``spec`` says), the training sampler and the two loaders."""
+                  spec: InputSpec, data: TrainingData):
+    """The datasets (``data``'s: crops or clips, samples as the model's input ``spec`` says), the training
+    sampler and the two loaders."""
     config, seed = plan.config, plan.seed
     train_rows, val_rows, folds_source, _ = rows
-    train_set = DeepFakeClassifierDataset(options.data_dir, train_rows, "train", spec, seed=seed,
-                                          hardcore=config.hardcore, padding_part=config.padding_part,
-                                          label_smoothing=config.label_smoothing, augment=config.augment,
-                                          fakes=config.fakes)
-    val_set = DeepFakeClassifierDataset(options.data_dir, val_rows, "val", spec, seed=seed, fakes=config.fakes)
+    train_set = data.dataset(options.data_dir, train_rows, "train", spec, config.as_dict(), seed)
+    val_set = data.dataset(options.data_dir, val_rows, "val", spec, config.as_dict(), seed)
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
                                  drop_last=True)
     workers = int(config.workers)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
                               drop_last=True, pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
     if len(train_loader) == 0:
-        raise ValueError(f"{folds_source}: the training folds give {len(train_set)} training crops per "
+        raise ValueError(f"{folds_source}: the training folds give {len(train_set)} training {data.noun} per "
                          f"epoch, fewer than batch_size {config.batch_size} x {ctx.world_size} processes; "
                          f"lower batch_size (--set batch_size=N) or add data")
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, shuffle=False, num_workers=workers,
@@ -252,13 +246,15 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
                 device: torch.device) -> tuple[TrainParts, DataLoader]:
     """What the loop trains with, and the validation loader."""
     config, seed = plan.config, plan.seed
-    rows = split_rows(options, config, seed)
+    spec = input_spec(config.as_dict())
+    data = training_data(spec)  # crops or clips: what the family's input spec takes
+    rows = split_rows(options, config, seed, data)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
     model, init_source = build_model(config, device, pretrained=plan.resume_path is None)
-    spec = input_spec(config.as_dict())
-    train_set, val_set, sampler, train_loader, val_loader = build_loaders(options, plan, ctx, device, rows, spec)
+    train_set, val_set, sampler, train_loader, val_loader = build_loaders(options, plan, ctx, device, rows, spec,
+                                                                          data)
     steps_per_epoch = min(len(train_loader), int(config.batches_per_epoch))
     optimizer = create_optimizer(model.parameters(), config.optimizer.as_dict())
     scheduler = create_scheduler(optimizer, config.schedule.as_dict(), steps_per_epoch * int(config.epochs))
@@ -272,12 +268,13 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
                 "init": init_source, "resume": str(plan.resume_path) if plan.resume_path else None,
                 "from_zero": options.from_zero,
                 "full_val": options.full_val, "steps_per_epoch": steps_per_epoch, **rows[3]}
-    val_text = "no validation" if options.no_validation else f"{len(val_set)} val crops"
-    summary = (f"{rows[3]['train_videos_used']} train videos, {len(train_set)} train crops/epoch, {val_text}, "
+    val_text = "no validation" if options.no_validation else f"{len(val_set)} val {data.noun}"
+    summary = (f"{rows[3]['train_videos_used']} train videos, {len(train_set)} train {data.noun}/epoch, {val_text}, "
                f"{steps_per_epoch} steps/epoch x "
                f"{config.epochs} epochs, {device}, amp {plan.dtype}")
     parts = TrainParts(config, plan.name, seed, ctx, device, plan.dtype, model, spec, optimizer, scheduler, scaler,
-                       train_set, sampler, train_loader, steps_per_epoch, run_info, summary)
+                       train_set, sampler, train_loader, steps_per_epoch, run_info, summary,
+                       batch_mix=data.batch_mix(config.as_dict()), preview=data.preview)
     return parts, val_loader
 
 

@@ -23,9 +23,9 @@ from core.files import path_problem
 from core.options import field_types, option, value_problem
 from models.registry import DEFAULT_FAMILY, MODEL_FAMILIES
 from training.datasets.fake_sources import FAKE_SOURCES
+from training.tools.schedulers import SCHEDULES
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
-SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = PRECISION_CHOICES  # the vocabulary prediction's --precision uses too
 
 
@@ -76,11 +76,19 @@ class OptimizerConfig(_ConfigBase):
 
 @dataclass(frozen=True)
 class ScheduleConfig(_ConfigBase):
-    type: str = option("poly", "learning-rate schedule, stepped after every optimizer step", choices=SCHEDULES)
+    type: str = option("poly", "learning-rate schedule (training.tools.schedulers.SCHEDULES): poly, cosine, "
+                       "constant, one_cycle, plateau", choices=SCHEDULES)
     max_iter: int = option(100500, "poly: steps to reach lr 0 (the winner ran 40 x 2500 = 100000)", minimum=1)
     power: float = option(0.9, "poly: exponent", minimum=0)
-    warmup_steps: int = option(0, "linear warm-up steps before the schedule", minimum=0)
-    min_lr: float = option(0.0, "lowest learning rate (poly, cosine)", minimum=0)
+    warmup_steps: int = option(0, "linear warm-up steps before the schedule (poly, cosine, constant)", minimum=0)
+    min_lr: float = option(0.0, "lowest learning rate (poly, cosine, plateau)", minimum=0)
+    pct_start: float = option(0.3, "one_cycle: share of the steps rising to the optimizer's lr", minimum=0, maximum=1,
+                              exclusive_maximum=True)
+    div_factor: float = option(25.0, "one_cycle: the first lr is lr / div_factor", minimum=1)
+    final_div_factor: float = option(1e4, "one_cycle: the last lr is lr / div_factor / final_div_factor", minimum=1)
+    factor: float = option(0.5, "plateau: the lr is multiplied by this when the validation loss stops improving",
+                           minimum=0, maximum=1, exclusive_maximum=True)
+    patience: int = option(2, "plateau: validations without improvement before the lr is lowered", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,16 @@ class TrainConfig(_ConfigBase):
     padding_part: int = option(3, "keep 1/N of the face size as context on each side (3 = the whole crop)",
                                minimum=1)
     augment: bool = option(True, "the augmentation pipeline (off: the crops as they are)")
+    clip_frames: int = option(16, "clip families (video_resnet, inflated3d): frames per training chunk", minimum=1)
+    clip_frame_step: int = option(1, "clip families: clip frames between a chunk's frames (2: every other)",
+                                  minimum=1)
+    temporal_kernel: int = option(3, "inflated3d: frames each inflated kernel spans", minimum=1)
+    clip_crop: float = option(0.875, "clip families: the crop's share of the clip's side (random in training, "
+                              "centred in validation; 112 of 128 px)", minimum=0.1, maximum=1)
+    cutmix: float = option(0.0, "clip families: share of a batch's clips that get a cuboid of another (3D cutmix)",
+                           minimum=0, maximum=1)
+    cutmix_alpha: float = option(1.0, "3D cutmix: Beta(alpha, alpha) of the share each mixed clip keeps",
+                                 minimum=0.01)
     fakes: str = option("real", "training fakes (training.datasets.fake_sources): real (the data's fake videos), "
                         "self_blended (SBI, from reals only), both", choices=FAKE_SOURCES)
     train_videos: int | None = option(
