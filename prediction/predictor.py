@@ -9,11 +9,17 @@ rule); ``per-person`` links the faces into tracks (``faces.tracks``; short track
 detector false positives), applies the same rule to each person's faces and gives the video its most
 fake person's score, so one swapped face among real ones is not averaged away. Both values are kept
 on every prediction.
+
+The ensemble may mix image (2D) and clip (3D) checkpoints (``prediction.families``): image models score
+the face crops, clip models chunks of each person's face-track clip (``prediction.clip_scoring``: the
+clips stage's region, cut from consecutive frames in one more decoding pass). Per person each kind's
+score (its models combined), then the kinds pooled by ``--family-weights`` (default 50:50), then the
+video rule.
 How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
 the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
-A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), or in
-which no face is found, gets 0.5 (the competition's neutral answer) with the reason in
+A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), in
+which no face is found, or (clip models only) where no track spans one chunk, gets 0.5 (the competition's neutral answer) with the reason in
 ``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
 ``predict_on_video_set(..., keep_going=True)`` logs it with its traceback, gives that video 0.5 with
 ``fallback_kind="error"`` and goes on.
@@ -47,6 +53,8 @@ from faces.mtcnn import detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
 from prediction.aggregation import STRATEGIES, VIDEO_RULES, combine_models
+from prediction.clip_scoring import clip_geometry, cut_chunks, plan_chunks, score_clips
+from prediction.families import FAMILY_KINDS, ModelItems, VideoInputs, kind_of, pool_families
 from prediction.options import PredictorOptions, resolve_options
 
 logger = logging.getLogger(__name__)
@@ -78,7 +86,9 @@ class VideoPrediction:
     face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
     model_probabilities: list[float] = field(default_factory=list)
     fallback_reason: str | None = None
-    fallback_kind: str | None = None  # "unreadable", "no_face", or "error" (a bug, only with keep_going)
+    # "unreadable", "no_face", "no_clip" (clip models only, no track spans a chunk), or "error" (a bug,
+    # only with keep_going)
+    fallback_kind: str | None = None
     decode_warning: str | None = None  # set when the video decoded only partly (the frames that did were used)
     timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
@@ -93,6 +103,14 @@ class VideoPrediction:
     aggregate: str = "winner"  # the rule that made ``probability``
     pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
     per_person_probability: float | None = None
+    # the families: per model its kind ("2d", "3d": prediction.families), per kind (and per model) each
+    # person's score (None: no input of that kind for the person) and the pooled score; the clip
+    # models' scored chunks. ``person_scores`` are the kinds pooled by the family weights.
+    model_kinds: list[str] = field(default_factory=list)
+    family_person_scores: dict[str, list[float | None]] = field(default_factory=dict)
+    family_probabilities: dict[str, float | None] = field(default_factory=dict)
+    model_person_scores: list[list[float | None]] = field(default_factory=list)
+    chunks: list[ChunkScore] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -112,15 +130,43 @@ class VideoPrediction:
 
     @property
     def mean_face_scores(self) -> np.ndarray:
-        """Per face, the mean over the models (the scores plotted in the report)."""
+        """Per face, the mean over the image models (the scores plotted in the report); NaN per face when
+        only clip models scored (they score chunks, not faces)."""
+        if self.face_scores.shape[0] == 0:
+            return np.full(self.n_faces, np.nan)
         return self.face_scores.mean(axis=0) if self.face_scores.size else np.zeros(0)
 
     @property
     def frame_scores(self) -> dict[int, float]:
         """Per sampled frame with a face, the mean score of its faces (mean over the models)."""
         scores = self.mean_face_scores
+        if self.face_scores.shape[0] == 0:
+            return {}
         return {int(f): float(scores[self.face_frame_indices == f].mean())
                 for f in np.unique(self.face_frame_indices)}
+
+
+@dataclass(frozen=True)
+class ChunkScore:
+    """A clip model's score of one chunk of a person's face-track clip (``model``: its index among the
+    predictor's models; ``frames``: the chunk's first and last video frame)."""
+
+    model: int
+    person: int
+    frames: tuple[int, int]
+    score: float
+
+
+@dataclass(frozen=True)
+class PooledScores:
+    """One video's scores at every step of the pooling (``VideoPredictor.pool_scores``); None: no input."""
+
+    model_pooled: list[float | None]  # per model, over every item
+    model_person: list[list[float | None]]  # per model, per person
+    kind_pooled: dict[str, float | None]  # per kind, the models combined
+    kind_person: dict[str, list[float | None]]
+    pooled: float | None  # the kinds pooled: the winner rule's score
+    persons: list[float | None]  # the kinds pooled, per person
 
 
 @dataclass
@@ -144,6 +190,7 @@ class VideoFaces:
     crops: list[np.ndarray]
     boxes: np.ndarray  # (faces, 5): [x1, y1, x2, y2, detector score]
     detect_s: float = 0.0
+    frame_shape: tuple[int, ...] = ()  # of the decoded frames (where the clip models' regions are cut)
 
 
 @dataclass
@@ -158,13 +205,14 @@ class DetectedVideo:
     decode_warning: str | None = None
 
 
-def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
-    """This predictor scores one face image at a time: a clip model (a 3D family) is refused by name."""
-    clip_models = [m for m in models if m.input_spec.is_clip]
-    if clip_models:
-        names = ", ".join(f"{m.path} ({m.family}, {m.input_spec.frames_per_clip} frames per clip)" for m in clip_models)
-        raise ValueError(f"{names}: a clip model; this predictor scores single face images, so pass image models "
-                         f"(classifier2d checkpoints) with --models")
+def checked_family_weights(weights: dict[str, float], models: Sequence[LoadedModel], kinds: Sequence[str]
+                           ) -> dict[str, float]:
+    """``weights`` when the loaded models' kinds get a positive weight in all; ValueError naming the fix else."""
+    if models and sum(weights.get(kind, 0.0) for kind in set(kinds)) <= 0:
+        loaded = ", ".join(f"{m.path.name} ({m.family}, {kind})" for m, kind in zip(models, kinds))
+        raise ValueError(f"--family-weights {','.join(f'{k}={w:g}' for k, w in weights.items())} gives the loaded "
+                         f"models' kinds no weight ({loaded}); give their kind a positive weight")
+    return dict(weights)
 
 
 # prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
@@ -224,10 +272,11 @@ class VideoPredictor:
         if not models:
             raise ValueError("no model given")
         self.models = list(models)
-        refuse_clip_models(self.models)
-        for loaded in self.models:
+        self.model_kinds = [kind_of(loaded.input_spec) for loaded in self.models]
+        self.family_weights = checked_family_weights(options.family_weight_map, self.models, self.model_kinds)
+        for loaded, kind in zip(self.models, self.model_kinds):
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
-            loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
+            loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=FAMILY_KINDS.get(kind).channels_last
                                    if options.channels_last else torch.contiguous_format)
         self.detector = build_detector(options.detector, DetectorSettings(
             "inference", device=self.device, batch_size=options.detector_batch_size,
@@ -268,7 +317,7 @@ class VideoPredictor:
                 kept_boxes.append(box)
         boxes_array = np.asarray(kept_boxes, dtype=np.float32).reshape(-1, 5)
         return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops, boxes_array,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, tuple(frames[0].shape) if len(frames) else ())
 
     def no_face_reason(self, frames: Sequence[np.ndarray]) -> str:
         """Why a video has no face, with the smallest face the detector could see at its scale and the
@@ -289,14 +338,20 @@ class VideoPredictor:
         """What ``loaded`` is fed: its checkpoint's spec, with this run's ``resize_rounding`` option."""
         return loaded.input_spec.replace(resize_rounding=self.options.resize_rounding)
 
+    def rows_of(self, kind: str) -> list[int]:
+        """The indices of the models of ``kind`` (``prediction.families.FAMILY_KINDS``), in model order."""
+        return [row for row, model_kind in enumerate(self.model_kinds) if model_kind == kind]
+
     @torch.inference_mode()
-    def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Fake probability of every face crop under every model: ``(models, faces)``."""
-        scores = np.zeros((len(self.models), len(crops)), dtype=np.float64)
+    def score_faces(self, crops: Sequence[np.ndarray], rows: Sequence[int] | None = None) -> np.ndarray:
+        """Fake probability of every face crop under the image models ``rows`` (default: all of them):
+        ``(models, faces)``."""
+        rows = [i for i, m in enumerate(self.models) if not m.input_spec.is_clip] if rows is None else list(rows)
+        scores = np.zeros((len(rows), len(crops)), dtype=np.float64)
         if not crops:
             return scores
         inputs_by_spec: dict[InputSpec, list[np.ndarray]] = {}
-        for row, loaded in enumerate(self.models):
+        for row, loaded in enumerate(self.models[i] for i in rows):
             spec = self.input_spec(loaded)
             if spec not in inputs_by_spec:
                 inputs_by_spec[spec] = [place_face(crop, spec) for crop in crops]
@@ -309,6 +364,27 @@ class VideoPredictor:
                     probs = (probs + flipped) / 2
                 scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
         return scores
+
+    def score_chunks(self, inputs: VideoInputs, rows: Sequence[int]) -> list[ModelItems]:
+        """The clip models ``rows`` on chunks of each person's face-track clip (``prediction.clip_scoring``): the
+        chunks planned per clip geometry, all cut in one decoding pass, each model on its geometry's chunks."""
+        faces = inputs.faces
+        geometry_of = {row: clip_geometry(self.models[row].input_spec, self.models[row].config) for row in rows}
+        chunks_by_geometry: dict = {
+            geometry: plan_chunks(faces.face_frame_indices, faces.boxes, inputs.face_persons, faces.frame_shape,
+                                  geometry, self.options.clip_max_frames, self.options.clip_chunks)
+            for geometry in dict.fromkeys(geometry_of.values())}
+        cut = cut_chunks(inputs.path, chunks_by_geometry)
+        items = []
+        for row in rows:
+            geometry = geometry_of[row]
+            done = [(chunk, clip) for chunk, clip in zip(chunks_by_geometry[geometry], cut[geometry]) if clip is not None]
+            spec = self.input_spec(self.models[row])
+            scores = score_clips(self.models[row].model, [clip for _, clip in done], spec, self.device, self.dtype,
+                                 max(1, self.classifier_batch_size // spec.frames_per_clip), self.options.tta)
+            items.append(ModelItems(scores, np.array([chunk.person for chunk, _ in done], dtype=np.int64),
+                                    [(chunk.frames[0], chunk.frames[-1]) for chunk, _ in done]))
+        return items
 
     def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
         """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
@@ -342,28 +418,74 @@ class VideoPredictor:
                                                 decoded.frame_indices, decoded.warning))
         return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings, decode_warning=decoded.warning)
 
+    def score_models(self, inputs: VideoInputs) -> list[ModelItems]:
+        """Every model's items on one video, each kind by its registry entry's scorer (model order)."""
+        items: list[ModelItems | None] = [None] * len(self.models)
+        for kind in dict.fromkeys(self.model_kinds):
+            rows = self.rows_of(kind)
+            for row, scored in zip(rows, FAMILY_KINDS.get(kind).score(self, inputs, rows)):
+                items[row] = scored
+        return items
+
+    def _strategy_or_none(self, scores: np.ndarray) -> float | None:
+        return self.strategy(scores) if scores.size else None
+
+    def _combined(self, values: Sequence[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return combine_models(present, self.options.combine) if present else None
+
+    def pool_scores(self, items: Sequence[ModelItems], n_persons: int) -> PooledScores:
+        """Per model the strategy over its items (all, and each person's), the models of a kind combined by
+        ``--combine``, the kinds pooled by the family weights (``prediction.families.pool_families``)."""
+        model_pooled = [self._strategy_or_none(it.scores) for it in items]
+        model_person = [[self._strategy_or_none(it.scores[it.persons == p]) for p in range(n_persons)] for it in items]
+        kinds = list(dict.fromkeys(self.model_kinds))
+        kind_pooled = {k: self._combined([model_pooled[r] for r in self.rows_of(k)]) for k in kinds}
+        kind_person = {k: [self._combined([model_person[r][p] for r in self.rows_of(k)]) for p in range(n_persons)]
+                       for k in kinds}
+        pool = self.options.family_pool
+        persons = [pool_families({k: kind_person[k][p] for k in kinds}, self.family_weights, pool)
+                   for p in range(n_persons)]
+        return PooledScores(model_pooled, model_person, kind_pooled, kind_person,
+                            pool_families(kind_pooled, self.family_weights, pool), persons)
+
     def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
-        """Second half: every model on the faces, then the strategy and the model combination."""
+        """Second half: every model on the faces (image models) or the persons' clips (clip models), then the
+        strategy, the model combination, the family pooling and the video rule."""
         if detected.fallback is not None:
             return detected.fallback
-        timings = detected.timings_s
+        timings, faces = detected.timings_s, detected.faces
         start = time.perf_counter()
-        face_scores = self.score_faces(detected.faces.crops)
-        pooled, per_model = self.aggregate(face_scores)
-        face_persons = self.link_persons(detected.faces)
-        person_scores = self.person_scores(face_scores, face_persons)
-        per_person = max(person_scores)
-        probability = self.video_rule.score(pooled, person_scores)
+        face_persons = self.link_persons(faces)
+        items = self.score_models(VideoInputs(detected.path, faces, face_persons))
+        n_persons = int(face_persons.max(initial=-1)) + 1
+        scores = self.pool_scores(items, n_persons)
+        scored = [s for s in scores.persons if s is not None]
         timings["classify"] = time.perf_counter() - start
-        return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
-                               face_persons=face_persons, person_scores=person_scores,
-                               aggregate=self.options.aggregate, pooled_probability=pooled,
-                               per_person_probability=per_person,
-                               face_frame_indices=detected.faces.face_frame_indices,
-                               face_boxes=detected.faces.boxes, face_scores=face_scores,
-                               model_probabilities=per_model, timings_s=timings,
-                               decode_warning=detected.decode_warning,
-                               face_crops=detected.faces.crops if self.keep_face_crops else [])
+        if not scored:
+            return self._fallback(detected.path, "no_clip", self.no_clip_reason(n_persons), timings,
+                                  detected.frame_indices, detected.decode_warning)
+        image_rows = [row for row, m in enumerate(self.models) if not m.input_spec.is_clip]
+        return VideoPrediction(
+            detected.path, self.video_rule.score(scores.pooled, scored), frame_indices=detected.frame_indices,
+            face_persons=face_persons, person_scores=scores.persons, aggregate=self.options.aggregate,
+            pooled_probability=scores.pooled, per_person_probability=max(scored),
+            face_frame_indices=faces.face_frame_indices, face_boxes=faces.boxes,
+            face_scores=np.stack([items[row].scores for row in image_rows]) if image_rows else
+            np.zeros((0, faces.face_frame_indices.size)),
+            model_probabilities=scores.model_pooled, timings_s=timings, decode_warning=detected.decode_warning,
+            face_crops=faces.crops if self.keep_face_crops else [], model_kinds=list(self.model_kinds),
+            family_person_scores=scores.kind_person, family_probabilities=scores.kind_pooled,
+            model_person_scores=scores.model_person,
+            chunks=[ChunkScore(row, int(p), f, float(s)) for row, it in enumerate(items)
+                    for p, f, s in zip(it.persons, it.frames, it.scores) if it.frames])
+
+    def no_clip_reason(self, n_persons: int) -> str:
+        """Why a video scored only by clip models has no score: no track spans one chunk."""
+        spans = ", ".join(f"{m.path.name}: {m.input_spec.frames_per_clip} frames every {m.input_spec.frame_step}"
+                          for m in self.models if m.input_spec.is_clip)
+        return (f"no chunk for the clip models: none of the {n_persons} person(s) is tracked over the frames one "
+                f"chunk spans ({spans}); a longer video, or an image model beside them, gives a score")
 
     def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
         return self.classify_detected(self.detect_decoded(decoded))
