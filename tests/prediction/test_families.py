@@ -19,7 +19,6 @@ from models.checkpoints import load_model, save_checkpoint
 from models.registry import create_model, get_family
 from prediction import cli, outputs
 from prediction.clip_scoring import ClipGeometry, clip_geometry, plan_person_chunks
-from prediction.families import weighted_logit_mean
 from prediction.options import resolve_options
 from prediction.persons import read_persons, write_persons
 from prediction.predictor import VideoPredictor
@@ -63,8 +62,6 @@ def real_mixed(project_checkpoint, clip_checkpoint):
     assert detected.fallback is None
     return {"mixed": mixed.classify_detected(detected),
             "image_only_weight": _predictor([image, clip], family_weights="2d=1,3d=0").classify_detected(detected),
-            "clip_only_weight": _predictor([image, clip], family_weights="2d=0,3d=1").classify_detected(detected),
-            "geometric": _predictor([image, clip], family_pool="geometric").classify_detected(detected),
             "image_alone": _predictor([image]).classify_detected(detected),
             "clip_alone": _predictor([clip]).classify_detected(detected),
             "detected": detected, "clip_model": clip, "predictor": mixed}
@@ -88,16 +85,15 @@ def test_a_2d_and_a_3d_checkpoint_give_each_person_both_family_scores(real_mixed
 
 def test_family_weights_act(real_mixed):
     mixed, image_alone, clip_alone = real_mixed["mixed"], real_mixed["image_alone"], real_mixed["clip_alone"]
-    # 1:0 gives the 2D score, 0:1 the 3D score: the scores of each family alone
-    assert real_mixed["image_only_weight"].person_scores == pytest.approx(mixed.family_person_scores["2d"], abs=1e-12)
-    assert real_mixed["image_only_weight"].probability == pytest.approx(image_alone.probability, abs=1e-12)
-    assert real_mixed["clip_only_weight"].person_scores == pytest.approx(mixed.family_person_scores["3d"], abs=1e-12)
-    assert real_mixed["clip_only_weight"].probability == pytest.approx(clip_alone.probability, abs=1e-12)
-    for person in range(mixed.n_persons):
-        scores = np.array([mixed.family_person_scores[k][person] for k in ("2d", "3d")])
-        expected = weighted_logit_mean(scores, np.array([0.5, 0.5]))
-        assert real_mixed["geometric"].person_scores[person] == pytest.approx(expected, abs=1e-12)
-        assert expected != pytest.approx(mixed.person_scores[person], abs=1e-6)
+    # 1:0 gives the 2D score: the 2D model's alone, though the 3D model ran (its scores are kept)
+    weighted = real_mixed["image_only_weight"]
+    assert weighted.person_scores == pytest.approx(mixed.family_person_scores["2d"], abs=1e-12)
+    assert weighted.probability == pytest.approx(image_alone.probability, abs=1e-12)
+    assert weighted.probability != pytest.approx(mixed.probability, abs=1e-4)
+    assert weighted.family_person_scores == mixed.family_person_scores
+    # each family alone gives what the mixed run says of that family
+    assert image_alone.person_scores == pytest.approx(mixed.family_person_scores["2d"], abs=1e-12)
+    assert clip_alone.person_scores == pytest.approx(mixed.family_person_scores["3d"], abs=1e-12)
 
 
 def test_a_3d_only_prediction_scores_chunks_cut_as_the_clips_stage_cuts(real_mixed, tmp_path):
@@ -175,18 +171,21 @@ def test_folder_prediction_writes_both_families_per_person(test_videos, project_
     output, report = tmp_path / "out.csv", tmp_path / "report"
     assert cli.main(["--test-dir", str(folder), "--models", str(project_checkpoint), str(clip_checkpoint),
                      "--output", str(output), "--frames-per-video", str(FRAMES_PER_VIDEO), "--clip-chunks", "2",
-                     "--family-weights", "2d=0.25,3d=0.75", "--no-labels", "--report", str(report),
-                     "--no-progress"]) == 0
+                     "--family-weights", "2d=0.25,3d=0.75", "--family-pool", "geometric", "--no-labels",
+                     "--report", str(report), "--no-progress"]) == 0
     entry = read_persons(outputs.persons_path_for(output))[video.name]
     assert entry.model_kinds == ["2d", "3d"] and set(entry.family_probabilities) == {"2d", "3d"}
     for person in entry.persons:
         assert set(person.family_scores) == {"2d", "3d"} and None not in person.family_scores.values()
-        assert person.score == pytest.approx(0.25 * person.family_scores["2d"] + 0.75 * person.family_scores["3d"])
+        kinds = np.array([person.family_scores["2d"], person.family_scores["3d"]])
+        logit = 0.25 * np.log(kinds[0] / (1 - kinds[0])) + 0.75 * np.log(kinds[1] / (1 - kinds[1]))
+        assert person.score == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-9)  # the weighted log-odds
+        assert person.score != pytest.approx(0.25 * kinds[0] + 0.75 * kinds[1], abs=1e-6)
         assert person.model_scores == [person.family_scores["2d"], person.family_scores["3d"]]
         assert person.chunks and all(c["model"] == 1 for c in person.chunks)
     metrics = json.loads(outputs.metrics_path_for(output).read_text())
     assert metrics["families"]["families"] == ["classifier2d", "inflated3d"]
-    assert metrics["families"]["weights"] == {"2d": 0.25, "3d": 0.75}
+    assert metrics["families"]["weights"] == {"2d": 0.25, "3d": 0.75} and metrics["families"]["pool"] == "geometric"
     assert metrics["settings"]["family_weights"] == "2d=0.25,3d=0.75"
     page = next((report / "videos").glob("*.html")).read_text()
     first = entry.persons[0]
