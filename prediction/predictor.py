@@ -19,8 +19,8 @@ How each step is done is set by one :class:`prediction.options.PredictorOptions`
 the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
 A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), in
-which no face is found, or (clip models only) where no track spans one chunk, gets 0.5 (the competition's neutral answer) with the reason in
-``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
+which no face is found, or (clip models only) where no track spans one chunk, gets 0.5 (the
+competition's neutral answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
 ``predict_on_video_set(..., keep_going=True)`` logs it with its traceback, gives that video 0.5 with
 ``fallback_kind="error"`` and goes on.
 
@@ -244,9 +244,9 @@ class VideoPredictor:
     """Loads the detector and an ensemble of checkpoints once; ``predict_video(path)`` per video.
 
     ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
-    loaded by ``models.checkpoints.load_model``); models with different input specs share the
-    face crops, each gets them placed and normalised as its own spec says (``core.input_spec``; the
-    ``resize_rounding`` option applies to every model). ``options``: how (default:
+    loaded by ``models.checkpoints.load_model``), image (2D) and clip (3D) families; image models with
+    different input specs share the face crops, each gets them placed and normalised as its own spec says
+    (``core.input_spec``; the ``resize_rounding`` option applies to every model). ``options``: how (default:
     ``resolve_options("default")``). ``encoder``: for checkpoints that name none;
     ``keep_face_crops``: keep the scored crops on each prediction (for reports).
     """
