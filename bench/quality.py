@@ -1,41 +1,120 @@
-"""Quality on real deepfakes: preprocess + train on FF++ (``ffpp_train``) minus two folds of identities
-with each fake source (the validation fold picks the checkpoint, the test fold is never seen by training
-or selection), then score the test fold and ``real_small`` (unseen FF++ identities and DFDC clips) with
-the evaluation protocol.
+"""Quality on real deepfakes with the test fold rotated: every FF++ video of ``ffpp_train`` is tested once,
+by a model that never saw its identity and whose checkpoint was picked on another fold; then the same
+models on DFDC clips they never trained on (``cross_dev`` + ``real_small``'s DFDC clips).
 
-    python bench/quality.py [--ffpp ../shared/data/ffpp_train] [--real-small ../shared/data/real_small]
-        [--work output/bench_quality] [--recipes real self_blended both] [--seeds 111 555]
-        [--config configs/ffpp_cpu.json] [--fold 0] [--val-fold 1] [--write-docs docs/benchmarks.md]
+    python bench/quality.py [--work output/bench_quality] [--runs real:111 self_blended:111 real:555]
+        [--test-folds 0 1 2 3 4] [--config configs/ffpp_cpu.json] [--predict-only] [--bootstrap 1000]
+        [--ffpp ../shared/data/ffpp_train] [--cross-dev ../shared/data/cross_dev]
+        [--real-small ../shared/data/real_small] [--write-docs docs/benchmarks.md]
 
-Every step goes through the user's commands (``preprocess_data.sh``, ``train.sh``, ``predict_folder.py``),
-so their stage markers and ``--resume`` make a rerun redo only what is missing: a recipe and seed whose
-training run is complete is not trained again (the table reports the time recorded when it was trained,
-in WORK/train_seconds.json; preprocessing's time is that of this run, near 0 when nothing was left to do).
+For each run (fake source ``RECIPE`` and ``SEED``) and test fold ``t`` the validation fold is ``(t+1) % 5``
+and training goes through the user's command::
+
+    WEIGHTS_DIR=WORK/weights/RECIPE_SEED/testT LOG_DIR=WORK/logs/RECIPE_SEED/testT FOLD=(t+1)%5 TEST_FOLD=t \\
+        TRAIN_ARGS="--set fakes=RECIPE" ./train.sh --resume WORK/data 0 CONFIG SEED
+
+(a complete run returns at once; ``--predict-only`` skips preprocessing and training and uses the runs
+whose ``_best`` holds its calibration, i.e. whose training ended). Predictions go through the predictor
+library with every model of a group at once (fold t's test videos with fold t's models; the cross-dataset
+clips with every model), so a video's faces are detected once; each model's face scores and persons
+are cached in ``WORK/predictions/GROUP/`` keyed by the checkpoint's sha256, the predictor options and
+each video's size and mtime: a rerun predicts only what changed. Video scores, ensembles (the fold's
+real + self-blended models of one seed; a recipe's 5 fold models on the cross-dataset clips) and the
+raw (uncalibrated) scores are then made from the cached face scores by the predictor's own rules
+(``prediction.predictor.ScoreRules``), and scored by ``prediction.evaluation`` with bootstrap intervals.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import machine_description, write_section  # noqa: E402
+from core.files import write_json_atomic  # noqa: E402
+from core.metrics import Bootstrap  # noqa: E402
 from datasets.dfdc import METADATA_NAME  # noqa: E402
-from datasets.layout import DataLayout  # noqa: E402
+from datasets.readers import scan_root  # noqa: E402
 from models.checkpoints import read_checkpoint  # noqa: E402
 from training.datasets.classifier_dataset import read_folds  # noqa: E402
-from training.datasets.fake_sources import FAKE_SOURCES  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
-SECTION = "## Quality on real video (bench/quality.py)"
+SECTION = "## Quality on real video, k-fold rotation (bench/quality.py)"
 PART = "dfdc_train_part_0"
+N_FOLDS = 5
+DFDC_NAME = re.compile(r"^[a-z]{10}\.mp4$")  # DFDC clip names: 10 lowercase letters
+PAIRED_RECIPES = ("real", "self_blended")  # the mixed-source ensemble: one model of each, same seed and fold
+# the protocol in words, written above the tables (docs/benchmarks.md)
+PROTOCOL = [
+    ('What it measures. For each run (fake source and seed) and test fold t = 0..4, a model is trained on '
+     'the other three folds with the checkpoint picked on fold (t+1) % 5 (`FOLD=(t+1)%5 TEST_FOLD=t '
+     './train.sh --resume ...`, weights in `WORK/weights/RECIPE_SEED/testT`) and its temperature fitted on '
+     "that same validation fold. Each fold's videos are scored by that fold's model, so all 104 "
+     '`ffpp_train` videos are tested once, by a model that never saw their identity and whose checkpoint '
+     'was not chosen on them. The pooled numbers (AUC, AP, log loss, each with a 95% bootstrap interval, '
+     'videos resampled within each label) are given overall and per FF++ method (all real videos against '
+     "that method's fakes), with the log loss of the raw scores next to the calibrated one (the AUC does "
+     'not change with calibration), the mean and sd of the five per-fold AUCs (20-22 videos each; the two '
+     "fakes whose original is missing, 392_339_F2F and _FS, are tested with 339's fold), the "
+     'spread between the two seeds of the real-fake recipe, and the mixed-source ensemble (per fold, the '
+     'real-fake and the self-blended model of seed 111, each calibrated, averaged). Across datasets: the '
+     '14 DFDC clips of `cross_dev` plus the 2 DFDC clips of `real_small`, scored by each recipe as the '
+     "ensemble of its 5 fold models (and the mean and sd of its single fold models' AUCs), and by the "
+     '10-model real + self-blended ensemble.'),
+    "",
+    ('Predictions are cached per checkpoint (sha256), predictor options and video file: a rerun predicts '
+     'only what changed (`WORK/predictions/`). `--test-folds 0` with one run is the earlier single-fold '
+     'protocol (test fold 0, validation fold 1).'),
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    recipe: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.recipe}_{self.seed}"
+
+
+@dataclass
+class Video:
+    """A labelled test video: where it is, its label and its manipulation method (fakes of FF++)."""
+
+    name: str
+    path: Path
+    label: int
+    method: str | None = None
+    group: str = ""  # "fold T" or "cross"
+
+
+@dataclass
+class ModelScores:
+    """One checkpoint's face scores on a group's videos: name -> (face_scores, face_persons, fallback)."""
+
+    checkpoint: Path
+    temperature: float | None
+    videos: dict[str, dict] = field(default_factory=dict)
+
+
+def parse_run(text: str) -> Run:
+    recipe, _, seed = text.partition(":")
+    if not seed.isdigit():
+        raise argparse.ArgumentTypeError(f"--runs {text!r}: give RECIPE:SEED, e.g. real:111")
+    return Run(recipe, int(seed))
 
 
 def _run(command: list[str], env: dict | None = None, log: Path | None = None) -> float:
@@ -46,124 +125,469 @@ def _run(command: list[str], env: dict | None = None, log: Path | None = None) -
     return time.perf_counter() - start
 
 
-def recorded_time(path: Path, key: str, seconds: float) -> float:
-    """The wall time of the run that trained ``key``: recorded the first time, read back on a rerun (when
-    ``--resume`` finds the run complete and returns at once)."""
-    times = json.loads(path.read_text()) if path.is_file() else {}
-    if key not in times:
-        times[key] = round(seconds, 1)
-        path.write_text(json.dumps(times, indent=1))
-    return float(times[key])
+def validation_fold(test_fold: int) -> int:
+    return (test_fold + 1) % N_FOLDS
 
 
-def held_out_folder(data_root: Path, fold: int, out: Path) -> Path:
-    """A folder of links to the videos of ``fold`` with their metadata entries (the test set)."""
+def weights_dir(work: Path, run: Run, test_fold: int) -> Path:
+    return work / "weights" / run.name / f"test{test_fold}"
+
+
+def train_env(work: Path, run: Run, test_fold: int) -> dict[str, str]:
+    """The environment of ``train.sh`` for one run and test fold (the layout the runs are trained in)."""
+    return {"WEIGHTS_DIR": str(weights_dir(work, run, test_fold)),
+            "LOG_DIR": str(work / "logs" / run.name / f"test{test_fold}"),
+            "FOLD": str(validation_fold(test_fold)), "TEST_FOLD": str(test_fold),
+            "TRAIN_ARGS": f"--set fakes={run.recipe}"}
+
+
+def finished_checkpoint(work: Path, run: Run, test_fold: int) -> Path | None:
+    """The run's ``_best`` once its training ended (the calibration is written at the end), else None."""
+    found = sorted(weights_dir(work, run, test_fold).glob("*_best"))
+    if not found:
+        return None
+    return found[0] if read_checkpoint(found[0]).get("calibration") else None
+
+
+def stored_temperature(checkpoint: Path) -> float | None:
+    return (read_checkpoint(checkpoint).get("calibration") or {}).get("temperature")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def video_fingerprint(path: Path) -> list:
+    stat = path.resolve().stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+# ---- the videos --------------------------------------------------------------------------------------
+
+
+def entries_of(root: Path) -> dict[str, Video]:
+    """The labelled videos of a DFDC-layout root, by file name (the dataset reader's labels and methods)."""
+    entries, _ = scan_root(root)
+    return {e.path.name: Video(e.path.name, e.path, int(e.is_fake), e.method if e.is_fake else None)
+            for e in entries}
+
+
+def identities(video_id: str) -> set[str]:
+    """The FF++ identities a video shows: ``033`` -> {033}; ``033_097_DF`` -> {033, 097}."""
+    return {part for part in video_id.split("_")[:2] if part.isdigit()}
+
+
+def fold_of_videos(data_root: Path) -> dict[str, int]:
+    """Video file name -> its fold: folds.csv's, and for a fake that folds.csv leaves out (its original is
+    missing, so it has no crops) the fold of a video that shares an identity with it (FF++ pairs share a
+    fold), so that the model testing it never saw that identity either."""
     folds = read_folds(data_root)
-    videos = sorted(set(folds.loc[folds["fold"] == fold, "video"]))
-    part = data_root / PART
-    metadata = json.loads((part / METADATA_NAME).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = {}
-    for video in videos:
-        name = f"{video}.mp4"
-        link = out / name
-        if not link.exists():
-            link.symlink_to((part / name).resolve())
-        chosen[name] = metadata[name]
-    (out / METADATA_NAME).write_text(json.dumps(chosen, indent=1))
-    return out
+    fold_of = {f"{v}.mp4": int(k) for v, k in zip(folds["video"], folds["fold"])}
+    by_identity = {i: fold for name, fold in fold_of.items() for i in identities(name.removesuffix(".mp4"))}
+    for name in entries_of(data_root):
+        if name not in fold_of:
+            shared = sorted({by_identity[i] for i in identities(name.removesuffix(".mp4")) if i in by_identity})
+            if len(shared) == 1:
+                fold_of[name] = shared[0]
+            else:
+                print(f"{name}: in no fold of {data_root / 'folds.csv'} and no single fold holds its identities; "
+                      f"left out", flush=True)
+    return fold_of
+
+
+def fold_videos(data_root: Path, test_fold: int, fold_of: dict[str, int] | None = None) -> list[Video]:
+    """The videos of ``test_fold`` (``fold_of_videos``), with their labels and methods."""
+    fold_of = fold_of_videos(data_root) if fold_of is None else fold_of
+    videos = [v for name, v in sorted(entries_of(data_root).items()) if fold_of.get(name) == test_fold]
+    for v in videos:
+        v.group = f"fold {test_fold}"
+    return videos
+
+
+def cross_videos(cross_dev: Path, real_small: Path) -> list[Video]:
+    """``cross_dev``'s DFDC clips and the DFDC clips of ``real_small`` (names of 10 lowercase letters)."""
+    videos = list(entries_of(cross_dev).values()) if (cross_dev / PART / METADATA_NAME).is_file() else []
+    if (real_small / PART / METADATA_NAME).is_file():
+        videos += [v for name, v in entries_of(real_small).items() if DFDC_NAME.match(name)]
+    for v in videos:
+        v.group = "cross"
+    return sorted(videos, key=lambda v: v.name)
+
+
+# ---- predictions, cached per checkpoint -----------------------------------------------------------------
+
+
+def cache_path(work: Path, group: str, checkpoint: Path) -> Path:
+    return work / "predictions" / group.replace(" ", "") / f"{file_sha256(checkpoint)[:20]}.json"
+
+
+def cached_scores(path: Path, options: dict, videos: list[Video]) -> dict[str, dict]:
+    """The cached entries of ``videos`` whose input is unchanged (same options, same file)."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("options") != options:
+        return {}
+    return {v.name: data["videos"][v.name] for v in videos
+            if v.name in data["videos"] and data["videos"][v.name]["input"] == video_fingerprint(v.path)}
+
+
+def predict_missing(checkpoints: list[Path], videos: list[Video], options) -> dict[Path, dict[str, dict]]:
+    """Every checkpoint's face scores and persons on ``videos`` (one predictor, faces detected once)."""
+    from prediction.predictor import VideoPredictor, predict_on_video_set
+
+    predictor = VideoPredictor(checkpoints, options)
+    found: dict[Path, dict[str, dict]] = {c: {} for c in checkpoints}
+    for video, pred in zip(videos, predict_on_video_set(predictor, [v.path for v in videos])):
+        for row, checkpoint in enumerate(checkpoints):
+            found[checkpoint][video.name] = {
+                "input": video_fingerprint(video.path), "fallback": pred.fallback_kind,
+                "face_scores": pred.face_scores[row].tolist() if pred.face_scores.size else [],
+                "face_persons": pred.face_persons.tolist()}
+    return found
+
+
+def group_scores(work: Path, group: str, checkpoints: list[Path], videos: list[Video], options) -> dict[Path, ModelScores]:
+    """Each checkpoint's face scores on ``videos``: from the cache, the missing ones predicted (all the
+    checkpoints that miss some video in one predictor run) and cached."""
+    record = options.as_dict()
+    scores, paths = {}, {}
+    for checkpoint in checkpoints:
+        paths[checkpoint] = cache_path(work, group, checkpoint)
+        scores[checkpoint] = ModelScores(checkpoint, stored_temperature(checkpoint),
+                                         cached_scores(paths[checkpoint], record, videos))
+    missing = [c for c in checkpoints if len(scores[c].videos) < len(videos)]
+    if missing:
+        todo = [v for v in videos if any(v.name not in scores[c].videos for c in missing)]
+        print(f"{group}: predicting {len(todo)} videos with {len(missing)} model(s)", flush=True)
+        for checkpoint, found in predict_missing(missing, todo, options).items():
+            scores[checkpoint].videos.update(found)
+            write_json_atomic(paths[checkpoint], {"checkpoint": str(checkpoint), "options": record,
+                                                  "videos": scores[checkpoint].videos})
+    return scores
+
+
+def video_probabilities(models: list[ModelScores], video: str, options) -> tuple[float, float]:
+    """(calibrated, raw) probability of ``video`` from the models' cached face scores, by the predictor's
+    rules (each model's temperature, the models combined, the video rule); 0.5 for a fallback."""
+    from prediction.predictor import NEUTRAL_PROBABILITY, ScoreRules
+
+    entries = [m.videos[video] for m in models]
+    if any(e["fallback"] for e in entries) or not entries[0]["face_scores"]:
+        return NEUTRAL_PROBABILITY, NEUTRAL_PROBABILITY
+    persons = np.asarray(entries[0]["face_persons"], dtype=np.int64)
+    if any(len(e["face_scores"]) != persons.size for e in entries):
+        raise RuntimeError(f"{video}: the cached models found different faces; delete the cache and run again")
+    face_scores = np.asarray([e["face_scores"] for e in entries], dtype=np.float64)
+    rules = ScoreRules.of(options, [m.temperature if options.calibration == "on" else None for m in models])
+    calibrated = rules.video_score(face_scores, persons)
+    return calibrated, rules.video_score(face_scores, persons, calibrated=False)
+
+
+# ---- scoring the rows ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of a table: a name and, per video group, the models combined for it."""
+
+    name: str
+    models: dict[str, list[ModelScores]]  # group -> the models averaged on its videos
+
+
+def scored(row: Row, videos: list[Video], options) -> tuple[list, list]:
+    """The row's (calibrated, raw) ``ScoredVideo`` lists over the videos of the groups it has models for."""
+    from prediction.evaluation import ScoredVideo
+
+    calibrated, raw = [], []
+    for v in videos:
+        models = row.models.get(v.group)
+        if not models:
+            continue
+        p, p_raw = video_probabilities(models, v.name, options)
+        calibrated.append(ScoredVideo(v.name, "all", v.label, p, method=v.method))
+        raw.append(ScoredVideo(v.name, "all", v.label, p_raw, method=v.method))
+    return calibrated, raw
+
+
+def fold_aucs(row: Row, videos: list[Video], options) -> list[float]:
+    """The AUC of each group (test fold) on its own, for the spread between folds."""
+    from core.metrics import auc
+
+    found = []
+    for group in sorted(row.models):
+        mine = [v for v in videos if v.group == group]
+        pairs = [(v.label, video_probabilities(row.models[group], v.name, options)[0]) for v in mine]
+        value = auc([y for y, _ in pairs], [p for _, p in pairs]) if pairs else float("nan")
+        if value == value:
+            found.append(value)
+    return found
+
+
+def evaluated(row: Row, videos: list[Video], options, bootstrap: Bootstrap) -> dict:
+    """The row's evaluation (overall and per method, with intervals), the raw scores' evaluation and the
+    per-fold AUCs."""
+    from prediction.evaluation import evaluate
+
+    calibrated, raw = scored(row, videos, options)
+    return {"calibrated": evaluate(calibrated, bootstrap), "raw": evaluate(raw, bootstrap),
+            "fold_aucs": fold_aucs(row, videos, options)}
+
+
+def cell(scores: dict, key: str, digits: int = 3) -> str:
+    value = scores.get(key)
+    if value is None or value != value:
+        return "-"
+    ci = (scores.get("ci") or {}).get(key)
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} ({len(values)})" if len(values) > 1 else \
+        f"{values[0]:.3f} (1)"
+
+
+def main_table(results: dict[str, dict]) -> list[str]:
+    lines = ["| row | videos (fake) | AUC | AP | log loss | log loss raw | AUC per fold, mean ± sd (folds) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        s, raw = result["calibrated"]["overall"], result["raw"]["overall"]
+        lines.append(f"| {name} | {s['n_videos']} ({s['n_fake']}) | {cell(s, 'auc')} | {cell(s, 'average_precision')}"
+                     f" | {cell(s, 'log_loss')} | {cell(raw, 'log_loss')} | {spread(result['fold_aucs'])} |")
+    return lines
+
+
+def method_table(results: dict[str, dict]) -> list[str]:
+    methods = sorted({m for r in results.values() for m in r["calibrated"]["per_method"]})
+    lines = ["| row | " + " | ".join(f"{m}: AUC / log loss" for m in methods) + " |",
+             "|---" * (len(methods) + 1) + "|"]
+    for name, result in results.items():
+        per = result["calibrated"]["per_method"]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cell(per[m], 'auc')} / {cell(per[m], 'log_loss', 2)} ({per[m]['n_fake']} fakes)" if m in per else "-"
+            for m in methods) + " |")
+    return lines
+
+
+def seed_spread(results: dict[str, dict], runs: list[Run]) -> list[str]:
+    """Per recipe with several seeds: each seed's pooled AUC and log loss, and their spread."""
+    lines = []
+    for recipe in dict.fromkeys(r.recipe for r in runs):
+        mine = [r for r in runs if r.recipe == recipe and r.name in results]
+        if len(mine) < 2:
+            continue
+        aucs = [results[r.name]["calibrated"]["overall"]["auc"] for r in mine]
+        losses = [results[r.name]["calibrated"]["overall"]["log_loss"] for r in mine]
+        lines.append(f"- {recipe}, seeds {' / '.join(str(r.seed) for r in mine)}: AUC "
+                     f"{' / '.join(f'{a:.3f}' for a in aucs)} (spread {max(aucs) - min(aucs):.3f}), log loss "
+                     f"{' / '.join(f'{x:.3f}' for x in losses)} (spread {max(losses) - min(losses):.3f})")
+    return lines
+
+
+# ---- the run -----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ffpp", type=Path, default=SHARED / "ffpp_train")
+    parser.add_argument("--cross-dev", type=Path, default=SHARED / "cross_dev")
+    parser.add_argument("--real-small", type=Path, default=SHARED / "real_small")
+    parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_quality")
+    parser.add_argument("--runs", nargs="+", type=parse_run, metavar="RECIPE:SEED",
+                        help="runs to score (default: real:111 self_blended:111 real:555, or every --recipes x "
+                             "--seeds pair)")
+    parser.add_argument("--recipes", nargs="+", help="fake sources, with --seeds: every pair is a run")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--test-folds", nargs="+", type=int, default=list(range(N_FOLDS)),
+                        help="test folds to rotate over (each validated on the next one)")
+    parser.add_argument("--config", default="configs/ffpp_cpu.json")
+    parser.add_argument("--predict-only", action="store_true",
+                        help="no preprocessing or training: score the runs whose training ended")
+    parser.add_argument("--no-cross", dest="cross", action="store_false", help="skip the cross-dataset clips")
+    parser.add_argument("--bootstrap", type=int, default=Bootstrap.resamples, metavar="N")
+    parser.add_argument("--bootstrap-seed", type=int, default=Bootstrap.seed)
+    parser.add_argument("--write-docs", type=Path)
+    return parser
+
+
+def chosen_runs(args) -> list[Run]:
+    if args.runs:
+        return args.runs
+    if args.recipes or args.seeds:
+        return [Run(recipe, seed) for recipe in args.recipes or ["real"] for seed in args.seeds or [111]]
+    return [Run("real", 111), Run("self_blended", 111), Run("real", 555)]
+
+
+def prepare(args, data_root: Path, log: Path) -> float:
+    """Link the FF++ part into WORK/data and preprocess it (stage markers: near 0 s when done)."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    if not (data_root / PART).exists():
+        (data_root / PART).symlink_to((args.ffpp / PART).resolve())
+    print(f"preprocessing {data_root} (log {log})", flush=True)
+    return _run(["./preprocess_data.sh", str(data_root), "--workers", str(os.cpu_count() or 1), "--no-progress"],
+                log=log)
+
+
+def checkpoints_by_fold(args, work: Path, data_root: Path, log: Path) -> dict[int, dict[Run, Path]]:
+    """Per test fold, each run's finished ``_best`` (trained first unless --predict-only)."""
+    found: dict[int, dict[Run, Path]] = {}
+    for run in args.runs:
+        for t in args.test_folds:
+            if not args.predict_only:
+                print(f"training {run.name} test fold {t}", flush=True)
+                try:
+                    _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(run.seed)],
+                         train_env(work, run, t), log)
+                except subprocess.CalledProcessError as exc:  # e.g. another trainer holds the run: go on
+                    print(f"{run.name} test fold {t}: train.sh exited with {exc.returncode} (see {log})", flush=True)
+            checkpoint = finished_checkpoint(work, run, t)
+            if checkpoint is None:
+                print(f"{run.name} test fold {t}: no finished run in {weights_dir(work, run, t)}; left out", flush=True)
+                continue
+            found.setdefault(t, {})[run] = checkpoint
+    return found
+
+
+def ensemble_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The (real, self_blended) runs of one seed: the mixed-source ensembles."""
+    by_seed = {(r.recipe, r.seed): r for r in runs}
+    return [(by_seed[(PAIRED_RECIPES[0], s)], by_seed[(PAIRED_RECIPES[1], s)])
+            for s in dict.fromkeys(r.seed for r in runs)
+            if (PAIRED_RECIPES[0], s) in by_seed and (PAIRED_RECIPES[1], s) in by_seed]
+
+
+def in_domain_rows(runs: list[Run], scores: dict[int, dict[Path, ModelScores]],
+                   checkpoints: dict[int, dict[Run, Path]]) -> list[Row]:
+    """Per run its fold models, each on its own test fold; per seed the real + self-blended pair."""
+    rows = [Row(run.name, {f"fold {t}": [scores[t][c[run]]] for t, c in checkpoints.items() if run in c})
+            for run in runs]
+    for real, blended in ensemble_pairs(runs):
+        rows.append(Row(f"{real.name} + {blended.name}",
+                        {f"fold {t}": [scores[t][c[real]], scores[t][c[blended]]]
+                         for t, c in checkpoints.items() if real in c and blended in c}))
+    return rows
+
+
+def cross_rows(runs: list[Run], cross: dict[Path, ModelScores],
+               checkpoints: dict[int, dict[Run, Path]]) -> tuple[list[Row], dict[str, list[Row]]]:
+    """Per run all its fold models as one ensemble (and each fold model alone, for the spread); the
+    real + self-blended pairs of a seed (all their fold models)."""
+    def models(run: Run) -> list[ModelScores]:
+        return [cross[c[run]] for _, c in sorted(checkpoints.items()) if run in c]
+
+    rows = [Row(f"{run.name} (5-fold ensemble)" if len(models(run)) == N_FOLDS else
+                f"{run.name} ({len(models(run))} fold model{'s' * (len(models(run)) > 1)})", {"cross": models(run)})
+            for run in runs if models(run)]
+    singles = {row.name: [Row(f"{m.checkpoint}", {"cross": [m]}) for m in row.models["cross"]] for row in rows}
+    for real, blended in ensemble_pairs(runs):
+        if models(real) and models(blended):
+            rows.append(Row(f"{real.name} + {blended.name} (all fold models)",
+                            {"cross": models(real) + models(blended)}))
+    return rows, singles
+
+
+def cross_table(rows: list[Row], singles: dict[str, list[Row]], videos: list[Video], options,
+                bootstrap: Bootstrap) -> list[str]:
+    from core.metrics import auc
+
+    lines = ["| row | videos (fake) | AUC | AP | log loss | log loss raw | single fold models: AUC mean ± sd (n) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        result = evaluated(row, videos, options, bootstrap)
+        s, raw = result["calibrated"]["overall"], result["raw"]["overall"]
+        single = [auc([v.label for v in videos], [video_probabilities(r.models["cross"], v.name, options)[0]
+                                                  for v in videos]) for r in singles.get(row.name, [])]
+        lines.append(f"| {row.name} | {s['n_videos']} ({s['n_fake']}) | {cell(s, 'auc')} | "
+                     f"{cell(s, 'average_precision')} | {cell(s, 'log_loss')} | {cell(raw, 'log_loss')} | "
+                     f"{spread([a for a in single if a == a])} |")
+    return lines
+
+
+def describe(args, options, predict_s: dict[str, float], checkpoints: dict[int, dict[Run, Path]]) -> list[str]:
+    runs = " ".join(f"{r.recipe}:{r.seed}" for r in args.runs)
+    trained = sum(len(c) for c in checkpoints.values())
+    return [f"Command: `python bench/quality.py --work {args.work} --runs {runs} --test-folds "
+            f"{' '.join(map(str, args.test_folds))} --bootstrap {args.bootstrap}{' --predict-only' * args.predict_only}"
+            f"` (config `{args.config}`, seeds {', '.join(str(s) for s in dict.fromkeys(r.seed for r in args.runs))}; "
+            f"bootstrap seed "
+            f"{args.bootstrap_seed}).",
+            f"Machine: {machine_description()}.",
+            f"Models: {trained} finished runs (run x test fold); test fold t is validated on fold (t+1) % 5. "
+            f"Predictor: the `default` preset ({options.frames_per_video} frames, `{options.strategy}` strategy, "
+            f"`{options.aggregate}` video rule), calibration {options.calibration}. Prediction wall time this call: "
+            + ", ".join(f"{g} {s:.0f} s" for g, s in predict_s.items()) + " (0 where the cache had every video).",
+            ""]
+
+
+def in_domain_section(rows: list[Row], runs: list[Run], videos: list[Video], options,
+                      bootstrap: Bootstrap) -> tuple[list[str], dict]:
+    results = {row.name: evaluated(row, videos, options, bootstrap) for row in rows if row.models}
+    body = ["### Unseen FF++ identities, every video tested once (pooled over the test folds)", "",
+            "Each video is scored by the model of its own test fold (never trained on its identity; the "
+            "checkpoint picked on another fold). `log loss raw`: the same scores before calibration (the AUC "
+            "and AP do not change with it). `+` rows: the real-fake and the self-blended model of one seed "
+            "and fold averaged (each calibrated first). [low, high]: 95% bootstrap interval, videos resampled "
+            "within each label.", ""]
+    body += main_table(results) + ["", "Per manipulation method (all real videos against that method's fakes):", ""]
+    body += method_table(results)
+    spread_lines = seed_spread(results, runs)
+    if spread_lines:
+        body += ["", "Spread over seeds (pooled numbers):", ""] + spread_lines
+    return body, results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ffpp", type=Path, default=SHARED / "ffpp_train")
-    parser.add_argument("--real-small", type=Path, default=SHARED / "real_small")
-    parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_quality")
-    parser.add_argument("--recipes", nargs="+", default=list(FAKE_SOURCES.names()), choices=FAKE_SOURCES.names())
-    parser.add_argument("--seeds", nargs="+", type=int, default=[111, 555])
-    parser.add_argument("--config", default="configs/ffpp_cpu.json")
-    parser.add_argument("--fold", type=int, default=0, help="test fold: left out of training and validation")
-    parser.add_argument("--val-fold", type=int, default=1, help="validation fold: picks the _best checkpoint")
-    parser.add_argument("--write-docs", type=Path)
-    args = parser.parse_args(argv)
-    if args.val_fold == args.fold:
-        parser.error(f"--val-fold {args.val_fold} is the test fold; pick another one")
+    from prediction.options import resolve_options
+
+    args = build_parser().parse_args(argv)
+    args.runs = chosen_runs(args)
     if not (args.ffpp / PART / METADATA_NAME).is_file():
         print(f"skipped: no FF++ videos at {args.ffpp} (pass --ffpp)")
         return 0
-
     work = args.work.resolve()
-    data_root = work / "data"
-    (data_root).mkdir(parents=True, exist_ok=True)
-    if not (data_root / PART).exists():
-        (data_root / PART).symlink_to((args.ffpp / PART).resolve())
-    log = work / "quality.log"
-    print(f"preprocessing {data_root} (log {log})", flush=True)
-    preprocess_s = _run(["./preprocess_data.sh", str(data_root), "--workers", str(os.cpu_count() or 1),
-                         "--no-progress"], log=log)
-    test_dirs = [held_out_folder(data_root, args.fold, work / f"fold{args.fold}_videos")]
-    if (args.real_small / PART / METADATA_NAME).is_file():
-        test_dirs.append((args.real_small / PART).resolve())
-
-    results = []
-    for recipe in args.recipes:
-        for seed in args.seeds:
-            weights = work / "weights" / f"{recipe}_{seed}"
-            env = {"WEIGHTS_DIR": str(weights), "LOG_DIR": str(work / "logs" / f"{recipe}_{seed}"),
-                   "FOLD": str(args.val_fold), "TEST_FOLD": str(args.fold),
-                   "TRAIN_ARGS": f"--set fakes={recipe}"}
-            print(f"training {recipe} seed {seed}", flush=True)
-            train_s = _run(["./train.sh", "--resume", str(data_root), "0", args.config, str(seed)], env, log)
-            train_s = recorded_time(work / "train_seconds.json", f"{recipe}_{seed}", train_s)
-            best = sorted(weights.glob("*_best"))
-            output = work / "predictions" / f"{recipe}_{seed}.csv"
-            output.parent.mkdir(parents=True, exist_ok=True)
-            print(f"predicting {recipe} seed {seed}", flush=True)
-            predict_s = _run([sys.executable, "predict_folder.py", "--test-dir", *map(str, test_dirs),
-                              "--models", str(best[0]), "--output", str(output), "--no-progress"], log=log)
-            evaluation = json.loads(output.with_name(output.stem + ".metrics.json").read_text())["evaluation"]
-            results.append((recipe, seed, train_s, predict_s, evaluation, validation_of(best[0])))
-
-    body = [f"Command: `python bench/quality.py --recipes {' '.join(args.recipes)} --seeds "
-            f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, test fold {args.fold}, validation fold "
-            f"{args.val_fold}).",
-            f"Machine: {machine_description()}.",
-            f"Preprocessing `ffpp_train` ({DataLayout(data_root).root.name}): {preprocess_s:.0f} s "
-            "(this run; near 0 when its stage markers were already complete).", "",
-            "Video AUC / AP / log loss; held-out = the FF++ identities of the test fold (never trained on, never "
-            "used to pick a checkpoint: the validation fold does that); "
-            "real_small = 4 FF++ clips of unseen identities + 2 DFDC clips (6 clips: a sanity check, too few "
-            "to measure a cross-dataset AUC). Goals: held-out AUC >= 0.90 and log loss <= 0.45; cross-dataset "
-            "AUC >= 0.80; self-blended at least as good as real fakes cross-dataset. `train s` is the wall time "
-            "recorded when the run trained (slower when other work shared the cores).", "",
-            "| recipe | seed | train s | predict s | best epoch | val AUC | val bal. LL | held-out AUC | AP | LL "
-            "| real_small AUC | AP | LL | face AUC held-out |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for recipe, seed, train_s, predict_s, evaluation, (epoch, val_auc, val_ll) in results:
-        per_folder = evaluation["per_folder"] or {test_dirs[0].name: evaluation["overall"]}
-        held_out = per_folder[test_dirs[0].name]  # the folder keys: each folder's name (they differ here)
-        others = [scores for key, scores in per_folder.items() if key != test_dirs[0].name]
-        cells = []
-        for s in [held_out] + others:
-            cells += [_fmt(s.get("auc")), _fmt(s.get("average_precision")), _fmt(s.get("log_loss"))]
-        body.append(f"| {recipe} | {seed} | {train_s:.0f} | {predict_s:.0f} | {epoch} | {_fmt(val_auc)} | "
-                    f"{_fmt(val_ll)} | " + " | ".join(cells)
-                    + f" | {_fmt(held_out.get('face_auc'))} |")
+    data_root, log = work / "data", work / "quality.log"
+    if not args.predict_only:
+        prepare(args, data_root, log)
+    elif not (data_root / "folds.csv").is_file():
+        print(f"error: --predict-only needs a preprocessed {data_root} (folds.csv); run without it first")
+        return 2
+    checkpoints = checkpoints_by_fold(args, work, data_root, log)
+    options = resolve_options()
+    bootstrap = Bootstrap(args.bootstrap, args.bootstrap_seed)
+    predict_s, scores, videos = {}, {}, []
+    fold_of = fold_of_videos(data_root)
+    for t, by_run in sorted(checkpoints.items()):
+        mine = fold_videos(data_root, t, fold_of)
+        start = time.perf_counter()
+        scores[t] = group_scores(work, f"fold {t}", list(by_run.values()), mine, options)
+        predict_s[f"fold {t}"] = time.perf_counter() - start
+        videos += mine
+    body, results = in_domain_section(in_domain_rows(args.runs, scores, checkpoints), args.runs, videos, options,
+                                      bootstrap)
+    clips = cross_videos(args.cross_dev, args.real_small) if args.cross else []
+    if clips and checkpoints:
+        start = time.perf_counter()
+        all_checkpoints = list(dict.fromkeys(c for by_run in checkpoints.values() for c in by_run.values()))
+        cross = group_scores(work, "cross", all_checkpoints, clips, options)
+        predict_s["cross"] = time.perf_counter() - start
+        rows, singles = cross_rows(args.runs, cross, checkpoints)
+        body += ["", "### Across datasets: DFDC clips never trained on", "",
+                 f"`cross_dev` (14 DFDC clips) and the DFDC clips of `real_small` ({len(clips)} clips). Each recipe "
+                 "as the ensemble of its fold models (calibrated, averaged); the last column: each fold model "
+                 "alone.", ""]
+        body += cross_table(rows, singles, clips, options, bootstrap)
+    body = describe(args, options, predict_s, checkpoints) + PROTOCOL + [""] + body
+    write_json_atomic(work / "quality_results.json", {name: r for name, r in results.items()})
     print("\n".join(body))
     if args.write_docs:
         write_section(args.write_docs, SECTION, body)
     return 0
-
-
-def validation_of(checkpoint: Path) -> tuple[int, float | None, float | None]:
-    """The epoch of a ``_best`` checkpoint and its validation AUC and balanced log loss (what picked it)."""
-    data = read_checkpoint(checkpoint)
-    metrics = data.get("metrics") or {}
-    return int(data["epoch"]), metrics.get("auc"), metrics.get("balanced_log_loss")
-
-
-def _fmt(value) -> str:
-    return "-" if value is None or value != value else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,23 @@ import numpy as np
 
 LOG_LOSS_EPS = 1e-15  # the competition clipped probabilities to [eps, 1 - eps]
 
+# The verdict a score gives (docs/prediction.md, "Decision threshold"): FAKE above DECISION_THRESHOLD, REAL
+# at or below it (the accuracy, the report's verdicts and its red "wrong side" scores all use it), and
+# "uncertain" inside UNCERTAIN_BAND: a calibrated score there says at least 3 in 10 such videos are of the
+# other class. The neutral fallback answer 0.5 is always uncertain.
+DECISION_THRESHOLD = 0.5
+UNCERTAIN_BAND = (0.3, 0.7)
+VERDICTS = ("FAKE", "REAL", "uncertain")
+
+
+def verdict(probability: float) -> str:
+    """``"uncertain"`` inside ``UNCERTAIN_BAND`` (ends included), else ``"FAKE"`` above
+    ``DECISION_THRESHOLD`` and ``"REAL"`` at or below it."""
+    low, high = UNCERTAIN_BAND
+    if low <= probability <= high:
+        return "uncertain"
+    return "FAKE" if probability > DECISION_THRESHOLD else "REAL"
+
 
 def _arrays(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(labels, dtype=np.float64).ravel(), np.asarray(probs, dtype=np.float64).ravel()
@@ -81,7 +98,7 @@ def accuracy_at_half(labels: Sequence[float], probs: Sequence[float]) -> float:
     from sklearn.metrics import accuracy_score
 
     y, p = _arrays(labels, probs)
-    return float(accuracy_score(y > 0.5, p > 0.5)) if y.size else float("nan")
+    return float(accuracy_score(y > 0.5, p > DECISION_THRESHOLD)) if y.size else float("nan")
 
 
 def video_scores(labels: Sequence[float], probs: Sequence[float]) -> dict[str, float]:

@@ -71,7 +71,8 @@ def score_chunks(predictor, inputs: VideoInputs, rows: list[int]) -> list[ModelI
 
 
 FAMILY_KINDS: Registry[FamilyKind] = Registry("model family kind")
-FAMILY_KINDS.register("2d", FamilyKind("NCHW", "face crops", torch.channels_last, score_faces))
+IMAGE_KIND = "2d"  # the kind of image models (stored face scores are theirs)
+FAMILY_KINDS.register(IMAGE_KIND, FamilyKind("NCHW", "face crops", torch.channels_last, score_faces))
 # channels-last for 5-D weights is torch's channels_last_3d; not measured faster on the CPU, so left contiguous
 FAMILY_KINDS.register("3d", FamilyKind("NCTHW", "clip chunks", torch.contiguous_format, score_chunks))
 

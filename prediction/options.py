@@ -93,6 +93,9 @@ class PredictorOptions:
     channels_last: bool = option(
         True, "classifier weights in channels-last memory format (faster; scores move by about 1e-7)")
     tta: bool = option(False, "also average the scores of the horizontally flipped faces")
+    calibration: str = option(
+        "on", "apply each checkpoint's stored temperature to its video scores before the models are combined "
+        "(on; a checkpoint without one is used as it is) or give the raw scores (off)", choices=("on", "off"))
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto: fp16 on a GPU, fp32 on the CPU (none = fp32, as in training configs)",
                             choices=PRECISION_CHOICES)
@@ -179,6 +182,9 @@ PRESETS.register("winner", Preset(
         "classifier_batch_size": lambda o: o["max_faces"] or 4 * o["frames_per_video"] - 1,
         "channels_last": False,
         "tta": False,
+        # the winner's files hold no temperature: "on" leaves their scores as they are (a temperature fitted
+        # later with python -m training.calibrate --output is applied)
+        "calibration": "on",
         "precision": "auto",
         "strategy": "confident",
         "combine": "mean",

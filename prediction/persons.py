@@ -10,7 +10,8 @@ One entry per video, keyed by its row name::
                                 "detector_probabilities": [...], "face_scores": [...],
                                 "model_face_scores": [[...], ...],
                                 "chunks": [{"model": 1, "frames": [first, last], "score": 0.97}, ...]}, ...],
-                   "dropped_tracks": {"person": -1, "score": null, "frames": [...], ...} or null}}
+                   "dropped_tracks": {"person": -1, "score": null, "frames": [...], ...} or null,
+                   "raw_probability": 0.97 or null}}
 
 ``score`` is the person's pooled score: per kind of model (``2d``: image models on the face crops,
 ``3d``: clip models on chunks of the person's face-track clip; ``family_scores``, null where a kind has
@@ -18,7 +19,10 @@ no input for the person) the models combined, then the kinds pooled by the famil
 (``prediction.families``). ``model_scores`` and ``model_kinds`` follow the run's models in order (the
 metrics file's ``models``). ``face_scores`` are the mean over the image models, ``model_face_scores``
 one list per image model; ``chunks`` the clip models' scored chunks; boxes are full-frame pixels.
-``read_persons`` gives the same values back (``PersonRecord`` per person).
+Scores are calibrated (each model's temperature applied to its score before the models and kinds are
+combined); ``raw_probability`` is the video's score without calibration (null when no model's temperature
+was applied: then it is ``probability``). ``read_persons`` gives the same values back (``PersonRecord`` per
+person).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class VideoPersons:
     dropped_tracks: PersonRecord | None = None
     model_kinds: list[str] = field(default_factory=list)
     family_probabilities: dict[str, float | None] = field(default_factory=dict)
+    # the score without calibration (``--calibration off``); null when no temperature was applied
+    raw_probability: float | None = None
 
 
 def _optional(value) -> float | None:
@@ -90,7 +96,8 @@ def video_persons(pred) -> VideoPersons:
     dropped = person_record(pred, -1) if np.any(pred.face_persons == -1) else None
     return VideoPersons(float(pred.probability), pred.aggregate, pred.pooled_probability, pred.per_person_probability,
                         pred.fallback_reason, [person_record(pred, k) for k in range(pred.n_persons)], dropped,
-                        list(pred.model_kinds), {k: _optional(v) for k, v in pred.family_probabilities.items()})
+                        list(pred.model_kinds), {k: _optional(v) for k, v in pred.family_probabilities.items()},
+                        pred.raw_probability)
 
 
 def write_persons(path: str | os.PathLike, predictions) -> Path:

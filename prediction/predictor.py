@@ -14,7 +14,9 @@ The ensemble may mix image (2D) and clip (3D) checkpoints (``prediction.families
 the face crops, clip models chunks of each person's face-track clip (``prediction.clip_scoring``: the
 clips stage's region, cut from consecutive frames in one more decoding pass). Per person each kind's
 score (its models combined), then the kinds pooled by ``--family-weights`` (default 50:50), then the
-video rule.
+video rule. With ``--calibration on`` each model's score (per video and per person) first goes through its
+checkpoint's temperature, 2D and 3D alike (:class:`ScoreRules`); ``raw_probability`` is the same pipeline
+without the temperatures.
 How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
 the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
@@ -35,15 +37,17 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from core.calibration import apply_temperature
 from core.devices import resolve_device, resolve_precision
 from core.geometry import crop_face
 from core.input_spec import InputSpec, place_face, to_model_batch
@@ -54,7 +58,7 @@ from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
 from prediction.aggregation import STRATEGIES, VIDEO_RULES, combine_models
 from prediction.clip_scoring import clip_geometry, cut_chunks, plan_chunks, score_clips
-from prediction.families import FAMILY_KINDS, ModelItems, VideoInputs, kind_of, pool_families
+from prediction.families import FAMILY_KINDS, IMAGE_KIND, ModelItems, VideoInputs, kind_of, pool_families
 from prediction.options import PredictorOptions, resolve_options
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,13 @@ class VideoPrediction:
     family_probabilities: dict[str, float | None] = field(default_factory=dict)
     model_person_scores: list[list[float | None]] = field(default_factory=list)
     chunks: list[ChunkScore] = field(default_factory=list)
+    # what the video gets without any temperature (``--calibration off``); None: the same as ``probability``
+    # (no model applied one, or a fallback)
+    raw_probability: float | None = None
+
+    @property
+    def uncalibrated_probability(self) -> float:
+        return self.probability if self.raw_probability is None else self.raw_probability
 
     @property
     def name(self) -> str:
@@ -159,7 +170,7 @@ class ChunkScore:
 
 @dataclass(frozen=True)
 class PooledScores:
-    """One video's scores at every step of the pooling (``VideoPredictor.pool_scores``); None: no input."""
+    """One video's scores at every step of the pooling (``ScoreRules.pool``); None: no input."""
 
     model_pooled: list[float | None]  # per model, over every item
     model_person: list[list[float | None]]  # per model, per person
@@ -215,6 +226,102 @@ def checked_family_weights(weights: dict[str, float], models: Sequence[LoadedMod
     return dict(weights)
 
 
+def model_temperature(loaded: LoadedModel, calibration: str) -> float | None:
+    """The temperature the predictor applies to ``loaded``'s scores (per video and per person): its
+    checkpoint's, with the ``calibration`` option on; None (raw scores) with it off or for a checkpoint that
+    holds none."""
+    if calibration != "on" or not loaded.calibration:
+        return None
+    return float(loaded.calibration["temperature"])
+
+
+def calibration_record(models: Sequence[LoadedModel], temperatures: Sequence[float | None],
+                       calibration: str) -> dict:
+    """Per model whether a temperature was applied and which (the metrics JSON's ``calibration``)."""
+    return {"option": calibration, "models": [
+        {"path": str(m.path), "applied": t is not None, "temperature": t,
+         "stored": dict(m.calibration) if m.calibration else None} for m, t in zip(models, temperatures)]}
+
+
+@dataclass(frozen=True)
+class ScoreRules:
+    """How the scores of a video's items (face crops, clip chunks) become its probability: per model the
+    strategy over its items (of the video, or of one person) and that model's temperature (None: raw; the
+    level it was fitted at), the models of a kind combined (``--combine``), the kinds pooled by the family
+    weights (``prediction.families.pool_families``), then the video rule over the pooled and the per-person
+    scores. Used by the predictor, and by a caller that scores stored face scores of a subset of image
+    models again (``bench/quality.py``'s ensembles)."""
+
+    strategy: Callable[[Sequence[float]], float]
+    combine: str
+    video_rule: Any
+    temperatures: tuple[float | None, ...]
+    kinds: tuple[str, ...]  # per model its kind (``prediction.families.FAMILY_KINDS``)
+    family_weights: Mapping[str, float]
+    family_pool: str
+
+    @classmethod
+    def of(cls, options: PredictorOptions, temperatures: Sequence[float | None],
+           kinds: Sequence[str] | None = None) -> ScoreRules:
+        """``kinds`` default: every model an image model (stored face scores are image models' scores)."""
+        kinds = tuple(kinds) if kinds is not None else (IMAGE_KIND,) * len(temperatures)
+        return cls(STRATEGIES.get(options.strategy), options.combine, VIDEO_RULES.get(options.aggregate),
+                   tuple(temperatures), kinds, options.family_weight_map, options.family_pool)
+
+    @property
+    def calibrated(self) -> bool:
+        return any(t is not None for t in self.temperatures)
+
+    def rows_of(self, kind: str) -> list[int]:
+        """The indices of the models of ``kind``, in model order."""
+        return [row for row, model_kind in enumerate(self.kinds) if model_kind == kind]
+
+    def model_score(self, row: int, scores: np.ndarray, calibrated: bool = True) -> float | None:
+        """Model ``row``'s score of ``scores`` (its items of a video, or of one person): the strategy, then its
+        temperature (left out with ``calibrated=False``); None when there is no item."""
+        if not scores.size:
+            return None
+        score, temperature = self.strategy(scores), self.temperatures[row]
+        return score if temperature is None or not calibrated else float(apply_temperature([score], temperature)[0])
+
+    def _combined(self, values: Sequence[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return combine_models(present, self.combine) if present else None
+
+    def pool(self, items: Sequence[ModelItems], n_persons: int, calibrated: bool = True) -> PooledScores:
+        """Per model its score (of all its items, and of each person's), the models of a kind combined, the
+        kinds pooled by the family weights. ``calibrated=False``: the raw scores, every temperature left out."""
+        model_pooled = [self.model_score(r, it.scores, calibrated) for r, it in enumerate(items)]
+        model_person = [[self.model_score(r, it.scores[it.persons == p], calibrated) for p in range(n_persons)]
+                        for r, it in enumerate(items)]
+        kinds = list(dict.fromkeys(self.kinds))
+        kind_pooled = {k: self._combined([model_pooled[r] for r in self.rows_of(k)]) for k in kinds}
+        kind_person = {k: [self._combined([model_person[r][p] for r in self.rows_of(k)]) for p in range(n_persons)]
+                       for k in kinds}
+        weights, pool = self.family_weights, self.family_pool
+        persons = [pool_families({k: kind_person[k][p] for k in kinds}, weights, pool) for p in range(n_persons)]
+        return PooledScores(model_pooled, model_person, kind_pooled, kind_person,
+                            pool_families(kind_pooled, weights, pool), persons)
+
+    def video_score_of(self, scores: PooledScores) -> float | None:
+        """The video rule over the pooled and the persons' scores; None when no person has a score."""
+        scored = [s for s in scores.persons if s is not None]
+        return self.video_rule.score(scores.pooled, scored) if scored else None
+
+    # -- stored face scores ``(models, faces)`` of image models --
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float | None, list[float | None]]:
+        """The pooled score of every face and each model's score."""
+        no_person = np.full(np.shape(face_scores)[1], -1, dtype=np.int64)
+        scores = self.pool([ModelItems(np.asarray(row), no_person) for row in face_scores], 0, calibrated)
+        return scores.pooled, scores.model_pooled
+
+    def video_score(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> float | None:
+        """The video's probability from its face scores and each face's person."""
+        n_persons = int(face_persons.max(initial=-1)) + 1
+        items = [ModelItems(np.asarray(row), face_persons) for row in face_scores]
+        return self.video_score_of(self.pool(items, n_persons, calibrated))
+
+
 # prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
 resolve_dtype = resolve_precision
 
@@ -260,8 +367,6 @@ class VideoPredictor:
         self.options = options
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.precision, self.device)
-        self.strategy = STRATEGIES.get(options.strategy)
-        self.video_rule = VIDEO_RULES.get(options.aggregate)
         self.keep_face_crops = bool(keep_face_crops)
         self.classifier_batch_size = options.classifier_batch_size or (
             CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
@@ -274,6 +379,9 @@ class VideoPredictor:
         self.models = list(models)
         self.model_kinds = [kind_of(loaded.input_spec) for loaded in self.models]
         self.family_weights = checked_family_weights(options.family_weight_map, self.models, self.model_kinds)
+        # per model, the temperature applied to its scores (None: raw), before the models are combined
+        self.temperatures = [model_temperature(m, options.calibration) for m in self.models]
+        self.rules = ScoreRules.of(options, self.temperatures, self.model_kinds)
         for loaded, kind in zip(self.models, self.model_kinds):
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
             loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=FAMILY_KINDS.get(kind).channels_last
@@ -340,7 +448,7 @@ class VideoPredictor:
 
     def rows_of(self, kind: str) -> list[int]:
         """The indices of the models of ``kind`` (``prediction.families.FAMILY_KINDS``), in model order."""
-        return [row for row, model_kind in enumerate(self.model_kinds) if model_kind == kind]
+        return self.rules.rows_of(kind)
 
     @torch.inference_mode()
     def score_faces(self, crops: Sequence[np.ndarray], rows: Sequence[int] | None = None) -> np.ndarray:
@@ -386,20 +494,21 @@ class VideoPredictor:
                                     [(chunk.frames[0], chunk.frames[-1]) for chunk, _ in done]))
         return items
 
-    def aggregate(self, face_scores: np.ndarray) -> tuple[float, list[float]]:
-        """Per model the strategy over its face scores, then the models combined (the pooled rule)."""
-        per_model = [self.strategy(row) for row in face_scores]
-        return combine_models(per_model, self.options.combine), per_model
+    @property
+    def calibrated(self) -> bool:
+        """Whether a temperature is applied to some model's scores."""
+        return self.rules.calibrated
+
+    def calibration_record(self) -> dict:
+        return calibration_record(self.models, self.rules.temperatures, self.options.calibration)
+
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
+        return self.rules.aggregate(face_scores, calibrated)
 
     def link_persons(self, faces: VideoFaces) -> np.ndarray:
         """Person id per face (``-1``: a dropped short track), by ``faces.tracks.link_faces``."""
         return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
                           n_frames=len(faces.frame_indices))
-
-    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray) -> list[float]:
-        """Per person (id order) the pooled rule over that person's faces only."""
-        return [self.aggregate(face_scores[:, face_persons == person])[0]
-                for person in range(int(face_persons.max(initial=-1)) + 1)]
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -427,28 +536,6 @@ class VideoPredictor:
                 items[row] = scored
         return items
 
-    def _strategy_or_none(self, scores: np.ndarray) -> float | None:
-        return self.strategy(scores) if scores.size else None
-
-    def _combined(self, values: Sequence[float | None]) -> float | None:
-        present = [v for v in values if v is not None]
-        return combine_models(present, self.options.combine) if present else None
-
-    def pool_scores(self, items: Sequence[ModelItems], n_persons: int) -> PooledScores:
-        """Per model the strategy over its items (all, and each person's), the models of a kind combined by
-        ``--combine``, the kinds pooled by the family weights (``prediction.families.pool_families``)."""
-        model_pooled = [self._strategy_or_none(it.scores) for it in items]
-        model_person = [[self._strategy_or_none(it.scores[it.persons == p]) for p in range(n_persons)] for it in items]
-        kinds = list(dict.fromkeys(self.model_kinds))
-        kind_pooled = {k: self._combined([model_pooled[r] for r in self.rows_of(k)]) for k in kinds}
-        kind_person = {k: [self._combined([model_person[r][p] for r in self.rows_of(k)]) for p in range(n_persons)]
-                       for k in kinds}
-        pool = self.options.family_pool
-        persons = [pool_families({k: kind_person[k][p] for k in kinds}, self.family_weights, pool)
-                   for p in range(n_persons)]
-        return PooledScores(model_pooled, model_person, kind_pooled, kind_person,
-                            pool_families(kind_pooled, self.family_weights, pool), persons)
-
     def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
         """Second half: every model on the faces (image models) or the persons' clips (clip models), then the
         strategy, the model combination, the family pooling and the video rule."""
@@ -459,17 +546,19 @@ class VideoPredictor:
         face_persons = self.link_persons(faces)
         items = self.score_models(VideoInputs(detected.path, faces, face_persons))
         n_persons = int(face_persons.max(initial=-1)) + 1
-        scores = self.pool_scores(items, n_persons)
-        scored = [s for s in scores.persons if s is not None]
+        scores = self.rules.pool(items, n_persons)
+        probability = self.rules.video_score_of(scores)
         timings["classify"] = time.perf_counter() - start
-        if not scored:
+        if probability is None:
             return self._fallback(detected.path, "no_clip", self.no_clip_reason(n_persons), timings,
                                   detected.frame_indices, detected.decode_warning)
         image_rows = [row for row, m in enumerate(self.models) if not m.input_spec.is_clip]
+        raw_probability = self.rules.video_score_of(self.rules.pool(items, n_persons, calibrated=False)) \
+            if self.calibrated else None
         return VideoPrediction(
-            detected.path, self.video_rule.score(scores.pooled, scored), frame_indices=detected.frame_indices,
+            detected.path, probability, frame_indices=detected.frame_indices, raw_probability=raw_probability,
             face_persons=face_persons, person_scores=scores.persons, aggregate=self.options.aggregate,
-            pooled_probability=scores.pooled, per_person_probability=max(scored),
+            pooled_probability=scores.pooled, per_person_probability=max(s for s in scores.persons if s is not None),
             face_frame_indices=faces.face_frame_indices, face_boxes=faces.boxes,
             face_scores=np.stack([items[row].scores for row in image_rows]) if image_rows else
             np.zeros((0, faces.face_frame_indices.size)),

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core.files import atomic_path, write_text_atomic
-from core.metrics import video_log_loss
+from core.metrics import DECISION_THRESHOLD, UNCERTAIN_BAND, verdict, video_log_loss
 from prediction.explain import write_heatmaps, write_png
 
 PERSON_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown")
@@ -295,7 +295,7 @@ class ReportWriter:
         label = self.labels.get(pred.name)
         folder = self.dir / "videos" / slug
         parts = [f"<h1>{_esc(pred.name)}</h1>", "<p><a href=\"../index.html\">back to the report</a></p>"]
-        facts = [("score (probability of FAKE)", f"{pred.probability:.4f}"),
+        facts = [("score (probability of FAKE)", f"{pred.probability:.4f}"), ("verdict", verdict(pred.probability)),
                  ("true label", {0: "REAL", 1: "FAKE"}.get(label, "not known"))]
         if label is not None:
             facts.append(("log loss", f"{video_log_loss(label, pred.probability):.4f}"))
@@ -359,6 +359,9 @@ class ReportWriter:
             head += (f" Families pooled per person by the {self.options.family_pool} with weights "
                      f"{self.options.family_weights}; pooled over the video: "
                      + ", ".join(f"{k} {_score_text(v)}" for k, v in pred.family_probabilities.items()) + ".")
+        if pred.raw_probability is not None:
+            head += (" Each model's score (per video and per person) went through its checkpoint's temperature "
+                     f"(calibration); without it the video would score {pred.raw_probability:.4f}.")
         return f"<p>{_esc(head)}</p><ul>" + "".join(f"<li>{_esc(line)}</li>" for line in lines) + "</ul>"
 
     def _person_section(self, pred, person: int, folder: Path, slug: str, heatmaps) -> str:
@@ -404,15 +407,17 @@ class ReportWriter:
         fallbacks = summary.get("fallbacks", {})
         fallback_rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_esc(reason)}</td></tr>"
                                 for name, reason in summary.get("fallback_videos", {}).items())
-        setup = _esc(json.dumps({"models": summary.get("models"), "settings": summary.get("settings")}, indent=1))
+        setup = _esc(json.dumps({"models": summary.get("models"), "calibration": summary.get("calibration"),
+                                 "settings": summary.get("settings")}, indent=1))
         body = f"""<h1>Prediction report</h1>
 <ul>{link_items}</ul>
 {_context_html(context)}
 {evaluation_section}
+{calibration_html(summary)}
 <h2>All videos ({len(self.rows)})</h2>
 {aggregation_note(self.options)}
 <p>Click a column heading to sort (a link to <code>index.html#sort=-log_loss</code> opens it sorted); a red
-score is on the wrong side of 0.5.</p>
+score is on the wrong side of {DECISION_THRESHOLD:g}. {_esc(verdict_note())}</p>
 {_videos_table_html(self.rows)}
 <h2>Predictions by true label</h2>
 <a href="histogram.png"><img src="histogram.png" width="640"></a>
@@ -483,7 +488,33 @@ def _scores_html(summary: dict) -> str:
         else f"<tr><th>{_esc(key)}</th><td>{_esc(value)}</td><td></td></tr>"
         for key, value in summary.items()
         if key not in ("fallback_videos", "fallbacks", "models", "settings", "evaluation", "partly_decoded_videos",
-                       "ci"))
+                       "ci", "calibration", "uncalibrated", "decision"))
+
+
+def verdict_note() -> str:
+    """The decision rule in one sentence (``core.metrics``: the one place its numbers are set)."""
+    low, high = UNCERTAIN_BAND
+    return (f"Verdict: FAKE above {DECISION_THRESHOLD:g}, REAL at or below it, uncertain from {low:g} to {high:g} "
+            f"(a calibrated score there means at least {low:.0%} of such videos are of the other class).")
+
+
+def calibration_html(summary: dict) -> str:
+    """Per model the temperature applied, and the log loss before and after it (empty when none was)."""
+    record = summary.get("calibration") or {}
+    rows = "".join(f"<tr><td>{_esc(m['path'])}</td><td>"
+                   f"{_esc(format(m['temperature'], '.4f') if m['applied'] else 'none')}</td></tr>"
+                   for m in record.get("models", []))
+    if not rows:
+        return ""
+    text = f"<h2>Calibration ({_esc(record.get('option'))})</h2><table border=\"1\"><tr><th>model</th>" \
+           f"<th>temperature applied</th></tr>{rows}</table>"
+    raw = (summary.get("uncalibrated") or {}).get("overall")
+    if raw and summary.get("log_loss") is not None:
+        from prediction.evaluation import interval_text
+
+        text += (f"<p>Log loss before calibration {raw['log_loss']:.4f}{_esc(interval_text(raw, 'log_loss'))}, "
+                 f"after {summary['log_loss']:.4f}{_esc(interval_text(summary, 'log_loss'))}.</p>")
+    return text
 
 
 def _worst_html(rows: list[_Row], top_k: int) -> str:
@@ -507,9 +538,9 @@ def _cell(value, text=None, cls="") -> str:
 
 def _video_row_html(r: _Row) -> str:
     loss = video_log_loss(r.label, r.probability) if r.label is not None else None
-    wrong = " class=\"wrong\"" if r.label is not None and (r.probability >= 0.5) != bool(r.label) else ""
+    wrong = " class=\"wrong\"" if r.label is not None and (r.probability > DECISION_THRESHOLD) != bool(r.label) else ""
     return (f"<tr><td data-value=\"{_esc(r.name)}\"><a href=\"videos/{_esc(r.slug)}.html\">{_esc(r.name)}</a></td>"
-            + _cell(f"{r.probability:.4f}", cls=wrong)
+            + _cell(f"{r.probability:.4f}", cls=wrong) + _cell(verdict(r.probability))
             + _cell({0: "REAL", 1: "FAKE"}.get(r.label, ""), cls="")
             + _cell(f"{loss:.4f}" if loss is not None else "", cls="")
             + _cell(r.n_faces) + _cell(r.n_persons)
@@ -520,8 +551,8 @@ def _video_row_html(r: _Row) -> str:
 
 def _videos_table_html(rows: list[_Row]) -> str:
     """The sortable table of every video (``SORT_SCRIPT`` sorts it)."""
-    numeric = (0, 1, 0, 1, 1, 1, 0, 1)
+    numeric = (0, 1, 0, 0, 1, 1, 1, 0, 1)
     head = "".join(f"<th data-numeric=\"{n}\" data-key=\"{h.replace(' ', '_')}\">{h}</th>" for h, n in zip(
-        ("video", "score", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
+        ("video", "score", "verdict", "label", "log loss", "faces", "persons", "fallback", "seconds"), numeric))
     return (f"<table border=\"1\" class=\"sortable\" id=\"videos\"><thead><tr>{head}</tr></thead><tbody>\n"
             f"{''.join(_video_row_html(r) for r in rows)}\n</tbody></table>")

@@ -154,6 +154,7 @@ def write_results(request: PredictionRequest, predictor, predictions, labels: Ru
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
     summary["families"] = families_record(predictor)
+    summary["calibration"] = predictor.calibration_record()
     summary["settings"] = settings_record(request.preset, predictor, labels.path if labels.labels else None)
     metrics_file, persons_file = metrics_path_for(output), persons_path_for(output)
     with writing("the metrics, persons file or report", f"{kept}; free space and run again for the rest"):
@@ -233,6 +234,11 @@ def show_summary(result: RunResult, labelled: bool, row_names: list[str], consol
                     f"({summary['n_labelled']} labelled videos, {summary['n_fake']} fake; "
                     f"{summary['n_unlabelled']} without label)")
 
+        uncalibrated = summary.get("uncalibrated")
+        if uncalibrated:
+            raw = uncalibrated["overall"]
+            console.out(f"before calibration (raw scores): log loss {raw['log_loss']:.4f}"
+                        f"{interval_text(raw, 'log_loss')}  AUC {raw['auc']:.4f}{interval_text(raw, 'auc')}")
         console.out(format_table(summary["evaluation"]))
     if result.explain_dir is not None:
         console.out(f"Grad-CAM heatmaps: {result.explain_dir}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.metrics import Bootstrap
+from core.metrics import DECISION_THRESHOLD, UNCERTAIN_BAND, VERDICTS, Bootstrap, verdict
 
 
 def code_version() -> str:
@@ -49,14 +49,36 @@ def families_record(predictor) -> dict:
             "pool": predictor.options.family_pool}
 
 
+def scored_videos(predictions, labels: dict[str, int], folder_of: dict[str, str], entries: dict,
+                  raw: bool = False) -> list:
+    """The labelled predictions as the evaluation protocol takes them (``raw``: the uncalibrated scores)."""
+    from prediction.evaluation import ScoredVideo
+
+    return [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name],
+                        p.uncalibrated_probability if raw else p.probability,
+                        p.face_scores.mean(axis=0) if p.face_scores.size and p.face_scores.shape[0] else np.zeros(0),
+                        getattr(entries.get(p.name), "method", None) if labels[p.name] else None,
+                        getattr(entries.get(p.name), "dataset", None))
+            for p in predictions if p.name in labels]
+
+
+def verdict_counts(predictions) -> dict:
+    """The decision rule (``core.metrics.verdict``) and how many videos got each verdict."""
+    counts = Counter(verdict(p.probability) for p in predictions)
+    return {"threshold": DECISION_THRESHOLD, "uncertain_band": list(UNCERTAIN_BAND),
+            "counts": {v: counts.get(v, 0) for v in VERDICTS}}
+
+
 def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, str] | None = None,
               entries: dict | None = None, bootstrap: Bootstrap = Bootstrap()) -> dict:
     """Scores on the labelled videos (as the competition scored) with their confidence intervals
     (``ci``, made as ``bootstrap`` says), the evaluation protocol's breakdowns (``evaluation``: overall,
-    per folder, per dataset, per manipulation method, reliability bins) and the fallback counts.
+    per folder, per dataset, per manipulation method, reliability bins), the verdicts (``decision``) and
+    the fallback counts. When some prediction was calibrated, ``uncalibrated`` holds the same evaluation
+    of the raw scores (the log loss before calibration; the AUC is the same when one model is used).
     ``folder_of`` and ``entries`` (the dataset readers' entries: method, dataset) are keyed by the
     prediction's name."""
-    from prediction.evaluation import ScoredVideo, evaluate
+    from prediction.evaluation import evaluate
 
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
     summary: dict = {
@@ -65,21 +87,20 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
                       **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "no_clip", "error")}},
         "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
         "partly_decoded_videos": {p.name: p.decode_warning for p in predictions if p.decode_warning},
+        "decision": verdict_counts(predictions),
     }
     if labels:
         labelled = [p for p in predictions if p.name in labels]
         folder_of, entries = folder_of or {}, entries or {}
-        evaluation = evaluate(
-            [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name], p.probability,
-                         p.face_scores.mean(axis=0) if p.face_scores.size and p.face_scores.shape[0] else np.zeros(0),
-                         getattr(entries.get(p.name), "method", None) if labels[p.name] else None,
-                         getattr(entries.get(p.name), "dataset", None))
-             for p in labelled], bootstrap)
+        evaluation = evaluate(scored_videos(labelled, labels, folder_of, entries), bootstrap)
         scores = dict(evaluation["overall"])  # the top-level scores are the overall row, computed once
         scores["n_labelled"] = scores.pop("n_videos")
         summary.update(scores)
         summary["n_unlabelled"] = len(predictions) - len(labelled)
         summary["evaluation"] = evaluation
+        if any(p.raw_probability is not None for p in labelled):
+            summary["uncalibrated"] = evaluate(scored_videos(labelled, labels, folder_of, entries, raw=True),
+                                               bootstrap)
     return summary
 
 

@@ -61,6 +61,26 @@ def preprocessed_root(sample_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def four_fold_root(preprocessed_root, tmp_path_factory) -> Path:
+    """``preprocessed_root`` (4 identity groups of 3 videos, 2 per data part) with each group in a fold of
+    its own: folds 0 and 2 hold part 0's groups, 1 and 3 part 1's, so that a test fold (0), a validation
+    fold (1) and two training folds exist. Read-only."""
+    from datasets.layout import DataLayout
+    from training.datasets.classifier_dataset import identity_groups_of, read_folds
+
+    root = copy_tree(preprocessed_root, tmp_path_factory.mktemp("four_folds") / "data")
+    folds = read_folds(root)
+    group_of = identity_groups_of(root, folds)
+    part_of = {e.identity_group: e.part for e in DataLayout(root).scan()[0] if e.identity_group}
+    by_part = sorted(sorted(set(group_of.values())), key=lambda g: part_of[g])
+    assert len(by_part) == 4 and part_of[by_part[0]] == part_of[by_part[1]] != part_of[by_part[2]]
+    fold_of = dict(zip(by_part, (0, 2, 1, 3)))
+    folds["fold"] = [fold_of[group_of[v]] for v in folds["video"]]
+    folds.to_csv(DataLayout(root).folds_csv, index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def real_small_or_none() -> Path | None:
     """The real clips when present, else None (for tests that use them only as extra inputs)."""
     return REAL_SMALL if (REAL_SMALL / "dfdc_train_part_0" / "metadata.json").is_file() else None

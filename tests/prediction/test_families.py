@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.calibration import apply_temperature
 from core.input_spec import place_clip, to_model_batch
 from faces.track_clips import ClipOptions, cut_clip_frame, plan_track_clips
 from models.checkpoints import load_model, save_checkpoint
@@ -94,6 +95,37 @@ def test_family_weights_act(real_mixed):
     # each family alone gives what the mixed run says of that family
     assert image_alone.person_scores == pytest.approx(mixed.family_person_scores["2d"], abs=1e-12)
     assert clip_alone.person_scores == pytest.approx(mixed.family_person_scores["3d"], abs=1e-12)
+
+
+def _with_temperature(source, target, temperature: float):
+    """``source`` with a ``calibration`` entry as training writes it."""
+    data = torch.load(source, map_location="cpu", weights_only=False)
+    data["calibration"] = {"method": "temperature", "temperature": temperature, "fitted_on": "validation fold",
+                           "log_loss_before": float("nan"), "log_loss_after": float("nan")}
+    torch.save(data, target)
+    return target
+
+
+def test_each_models_temperature_scales_its_person_scores_before_the_kinds_are_pooled(
+        real_mixed, project_checkpoint, clip_checkpoint, tmp_path):
+    temperatures = [3.0, 0.5]  # the 2D scores pulled towards 0.5, the 3D scores pushed away from it
+    calibrated = [load_model(_with_temperature(path, tmp_path / path.name, t))
+                  for path, t in zip([project_checkpoint, clip_checkpoint], temperatures)]
+    raw, detected = real_mixed["mixed"], real_mixed["detected"]  # the same models without temperatures
+    on = _predictor(calibrated).classify_detected(detected)
+    off = _predictor(calibrated, calibration="off").classify_detected(detected)
+    for person in range(raw.n_persons):
+        expected = {kind: float(apply_temperature([raw.model_person_scores[row][person]], t)[0])
+                    for row, (kind, t) in enumerate(zip(["2d", "3d"], temperatures))}
+        assert {k: v[person] for k, v in on.family_person_scores.items()} == pytest.approx(expected, abs=1e-9)
+        assert on.person_scores[person] == pytest.approx(0.5 * expected["2d"] + 0.5 * expected["3d"], abs=1e-9)
+        assert on.person_scores[person] != pytest.approx(raw.person_scores[person], abs=1e-4)
+    assert on.raw_probability == pytest.approx(raw.probability, abs=1e-9)
+    # --calibration off: the raw scores at every level, and no raw score apart
+    for kind in ("2d", "3d"):
+        assert off.family_person_scores[kind] == pytest.approx(raw.family_person_scores[kind], abs=1e-9)
+    assert off.person_scores == pytest.approx(raw.person_scores, abs=1e-9)
+    assert off.probability == pytest.approx(raw.probability, abs=1e-9) and off.raw_probability is None
 
 
 def test_a_3d_only_prediction_scores_chunks_cut_as_the_clips_stage_cuts(real_mixed, tmp_path):

@@ -106,6 +106,43 @@ def split_folds(folds: pd.DataFrame, fold: int, full_val: bool = False,
     return train, val
 
 
+def identity_groups_of(data_root: str | os.PathLike, rows: pd.DataFrame) -> dict[str, str]:
+    """Video -> its identity group, as the dataset's reader gives it (the groups the folds keep together);
+    a video the reader does not list (or puts in none) is in its original's group, else its own."""
+    entries, _ = DataLayout(data_root).scan()
+    group_of = {e.video_id: e.identity_group for e in entries if e.identity_group is not None}
+    pairs = rows[["video", "original"]].drop_duplicates()
+    return {video: group_of.get(video) or group_of.get(original) or str(original)
+            for video, original in zip(pairs["video"], pairs["original"])}
+
+
+def identity_group_subset(rows: pd.DataFrame, n_videos: int, seed: int,
+                          group_of: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of at most ``n_videos`` training videos, taken whole identity groups at a time (a face is
+    all in or all out): the groups in an order drawn from ``seed``, each taken while it still fits. All
+    rows when they hold no more than ``n_videos`` videos. Returns the rows (in their order) and the groups
+    taken."""
+    videos = sorted(set(rows["video"]))
+    if len(videos) <= n_videos:
+        return rows, sorted({group_of[v] for v in videos})
+    members: dict[str, list[str]] = {}
+    for video in videos:
+        members.setdefault(group_of[video], []).append(video)
+    order = sorted(members)
+    np.random.default_rng(seed).shuffle(order)
+    chosen, count = [], 0
+    for group in order:
+        if count + len(members[group]) <= n_videos:
+            chosen.append(group)
+            count += len(members[group])
+    if not chosen:
+        smallest = min(len(m) for m in members.values())
+        raise FoldsError(f"train_videos={n_videos} is smaller than the smallest identity group of the training "
+                         f"folds ({smallest} videos); pass at least {smallest}")
+    keep = {v for g in chosen for v in members[g]}
+    return rows[rows["video"].isin(keep)].reset_index(drop=True), sorted(chosen)
+
+
 @dataclass
 class Sample:
     """A crop after cutouts, before the albumentations pipeline."""

@@ -41,7 +41,13 @@ from datasets.layout import DataLayout
 from models.checkpoints import checkpoint_path, read_checkpoint
 from models.registry import create_model, get_family, input_spec
 from models.weights import default_weights_dir
-from training.datasets.classifier_dataset import DeepFakeClassifierDataset, read_folds, split_folds
+from training.datasets.classifier_dataset import (
+    DeepFakeClassifierDataset,
+    identity_group_subset,
+    identity_groups_of,
+    read_folds,
+    split_folds,
+)
 from training.hooks import (
     CalibrationHook,
     CheckpointHook,
@@ -66,6 +72,8 @@ class TrainOptions:
     fold: int = option(0, "validation fold; the others are trained on")
     test_fold: int | None = option(None, "a fold left out of training and validation, to test on afterwards")
     full_val: bool = option(False, "validate on every frame, not every 20th")
+    no_validation: bool = option(False, "train on --fold too (every fold but --test-fold): no validation, so no "
+                                 "_best and no calibration; the run's model is its _last")
     no_hardcore: bool = option(False, "no landmark/hull/bit-mask cutouts")
     padding_part: int | None = option(None, "keep 1/N of the face size as context on each side (3 = the whole crop)")
     workers: int | None = option(None, "loader processes per GPU (config 'workers')")
@@ -85,7 +93,7 @@ class TrainOptions:
     progress: bool = option(True, "no tqdm bars", flag="--no-progress")
 
 
-DATA_FLAGS = ("data_dir", "fold", "test_fold", "full_val", "no_hardcore", "padding_part", "workers")
+DATA_FLAGS = ("data_dir", "fold", "test_fold", "full_val", "no_validation", "no_hardcore", "padding_part", "workers")
 # defaults the command line reads from the environment when it is built
 CLI_DEFAULTS = {"output_dir": lambda: str(default_weights_dir()), "log_dir": lambda: os.environ.get("LOG_DIR", "logs")}
 
@@ -194,20 +202,33 @@ def build_model(config: TrainConfig, device: torch.device, pretrained: bool) -> 
     return model, init_source
 
 
-def split_rows(options: TrainOptions, config: TrainConfig) -> tuple[Any, Any, str]:
+def split_rows(options: TrainOptions, config: TrainConfig, seed: int) -> tuple[Any, Any, str, dict]:
     """The folds.csv rows to train and to validate on (``options.fold`` validates, ``test_fold`` is left
-    out), and the file they come from."""
+    out; ``train_videos``: a subset of whole identity groups drawn from ``seed``), the file they come from
+    and the training videos used (for the run's record)."""
     folds_source = str(DataLayout(options.data_dir).folds_csv)
-    train_rows, val_rows = split_folds(read_folds(options.data_dir), options.fold, options.full_val, folds_source,
-                                       fakes=config.fakes, test_fold=options.test_fold)
-    return train_rows, val_rows, folds_source
+    folds = read_folds(options.data_dir)
+    train_rows, val_rows = split_folds(folds, options.fold, options.full_val, folds_source, fakes=config.fakes,
+                                       test_fold=options.test_fold)
+    if options.no_validation:  # the validation fold is trained on too, every frame
+        train_rows = folds[folds["fold"] != options.test_fold].reset_index(drop=True)
+    available = train_rows["video"].nunique()
+    used = {"train_videos_available": int(available), "train_videos_used": int(available),
+            "train_identity_groups": None}
+    if config.train_videos is not None:
+        group_of = identity_groups_of(options.data_dir, train_rows)
+        train_rows, groups = identity_group_subset(train_rows, config.train_videos, seed, group_of)
+        used.update(train_videos_used=int(train_rows["video"].nunique()), train_identity_groups=groups)
+        log.info("train_videos=%d: training on %d of the %d training videos (%d whole identity groups, drawn "
+                 "with seed %d)", config.train_videos, used["train_videos_used"], available, len(groups), seed)
+    return train_rows, val_rows, folds_source, used
 
 
 def build_loaders(options: TrainOptions, plan: RunPlan, ctx: DistContext, device: torch.device, rows: tuple,
                   spec: InputSpec):
     """The datasets (samples as the model's input ``spec`` says), the training sampler and the two loaders."""
     config, seed = plan.config, plan.seed
-    train_rows, val_rows, folds_source = rows
+    train_rows, val_rows, folds_source, _ = rows
     train_set = DeepFakeClassifierDataset(options.data_dir, train_rows, "train", spec, seed=seed,
                                           hardcore=config.hardcore, padding_part=config.padding_part,
                                           label_smoothing=config.label_smoothing, augment=config.augment,
@@ -231,7 +252,7 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
                 device: torch.device) -> tuple[TrainParts, DataLoader]:
     """What the loop trains with, and the validation loader."""
     config, seed = plan.config, plan.seed
-    rows = split_rows(options, config)
+    rows = split_rows(options, config, seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
@@ -243,14 +264,17 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
     scheduler = create_scheduler(optimizer, config.schedule.as_dict(), steps_per_epoch * int(config.epochs))
     scaler = torch.amp.GradScaler(device.type, enabled=plan.dtype == torch.float16)
     run_info = {"data_dir": str(options.data_dir), "fold": options.fold, "test_fold": options.test_fold,
+                "no_validation": options.no_validation,
                 "seed": seed, "name": plan.name,
                 "world_size": ctx.world_size, "ddp": ctx.distributed,
                 "sync_batchnorm": ctx.distributed and device.type == "cuda",
                 "device": str(device), "amp_dtype": str(plan.dtype or torch.float32).replace("torch.", ""),
                 "init": init_source, "resume": str(plan.resume_path) if plan.resume_path else None,
                 "from_zero": options.from_zero,
-                "full_val": options.full_val, "steps_per_epoch": steps_per_epoch}
-    summary = (f"{len(train_set)} train crops/epoch, {len(val_set)} val crops, {steps_per_epoch} steps/epoch x "
+                "full_val": options.full_val, "steps_per_epoch": steps_per_epoch, **rows[3]}
+    val_text = "no validation" if options.no_validation else f"{len(val_set)} val crops"
+    summary = (f"{rows[3]['train_videos_used']} train videos, {len(train_set)} train crops/epoch, {val_text}, "
+               f"{steps_per_epoch} steps/epoch x "
                f"{config.epochs} epochs, {device}, amp {plan.dtype}")
     parts = TrainParts(config, plan.name, seed, ctx, device, plan.dtype, model, spec, optimizer, scheduler, scaler,
                        train_set, sampler, train_loader, steps_per_epoch, run_info, summary)
@@ -264,7 +288,10 @@ def build_hooks(options: TrainOptions, plan: RunPlan, ctx: DistContext, val_load
     if resume_data is not None:
         hooks.append(ResumeHook(plan.resume_path, resume_data, plan.continuing))
     hooks.append(ProgressHook(options.progress and ctx.is_main))
-    if ctx.is_main:
+    if ctx.is_main and options.no_validation:
+        hooks += [CheckpointHook(plan.weights_dir, plan.log_dir, plan.replaced, plan.resume_epoch),
+                  TensorBoardHook(plan.log_dir)]
+    elif ctx.is_main:
         hooks += [ValidationHook(val_loader, options.progress),
                   CheckpointHook(plan.weights_dir, plan.log_dir, plan.replaced, plan.resume_epoch),
                   CalibrationHook(plan.weights_dir, val_loader, options.fold, options.progress),

@@ -111,6 +111,9 @@ class TrainConfig(_ConfigBase):
     augment: bool = option(True, "the augmentation pipeline (off: the crops as they are)")
     fakes: str = option("real", "training fakes (training.datasets.fake_sources): real (the data's fake videos), "
                         "self_blended (SBI, from reals only), both", choices=FAKE_SOURCES)
+    train_videos: int | None = option(
+        None, "train on a subset of about this many of the training folds' videos, whole identity groups at a "
+        "time, drawn from the seed (a learning curve); null: all", minimum=1)
     workers: int = option(6, "data loader processes per GPU (per process)", minimum=0)
     amp: str = option("auto", "mixed precision: auto (bf16 where supported, else fp16 on GPU; fp32 on CPU), "
                       "bf16, fp16, fp32 (none = fp32)", choices=AMP_MODES)
