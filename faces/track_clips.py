@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.geometry import region_box
+from core.geometry import face_to_model_input, region_box
 from faces.tracks import link_faces
 
 DEFAULT_MIN_FRAMES = 30
@@ -98,6 +98,26 @@ def _chunk_region(track: list[tuple[int, np.ndarray]], start: int, end: int,
     return region_box([box for frame, box in track if first <= frame <= last], frame_shape)
 
 
+def person_clips(person: int, track: Sequence[tuple[int, np.ndarray]], frame_shape: Sequence[int],
+                 options: ClipOptions | None = None) -> list[TrackClip]:
+    """The clips of one track (``[(frame, box), ...]`` in frame order), in time order; none when its span is
+    shorter than ``min_frames``. The rule of the module docstring, for a track linked elsewhere (the
+    predictor links its own sampled frames' faces)."""
+    options = options or ClipOptions()
+    span = (int(track[0][0]), int(track[-1][0]))
+    clips: list[TrackClip] = []
+    if span[1] - span[0] + 1 < options.min_frames:
+        return clips
+    track = [(int(frame), np.asarray(box, dtype=np.float64)[:4]) for frame, box in track]
+    for chunk, start in enumerate(range(span[0], span[1] + 1, options.max_frames)):
+        end = min(start + options.max_frames - 1, span[1])
+        if end - start + 1 < options.min_frames:
+            break  # the remainder of a long track
+        clips.append(TrackClip(person, chunk, tuple(range(start, end + 1, options.every)),
+                               _chunk_region(track, start, end, frame_shape), span))
+    return clips
+
+
 def plan_track_clips(boxes_by_frame: Mapping[int, Sequence | None], frame_shape: Sequence[int],
                      options: ClipOptions | None = None) -> tuple[list[TrackClip], list[ShortTrack]]:
     """The clips of every track long enough, in person then time order, and the tracks too short.
@@ -109,14 +129,15 @@ def plan_track_clips(boxes_by_frame: Mapping[int, Sequence | None], frame_shape:
     clips: list[TrackClip] = []
     short: list[ShortTrack] = []
     for person, track in sorted(tracks_of(boxes_by_frame).items()):
-        span = (track[0][0], track[-1][0])
-        if span[1] - span[0] + 1 < options.min_frames:
-            short.append(ShortTrack(person, span))
-            continue
-        for chunk, start in enumerate(range(span[0], span[1] + 1, options.max_frames)):
-            end = min(start + options.max_frames - 1, span[1])
-            if end - start + 1 < options.min_frames:
-                break  # the remainder of a long track
-            clips.append(TrackClip(person, chunk, tuple(range(start, end + 1, options.every)),
-                                   _chunk_region(track, start, end, frame_shape), span))
+        mine = person_clips(person, track, frame_shape, options)
+        if not mine:
+            short.append(ShortTrack(person, (track[0][0], track[-1][0])))
+        clips += mine
     return clips, short
+
+
+def cut_clip_frame(frame: np.ndarray, region: Sequence[int], side_px: int) -> np.ndarray:
+    """One frame of a clip: ``region`` (x1, y1, x2, y2) cut from the frame and brought to ``side_px`` by the
+    classifier's geometry (isotropic resize, zero padding to a square; ``core.geometry.face_to_model_input``)."""
+    x1, y1, x2, y2 = region
+    return face_to_model_input(frame[y1:y2, x1:x2], side_px)

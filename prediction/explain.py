@@ -94,13 +94,15 @@ def most_fake_faces(pred, per_person: int) -> dict[int, list[int]]:
 
 
 def explain_prediction(predictor, pred, per_person: int = 3) -> dict[int, list[tuple[int, np.ndarray]]]:
-    """Grad-CAM of each person's most fake faces: ``{person: [(face index, heatmap), ...]}``.
+    """Grad-CAM of each person's most fake faces under the image models: ``{person: [(face index, heatmap), ...]}``
+    (none when only clip models were run).
     Needs the prediction's crops (``VideoPredictor(keep_face_crops=True)``)."""
-    if not pred.face_crops:
+    image_models = [m for m in predictor.models if not m.input_spec.is_clip]  # clip models score no face
+    if not pred.face_crops or not image_models:
         return {}
     chosen = most_fake_faces(pred, per_person)
     order = [i for faces in chosen.values() for i in faces]
-    maps = explain_faces(predictor.models, [pred.face_crops[i] for i in order], predictor.device, predictor.dtype,
+    maps = explain_faces(image_models, [pred.face_crops[i] for i in order], predictor.device, predictor.dtype,
                          predictor.options.resize_rounding)
     by_face = dict(zip(order, maps))
     return {person: [(i, by_face[i]) for i in faces] for person, faces in chosen.items()}

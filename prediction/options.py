@@ -25,8 +25,10 @@ from core.devices import PRECISION_CHOICES
 from core.options import option, option_choices
 from core.registry import Registry
 from faces.detectors import DEFAULT_DETECTOR, DETECTORS
+from faces.track_clips import DEFAULT_MAX_FRAMES
 from models.weights import WINNER_CHECKPOINTS
 from prediction.aggregation import COMBINATIONS, STRATEGIES, VIDEO_RULES
+from prediction.families import FAMILY_POOLS, parse_family_weights
 
 DEFAULT_PRESET = "default"
 
@@ -108,6 +110,18 @@ class PredictorOptions:
     track_min_faces: int | None = option(
         None, "tracks with fewer faces are dropped as detector false positives ('auto': a tenth of the sampled "
         "frames, at least 2; per-person only)", parse=_auto_or_int, metavar="auto|N")
+    # -- clip (3D) models and the pooling of families --
+    clip_chunks: int | None = option(
+        4, "chunks of a person's face-track clip scored by each clip (3D) model, evenly spread over the track "
+        "('all': every chunk)", parse=_all_or_int, metavar="all|N")
+    clip_max_frames: int = option(
+        DEFAULT_MAX_FRAMES, "video frames one clip region spans at most (the clips stage's --clip-max-frames: "
+        "a track is cut into clips of this length, each with one region)")
+    family_weights: str = option(
+        "2d=0.5,3d=0.5", "weight of each family kind in a person's score (2d: image models, 3d: clip models; "
+        "a kind without a score for a person is left out, the others renormalised)", metavar="KIND=W,...")
+    family_pool: str = option("mean", "how the kinds' scores of a person are pooled: weighted mean of the "
+                              "probabilities, or geometric (weighted mean of the log-odds)", choices=FAMILY_POOLS)
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
@@ -117,12 +131,19 @@ class PredictorOptions:
                 raise ValueError(f"option {spec.name}={value!r} is not one of {', '.join(map(str, choices))}")
         if self.frames_per_video < 1:
             raise ValueError(f"option frames_per_video must be at least 1, got {self.frames_per_video}")
-        for name in ("detector_batch_size", "classifier_batch_size", "max_faces", "track_min_faces"):
+        for name in ("detector_batch_size", "classifier_batch_size", "max_faces", "track_min_faces", "clip_chunks",
+                     "clip_max_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"option {name} must be at least 1 (or 'auto'/'all'), got {value}")
         if self.detector_scale != "auto" and (isinstance(self.detector_scale, str) or self.detector_scale <= 0):
             raise ValueError(f"option detector_scale must be 'auto' or a positive factor, got {self.detector_scale!r}")
+        self.family_weight_map  # noqa: B018 - checks the weights (ValueError naming what is wrong)
+
+    @property
+    def family_weight_map(self) -> dict[str, float]:
+        """``family_weights`` as ``{kind: weight}`` (``prediction.families.parse_family_weights``)."""
+        return dict(parse_family_weights(self.family_weights))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

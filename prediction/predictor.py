@@ -9,12 +9,20 @@ rule); ``per-person`` links the faces into tracks (``faces.tracks``; short track
 detector false positives), applies the same rule to each person's faces and gives the video its most
 fake person's score, so one swapped face among real ones is not averaged away. Both values are kept
 on every prediction.
+
+The ensemble may mix image (2D) and clip (3D) checkpoints (``prediction.families``): image models score
+the face crops, clip models chunks of each person's face-track clip (``prediction.clip_scoring``: the
+clips stage's region, cut from consecutive frames in one more decoding pass). Per person each kind's
+score (its models combined), then the kinds pooled by ``--family-weights`` (default 50:50), then the
+video rule. With ``--calibration on`` each model's score (per video and per person) first goes through its
+checkpoint's temperature, 2D and 3D alike (:class:`ScoreRules`); ``raw_probability`` is the same pipeline
+without the temperatures.
 How each step is done is set by one :class:`prediction.options.PredictorOptions` (``resolve_options``:
 the ``default`` preset, or ``winner``, the DFDC winning submission's predictor step by step).
 
-A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), or in
-which no face is found, gets 0.5 (the competition's neutral answer) with the reason in
-``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
+A video that cannot be read (no frame decodes: a corrupt, truncated, empty or non-video file), in
+which no face is found, or (clip models only) where no track spans one chunk, gets 0.5 (the
+competition's neutral answer) with the reason in ``VideoPrediction.fallback_reason``; it never stops a run. Any other exception is a bug and is raised;
 ``predict_on_video_set(..., keep_going=True)`` logs it with its traceback, gives that video 0.5 with
 ``fallback_kind="error"`` and goes on.
 
@@ -29,7 +37,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +57,8 @@ from faces.mtcnn import detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
 from prediction.aggregation import STRATEGIES, VIDEO_RULES, combine_models
+from prediction.clip_scoring import clip_geometry, cut_chunks, plan_chunks, score_clips
+from prediction.families import FAMILY_KINDS, IMAGE_KIND, ModelItems, VideoInputs, kind_of, pool_families
 from prediction.options import PredictorOptions, resolve_options
 
 logger = logging.getLogger(__name__)
@@ -80,7 +90,9 @@ class VideoPrediction:
     face_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (models, faces)
     model_probabilities: list[float] = field(default_factory=list)
     fallback_reason: str | None = None
-    fallback_kind: str | None = None  # "unreadable", "no_face", or "error" (a bug, only with keep_going)
+    # "unreadable", "no_face", "no_clip" (clip models only, no track spans a chunk), or "error" (a bug,
+    # only with keep_going)
+    fallback_kind: str | None = None
     decode_warning: str | None = None  # set when the video decoded only partly (the frames that did were used)
     timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
@@ -95,6 +107,14 @@ class VideoPrediction:
     aggregate: str = "winner"  # the rule that made ``probability``
     pooled_probability: float | None = None  # what each rule gives (the other one for comparison)
     per_person_probability: float | None = None
+    # the families: per model its kind ("2d", "3d": prediction.families), per kind (and per model) each
+    # person's score (None: no input of that kind for the person) and the pooled score; the clip
+    # models' scored chunks. ``person_scores`` are the kinds pooled by the family weights.
+    model_kinds: list[str] = field(default_factory=list)
+    family_person_scores: dict[str, list[float | None]] = field(default_factory=dict)
+    family_probabilities: dict[str, float | None] = field(default_factory=dict)
+    model_person_scores: list[list[float | None]] = field(default_factory=list)
+    chunks: list[ChunkScore] = field(default_factory=list)
     # what the video gets without any temperature (``--calibration off``); None: the same as ``probability``
     # (no model applied one, or a fallback)
     raw_probability: float | None = None
@@ -121,15 +141,43 @@ class VideoPrediction:
 
     @property
     def mean_face_scores(self) -> np.ndarray:
-        """Per face, the mean over the models (the scores plotted in the report)."""
+        """Per face, the mean over the image models (the scores plotted in the report); NaN per face when
+        only clip models scored (they score chunks, not faces)."""
+        if self.face_scores.shape[0] == 0:
+            return np.full(self.n_faces, np.nan)
         return self.face_scores.mean(axis=0) if self.face_scores.size else np.zeros(0)
 
     @property
     def frame_scores(self) -> dict[int, float]:
         """Per sampled frame with a face, the mean score of its faces (mean over the models)."""
         scores = self.mean_face_scores
+        if self.face_scores.shape[0] == 0:
+            return {}
         return {int(f): float(scores[self.face_frame_indices == f].mean())
                 for f in np.unique(self.face_frame_indices)}
+
+
+@dataclass(frozen=True)
+class ChunkScore:
+    """A clip model's score of one chunk of a person's face-track clip (``model``: its index among the
+    predictor's models; ``frames``: the chunk's first and last video frame)."""
+
+    model: int
+    person: int
+    frames: tuple[int, int]
+    score: float
+
+
+@dataclass(frozen=True)
+class PooledScores:
+    """One video's scores at every step of the pooling (``ScoreRules.pool``); None: no input."""
+
+    model_pooled: list[float | None]  # per model, over every item
+    model_person: list[list[float | None]]  # per model, per person
+    kind_pooled: dict[str, float | None]  # per kind, the models combined
+    kind_person: dict[str, list[float | None]]
+    pooled: float | None  # the kinds pooled: the winner rule's score
+    persons: list[float | None]  # the kinds pooled, per person
 
 
 @dataclass
@@ -153,6 +201,7 @@ class VideoFaces:
     crops: list[np.ndarray]
     boxes: np.ndarray  # (faces, 5): [x1, y1, x2, y2, detector score]
     detect_s: float = 0.0
+    frame_shape: tuple[int, ...] = ()  # of the decoded frames (where the clip models' regions are cut)
 
 
 @dataclass
@@ -167,9 +216,20 @@ class DetectedVideo:
     decode_warning: str | None = None
 
 
+def checked_family_weights(weights: dict[str, float], models: Sequence[LoadedModel], kinds: Sequence[str]
+                           ) -> dict[str, float]:
+    """``weights`` when the loaded models' kinds get a positive weight in all; ValueError naming the fix else."""
+    if models and sum(weights.get(kind, 0.0) for kind in set(kinds)) <= 0:
+        loaded = ", ".join(f"{m.path.name} ({m.family}, {kind})" for m, kind in zip(models, kinds))
+        raise ValueError(f"--family-weights {','.join(f'{k}={w:g}' for k, w in weights.items())} gives the loaded "
+                         f"models' kinds no weight ({loaded}); give their kind a positive weight")
+    return dict(weights)
+
+
 def model_temperature(loaded: LoadedModel, calibration: str) -> float | None:
-    """The temperature the predictor applies to ``loaded``'s video scores: its checkpoint's, with the
-    ``calibration`` option on; None (raw scores) with it off or for a checkpoint that holds none."""
+    """The temperature the predictor applies to ``loaded``'s scores (per video and per person): its
+    checkpoint's, with the ``calibration`` option on; None (raw scores) with it off or for a checkpoint that
+    holds none."""
     if calibration != "on" or not loaded.calibration:
         return None
     return float(loaded.calibration["temperature"])
@@ -185,57 +245,81 @@ def calibration_record(models: Sequence[LoadedModel], temperatures: Sequence[flo
 
 @dataclass(frozen=True)
 class ScoreRules:
-    """How the face scores of a video become its probability: per model the strategy over the faces (of
-    the video, or of one person), that model's temperature (None: raw), the models combined, then the
-    video rule over the pooled and the per-person scores. Used by the predictor, and by a caller that
-    scores stored face scores of a subset of models again (``bench/quality.py``'s ensembles)."""
+    """How the scores of a video's items (face crops, clip chunks) become its probability: per model the
+    strategy over its items (of the video, or of one person) and that model's temperature (None: raw; the
+    level it was fitted at), the models of a kind combined (``--combine``), the kinds pooled by the family
+    weights (``prediction.families.pool_families``), then the video rule over the pooled and the per-person
+    scores. Used by the predictor, and by a caller that scores stored face scores of a subset of image
+    models again (``bench/quality.py``'s ensembles)."""
 
     strategy: Callable[[Sequence[float]], float]
     combine: str
     video_rule: Any
     temperatures: tuple[float | None, ...]
+    kinds: tuple[str, ...]  # per model its kind (``prediction.families.FAMILY_KINDS``)
+    family_weights: Mapping[str, float]
+    family_pool: str
 
     @classmethod
-    def of(cls, options: PredictorOptions, temperatures: Sequence[float | None]) -> ScoreRules:
+    def of(cls, options: PredictorOptions, temperatures: Sequence[float | None],
+           kinds: Sequence[str] | None = None) -> ScoreRules:
+        """``kinds`` default: every model an image model (stored face scores are image models' scores)."""
+        kinds = tuple(kinds) if kinds is not None else (IMAGE_KIND,) * len(temperatures)
         return cls(STRATEGIES.get(options.strategy), options.combine, VIDEO_RULES.get(options.aggregate),
-                   tuple(temperatures))
+                   tuple(temperatures), kinds, options.family_weight_map, options.family_pool)
 
     @property
     def calibrated(self) -> bool:
         return any(t is not None for t in self.temperatures)
 
-    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float, list[float]]:
-        """Per model (a row of ``face_scores``) the strategy over its face scores with that model's
-        temperature applied (the level it was fitted at: one score per video per model), then the models
-        combined (the pooled rule). ``calibrated=False``: the raw scores, every temperature left out."""
-        per_model = [self.strategy(row) for row in face_scores]
-        if calibrated:
-            per_model = [p if t is None else float(apply_temperature([p], t)[0])
-                         for p, t in zip(per_model, self.temperatures)]
-        return combine_models(per_model, self.combine), per_model
+    def rows_of(self, kind: str) -> list[int]:
+        """The indices of the models of ``kind``, in model order."""
+        return [row for row, model_kind in enumerate(self.kinds) if model_kind == kind]
 
-    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
-        """Per person (id order) the pooled rule over that person's faces only."""
-        return [self.aggregate(face_scores[:, face_persons == person], calibrated)[0]
-                for person in range(int(face_persons.max(initial=-1)) + 1)]
+    def model_score(self, row: int, scores: np.ndarray, calibrated: bool = True) -> float | None:
+        """Model ``row``'s score of ``scores`` (its items of a video, or of one person): the strategy, then its
+        temperature (left out with ``calibrated=False``); None when there is no item."""
+        if not scores.size:
+            return None
+        score, temperature = self.strategy(scores), self.temperatures[row]
+        return score if temperature is None or not calibrated else float(apply_temperature([score], temperature)[0])
 
-    def video_score(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> float:
-        """The video's probability from its face scores ``(models, faces)`` and persons."""
-        pooled = self.aggregate(face_scores, calibrated)[0]
-        return self.video_rule.score(pooled, self.person_scores(face_scores, face_persons, calibrated))
+    def _combined(self, values: Sequence[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return combine_models(present, self.combine) if present else None
 
-    def raw_video_score(self, face_scores: np.ndarray, face_persons: np.ndarray) -> float | None:
-        """The video's score with every temperature left out; None when no model has one (the same score)."""
-        return self.video_score(face_scores, face_persons, calibrated=False) if self.calibrated else None
+    def pool(self, items: Sequence[ModelItems], n_persons: int, calibrated: bool = True) -> PooledScores:
+        """Per model its score (of all its items, and of each person's), the models of a kind combined, the
+        kinds pooled by the family weights. ``calibrated=False``: the raw scores, every temperature left out."""
+        model_pooled = [self.model_score(r, it.scores, calibrated) for r, it in enumerate(items)]
+        model_person = [[self.model_score(r, it.scores[it.persons == p], calibrated) for p in range(n_persons)]
+                        for r, it in enumerate(items)]
+        kinds = list(dict.fromkeys(self.kinds))
+        kind_pooled = {k: self._combined([model_pooled[r] for r in self.rows_of(k)]) for k in kinds}
+        kind_person = {k: [self._combined([model_person[r][p] for r in self.rows_of(k)]) for p in range(n_persons)]
+                       for k in kinds}
+        weights, pool = self.family_weights, self.family_pool
+        persons = [pool_families({k: kind_person[k][p] for k in kinds}, weights, pool) for p in range(n_persons)]
+        return PooledScores(model_pooled, model_person, kind_pooled, kind_person,
+                            pool_families(kind_pooled, weights, pool), persons)
 
+    def video_score_of(self, scores: PooledScores) -> float | None:
+        """The video rule over the pooled and the persons' scores; None when no person has a score."""
+        scored = [s for s in scores.persons if s is not None]
+        return self.video_rule.score(scores.pooled, scored) if scored else None
 
-def refuse_clip_models(models: Sequence[LoadedModel]) -> None:
-    """This predictor scores one face image at a time: a clip model (a 3D family) is refused by name."""
-    clip_models = [m for m in models if m.input_spec.is_clip]
-    if clip_models:
-        names = ", ".join(f"{m.path} ({m.family}, {m.input_spec.frames_per_clip} frames per clip)" for m in clip_models)
-        raise ValueError(f"{names}: a clip model; this predictor scores single face images, so pass image models "
-                         f"(classifier2d checkpoints) with --models")
+    # -- stored face scores ``(models, faces)`` of image models --
+    def aggregate(self, face_scores: np.ndarray, calibrated: bool = True) -> tuple[float | None, list[float | None]]:
+        """The pooled score of every face and each model's score."""
+        no_person = np.full(np.shape(face_scores)[1], -1, dtype=np.int64)
+        scores = self.pool([ModelItems(np.asarray(row), no_person) for row in face_scores], 0, calibrated)
+        return scores.pooled, scores.model_pooled
+
+    def video_score(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> float | None:
+        """The video's probability from its face scores and each face's person."""
+        n_persons = int(face_persons.max(initial=-1)) + 1
+        items = [ModelItems(np.asarray(row), face_persons) for row in face_scores]
+        return self.video_score_of(self.pool(items, n_persons, calibrated))
 
 
 # prediction's precision rule lives with the training one (auto: fp16 on a GPU, fp32 on the CPU)
@@ -267,9 +351,9 @@ class VideoPredictor:
     """Loads the detector and an ensemble of checkpoints once; ``predict_video(path)`` per video.
 
     ``checkpoints`` may mix this project's checkpoints and the DFDC winner's released ones (all
-    loaded by ``models.checkpoints.load_model``); models with different input specs share the
-    face crops, each gets them placed and normalised as its own spec says (``core.input_spec``; the
-    ``resize_rounding`` option applies to every model). ``options``: how (default:
+    loaded by ``models.checkpoints.load_model``), image (2D) and clip (3D) families; image models with
+    different input specs share the face crops, each gets them placed and normalised as its own spec says
+    (``core.input_spec``; the ``resize_rounding`` option applies to every model). ``options``: how (default:
     ``resolve_options("default")``). ``encoder``: for checkpoints that name none;
     ``keep_face_crops``: keep the scored crops on each prediction (for reports).
     """
@@ -283,8 +367,6 @@ class VideoPredictor:
         self.options = options
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.precision, self.device)
-        self.strategy = STRATEGIES.get(options.strategy)
-        self.video_rule = VIDEO_RULES.get(options.aggregate)
         self.keep_face_crops = bool(keep_face_crops)
         self.classifier_batch_size = options.classifier_batch_size or (
             CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
@@ -295,13 +377,14 @@ class VideoPredictor:
         if not models:
             raise ValueError("no model given")
         self.models = list(models)
-        refuse_clip_models(self.models)
-        # per model, the temperature applied to its video scores (None: raw), before the models are combined
+        self.model_kinds = [kind_of(loaded.input_spec) for loaded in self.models]
+        self.family_weights = checked_family_weights(options.family_weight_map, self.models, self.model_kinds)
+        # per model, the temperature applied to its scores (None: raw), before the models are combined
         self.temperatures = [model_temperature(m, options.calibration) for m in self.models]
-        self.rules = ScoreRules.of(options, self.temperatures)
-        for loaded in self.models:
+        self.rules = ScoreRules.of(options, self.temperatures, self.model_kinds)
+        for loaded, kind in zip(self.models, self.model_kinds):
             # channels-last weights: faster convolutions (1.5x for Lite0 on the CPU), scores move by ~1e-7
-            loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last
+            loaded.model.eval().to(device=self.device, dtype=self.dtype, memory_format=FAMILY_KINDS.get(kind).channels_last
                                    if options.channels_last else torch.contiguous_format)
         self.detector = build_detector(options.detector, DetectorSettings(
             "inference", device=self.device, batch_size=options.detector_batch_size,
@@ -342,7 +425,7 @@ class VideoPredictor:
                 kept_boxes.append(box)
         boxes_array = np.asarray(kept_boxes, dtype=np.float32).reshape(-1, 5)
         return VideoFaces(list(frame_indices), np.asarray(owners, dtype=np.int64), crops, boxes_array,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, tuple(frames[0].shape) if len(frames) else ())
 
     def no_face_reason(self, frames: Sequence[np.ndarray]) -> str:
         """Why a video has no face, with the smallest face the detector could see at its scale and the
@@ -363,14 +446,20 @@ class VideoPredictor:
         """What ``loaded`` is fed: its checkpoint's spec, with this run's ``resize_rounding`` option."""
         return loaded.input_spec.replace(resize_rounding=self.options.resize_rounding)
 
+    def rows_of(self, kind: str) -> list[int]:
+        """The indices of the models of ``kind`` (``prediction.families.FAMILY_KINDS``), in model order."""
+        return self.rules.rows_of(kind)
+
     @torch.inference_mode()
-    def score_faces(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Fake probability of every face crop under every model: ``(models, faces)``."""
-        scores = np.zeros((len(self.models), len(crops)), dtype=np.float64)
+    def score_faces(self, crops: Sequence[np.ndarray], rows: Sequence[int] | None = None) -> np.ndarray:
+        """Fake probability of every face crop under the image models ``rows`` (default: all of them):
+        ``(models, faces)``."""
+        rows = [i for i, m in enumerate(self.models) if not m.input_spec.is_clip] if rows is None else list(rows)
+        scores = np.zeros((len(rows), len(crops)), dtype=np.float64)
         if not crops:
             return scores
         inputs_by_spec: dict[InputSpec, list[np.ndarray]] = {}
-        for row, loaded in enumerate(self.models):
+        for row, loaded in enumerate(self.models[i] for i in rows):
             spec = self.input_spec(loaded)
             if spec not in inputs_by_spec:
                 inputs_by_spec[spec] = [place_face(crop, spec) for crop in crops]
@@ -383,6 +472,27 @@ class VideoPredictor:
                     probs = (probs + flipped) / 2
                 scores[row, start:start + len(probs)] = probs.cpu().double().numpy()
         return scores
+
+    def score_chunks(self, inputs: VideoInputs, rows: Sequence[int]) -> list[ModelItems]:
+        """The clip models ``rows`` on chunks of each person's face-track clip (``prediction.clip_scoring``): the
+        chunks planned per clip geometry, all cut in one decoding pass, each model on its geometry's chunks."""
+        faces = inputs.faces
+        geometry_of = {row: clip_geometry(self.models[row].input_spec, self.models[row].config) for row in rows}
+        chunks_by_geometry: dict = {
+            geometry: plan_chunks(faces.face_frame_indices, faces.boxes, inputs.face_persons, faces.frame_shape,
+                                  geometry, self.options.clip_max_frames, self.options.clip_chunks)
+            for geometry in dict.fromkeys(geometry_of.values())}
+        cut = cut_chunks(inputs.path, chunks_by_geometry)
+        items = []
+        for row in rows:
+            geometry = geometry_of[row]
+            done = [(chunk, clip) for chunk, clip in zip(chunks_by_geometry[geometry], cut[geometry]) if clip is not None]
+            spec = self.input_spec(self.models[row])
+            scores = score_clips(self.models[row].model, [clip for _, clip in done], spec, self.device, self.dtype,
+                                 max(1, self.classifier_batch_size // spec.frames_per_clip), self.options.tta)
+            items.append(ModelItems(scores, np.array([chunk.person for chunk, _ in done], dtype=np.int64),
+                                    [(chunk.frames[0], chunk.frames[-1]) for chunk, _ in done]))
+        return items
 
     @property
     def calibrated(self) -> bool:
@@ -399,9 +509,6 @@ class VideoPredictor:
         """Person id per face (``-1``: a dropped short track), by ``faces.tracks.link_faces``."""
         return link_faces(faces.face_frame_indices, faces.boxes, TrackOptions(min_faces=self.options.track_min_faces),
                           n_frames=len(faces.frame_indices))
-
-    def person_scores(self, face_scores: np.ndarray, face_persons: np.ndarray, calibrated: bool = True) -> list[float]:
-        return self.rules.person_scores(face_scores, face_persons, calibrated)
 
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
@@ -420,30 +527,54 @@ class VideoPredictor:
                                                 decoded.frame_indices, decoded.warning))
         return DetectedVideo(decoded.path, decoded.frame_indices, faces, timings, decode_warning=decoded.warning)
 
+    def score_models(self, inputs: VideoInputs) -> list[ModelItems]:
+        """Every model's items on one video, each kind by its registry entry's scorer (model order)."""
+        items: list[ModelItems | None] = [None] * len(self.models)
+        for kind in dict.fromkeys(self.model_kinds):
+            rows = self.rows_of(kind)
+            for row, scored in zip(rows, FAMILY_KINDS.get(kind).score(self, inputs, rows)):
+                items[row] = scored
+        return items
+
     def classify_detected(self, detected: DetectedVideo) -> VideoPrediction:
-        """Second half: every model on the faces, then the strategy and the model combination."""
+        """Second half: every model on the faces (image models) or the persons' clips (clip models), then the
+        strategy, the model combination, the family pooling and the video rule."""
         if detected.fallback is not None:
             return detected.fallback
-        timings = detected.timings_s
+        timings, faces = detected.timings_s, detected.faces
         start = time.perf_counter()
-        face_scores = self.score_faces(detected.faces.crops)
-        face_persons = self.link_persons(detected.faces)
-        pooled, per_model = self.aggregate(face_scores)
-        person_scores = self.person_scores(face_scores, face_persons)
-        per_person = max(person_scores)
-        probability = self.rules.video_rule.score(pooled, person_scores)
-        raw_probability = self.rules.raw_video_score(face_scores, face_persons)
+        face_persons = self.link_persons(faces)
+        items = self.score_models(VideoInputs(detected.path, faces, face_persons))
+        n_persons = int(face_persons.max(initial=-1)) + 1
+        scores = self.rules.pool(items, n_persons)
+        probability = self.rules.video_score_of(scores)
         timings["classify"] = time.perf_counter() - start
-        return VideoPrediction(detected.path, probability, frame_indices=detected.frame_indices,
-                               raw_probability=raw_probability,
-                               face_persons=face_persons, person_scores=person_scores,
-                               aggregate=self.options.aggregate, pooled_probability=pooled,
-                               per_person_probability=per_person,
-                               face_frame_indices=detected.faces.face_frame_indices,
-                               face_boxes=detected.faces.boxes, face_scores=face_scores,
-                               model_probabilities=per_model, timings_s=timings,
-                               decode_warning=detected.decode_warning,
-                               face_crops=detected.faces.crops if self.keep_face_crops else [])
+        if probability is None:
+            return self._fallback(detected.path, "no_clip", self.no_clip_reason(n_persons), timings,
+                                  detected.frame_indices, detected.decode_warning)
+        image_rows = [row for row, m in enumerate(self.models) if not m.input_spec.is_clip]
+        raw_probability = self.rules.video_score_of(self.rules.pool(items, n_persons, calibrated=False)) \
+            if self.calibrated else None
+        return VideoPrediction(
+            detected.path, probability, frame_indices=detected.frame_indices, raw_probability=raw_probability,
+            face_persons=face_persons, person_scores=scores.persons, aggregate=self.options.aggregate,
+            pooled_probability=scores.pooled, per_person_probability=max(s for s in scores.persons if s is not None),
+            face_frame_indices=faces.face_frame_indices, face_boxes=faces.boxes,
+            face_scores=np.stack([items[row].scores for row in image_rows]) if image_rows else
+            np.zeros((0, faces.face_frame_indices.size)),
+            model_probabilities=scores.model_pooled, timings_s=timings, decode_warning=detected.decode_warning,
+            face_crops=faces.crops if self.keep_face_crops else [], model_kinds=list(self.model_kinds),
+            family_person_scores=scores.kind_person, family_probabilities=scores.kind_pooled,
+            model_person_scores=scores.model_person,
+            chunks=[ChunkScore(row, int(p), f, float(s)) for row, it in enumerate(items)
+                    for p, f, s in zip(it.persons, it.frames, it.scores) if it.frames])
+
+    def no_clip_reason(self, n_persons: int) -> str:
+        """Why a video scored only by clip models has no score: no track spans one chunk."""
+        spans = ", ".join(f"{m.path.name}: {m.input_spec.frames_per_clip} frames every {m.input_spec.frame_step}"
+                          for m in self.models if m.input_spec.is_clip)
+        return (f"no chunk for the clip models: none of the {n_persons} person(s) is tracked over the frames one "
+                f"chunk spans ({spans}); a longer video, or an image model beside them, gives a score")
 
     def predict_decoded(self, decoded: DecodedVideo) -> VideoPrediction:
         return self.classify_detected(self.detect_decoded(decoded))

@@ -63,8 +63,8 @@ def page_slug(name: str, taken: set[str]) -> str:
     return slug
 
 
-def _score_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _score_text(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _caption(tile: np.ndarray, lines: list[str]) -> None:
@@ -121,8 +121,18 @@ def _plot_histogram(path: Path, predictions, labels: dict[str, int] | None) -> N
     plt.close(fig)
 
 
+def person_score_text(pred, person: int) -> str:
+    """A person's pooled score and, with several kinds of model, each kind's: ``0.6100 (2d 0.5500, 3d 0.6700)``."""
+    text = _score_text(pred.person_scores[person])
+    if len(pred.family_person_scores) > 1:
+        text += " (" + ", ".join(f"{kind} {_score_text(scores[person])}"
+                                 for kind, scores in pred.family_person_scores.items()) + ")"
+    return text
+
+
 def _plot_strip(path: Path, pred, label: int | None) -> None:
-    """Face scores (mean over the models) by frame, one colour per person, dropped tracks as grey x."""
+    """Face scores (mean over the image models) by frame, one colour per person, dropped tracks as grey x;
+    the clip models' chunk scores as bars over the frames each chunk spans."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -130,8 +140,11 @@ def _plot_strip(path: Path, pred, label: int | None) -> None:
     frames = pred.face_frame_indices
     for person in range(pred.n_persons):
         chosen = pred.face_persons == person
-        ax.scatter(frames[chosen], scores[chosen], s=18, alpha=0.8, color=PERSON_COLOURS[person % len(PERSON_COLOURS)],
-                   label=f"person {person} ({pred.person_scores[person]:.2f})")
+        colour = PERSON_COLOURS[person % len(PERSON_COLOURS)]
+        ax.scatter(frames[chosen], scores[chosen], s=18, alpha=0.8, color=colour,
+                   label=f"person {person} ({_score_text(pred.person_scores[person], 2)})")
+        for chunk in (c for c in pred.chunks if c.person == person):
+            ax.plot(chunk.frames, [chunk.score, chunk.score], color=colour, linewidth=4, alpha=0.45)
     dropped = pred.face_persons == -1
     if dropped.any():
         ax.scatter(frames[dropped], scores[dropped], s=22, marker="x", color="grey", label="dropped track")
@@ -221,7 +234,7 @@ class _Row:
     label: int | None
     n_faces: int
     n_persons: int
-    fallback: str | None  # the kind ("unreadable", "no_face", "error")
+    fallback: str | None  # the kind ("unreadable", "no_face", "no_clip", "error")
     fallback_reason: str | None
     seconds: float
     strip: str | None  # relative path of the strip image
@@ -324,38 +337,46 @@ class ReportWriter:
         from prediction.aggregation import VIDEO_RULES, describe_strategy
 
         scores = pred.mean_face_scores
+        faces_scored = pred.face_scores.shape[0] > 0
         lines = []
         for person in range(pred.n_persons):
             mine = scores[pred.face_persons == person]
-            lines.append(f"person {person}: {mine.size} faces, score {pred.person_scores[person]:.4f}; "
-                         f"{describe_strategy(mine, self.options.strategy)}")
+            chunks = sum(1 for c in pred.chunks if c.person == person)
+            how = describe_strategy(mine, self.options.strategy) if faces_scored else "scored by the clip models only"
+            lines.append(f"person {person}: {mine.size} faces" + (f", {chunks} clip chunk scores" if chunks else "")
+                         + f", score {person_score_text(pred, person)}; {how}")
         dropped = int(np.count_nonzero(pred.face_persons == -1))
         if dropped:
             lines.append(f"{dropped} face(s) in short tracks were dropped as likely detector false positives "
                          f"(shown at the end)")
-        pooled = (f"pooled over all {scores.size} faces: {pred.pooled_probability:.4f}; "
-                  f"{describe_strategy(scores, self.options.strategy)}")
+        pooled = (f"pooled over all {scores.size} faces: {pred.pooled_probability:.4f}"
+                  + (f"; {describe_strategy(scores, self.options.strategy)}" if faces_scored else ""))
         head = VIDEO_RULES.get(pred.aggregate).explain(pred.probability, pooled, pred.per_person_probability)
         if len(pred.model_probabilities) > 1:
             head += (f" Models ({self.options.combine}): "
-                     + ", ".join(f"{p:.4f}" for p in pred.model_probabilities) + " (pooled, per model).")
+                     + ", ".join(_score_text(p) for p in pred.model_probabilities) + " (pooled, per model).")
+        if len(pred.family_probabilities) > 1:
+            head += (f" Families pooled per person by the {self.options.family_pool} with weights "
+                     f"{self.options.family_weights}; pooled over the video: "
+                     + ", ".join(f"{k} {_score_text(v)}" for k, v in pred.family_probabilities.items()) + ".")
         if pred.raw_probability is not None:
-            head += (f" Each model's video score went through its checkpoint's temperature (calibration); without "
-                     f"it the video would score {pred.raw_probability:.4f}.")
+            head += (" Each model's score (per video and per person) went through its checkpoint's temperature "
+                     f"(calibration); without it the video would score {pred.raw_probability:.4f}.")
         return f"<p>{_esc(head)}</p><ul>" + "".join(f"<li>{_esc(line)}</li>" for line in lines) + "</ul>"
 
     def _person_section(self, pred, person: int, folder: Path, slug: str, heatmaps) -> str:
         faces = np.flatnonzero(pred.face_persons == person)
         if faces.size == 0:
             return ""
-        title = (f"Person {person}: score {pred.person_scores[person]:.4f}, {faces.size} faces" if person >= 0
+        title = (f"Person {person}: score {person_score_text(pred, person)}, {faces.size} faces" if person >= 0
                  else f"Dropped short tracks: {faces.size} faces (not in the score)")
         section = [f"<h2>{_esc(title)}</h2>"]
         if pred.face_crops:
             shown = faces if faces.size <= MAX_SHEET_FACES else faces[np.linspace(0, faces.size - 1,
                                                                                   MAX_SHEET_FACES).round().astype(int)]
             scores = pred.mean_face_scores
-            captions = [[f"f{int(pred.face_frame_indices[i])} s {scores[i]:.2f}", f"det {pred.face_boxes[i, 4]:.3f}"]
+            captions = [[f"f{int(pred.face_frame_indices[i])}" + ("" if np.isnan(scores[i]) else f" s {scores[i]:.2f}"),
+                         f"det {pred.face_boxes[i, 4]:.3f}"]
                         for i in shown]
             name = f"person{person}.png" if person >= 0 else "dropped.png"
             write_png(folder / name, contact_sheet([pred.face_crops[i] for i in shown], captions))
@@ -431,14 +452,15 @@ def _context_html(context: dict) -> str:
                 ("code version", context.get("code_version"))]
     ctx = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(v)}</code></td></tr>" for k, v in ctx_rows)
     ckpt_rows = "".join(
-        f"<tr><td>{_esc(c['path'])}</td><td>{_esc(c['encoder'])}</td><td>{c['input_size']}</td>"
+        f"<tr><td>{_esc(c['path'])}</td><td>{_esc(c.get('family', '-'))} ({_esc(c.get('kind', '-'))})</td>"
+        f"<td>{_esc(c['encoder'])}</td><td>{c['input_size']}</td>"
         f"<td>{_esc(c['epoch'] if c['epoch'] is not None else '-')}</td>"
         f"<td>{_score_text(c['validation_score'])}</td></tr>"
         for c in context.get("checkpoints", []))
     return f"""<h2>Run</h2>
 <table>{ctx}</table>
 <h3>Checkpoints</h3>
-<table border="1"><tr><th>file</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
+<table border="1"><tr><th>file</th><th>family (kind)</th><th>encoder</th><th>input px</th><th>epoch</th><th>validation score
 (balanced log loss of its best epoch)</th></tr>{ckpt_rows}</table>"""
 
 

@@ -39,7 +39,7 @@ from prediction.outputs import (
     submission_text,
     writing,
 )
-from prediction.summary import json_safe, run_context, settings_record, summarize
+from prediction.summary import families_record, json_safe, run_context, settings_record, summarize
 
 
 def _silent(text: str) -> None:
@@ -153,6 +153,7 @@ def write_results(request: PredictionRequest, predictor, predictions, labels: Ru
     summary = summarize(predictions, labels.labels, folder_of, labels.entries, request.bootstrap)
     summary["seconds_per_video"] = elapsed_s / len(predictions)
     summary["models"] = [str(m.path) for m in predictor.models]
+    summary["families"] = families_record(predictor)
     summary["calibration"] = predictor.calibration_record()
     summary["settings"] = settings_record(request.preset, predictor, labels.path if labels.labels else None)
     metrics_file, persons_file = metrics_path_for(output), persons_path_for(output)
@@ -189,7 +190,8 @@ def run(request: PredictionRequest, console: Console = Console()) -> RunResult:
 
     predictor = load_predictor(request, checkpoints, options)
     console.err(f"{len(videos)} videos, {len(checkpoints)} model(s): "
-                + ", ".join(f"{m.path.name} ({m.encoder}, {m.input_size} px)" for m in predictor.models))
+                + ", ".join(f"{m.path.name} ({m.family} {kind}, {m.encoder}, {m.input_size} px)"
+                            for m, kind in zip(predictor.models, predictor.model_kinds)))
     with writing(f"--report {request.report}", "free space, or choose another --report folder, and run again"):
         report = (ReportWriter(request.report, labels.labels, predictor.options, request.report_videos)
                   if request.report else None)
@@ -210,7 +212,7 @@ def show_summary(result: RunResult, labelled: bool, row_names: list[str], consol
     console.out(f"wrote {output} ({summary['n_videos']} rows), {' and '.join(str(f) for f in files)}")
     fb = summary["fallbacks"]
     console.out(f"fallbacks (predicted 0.5): {fb['total']} (unreadable {fb['unreadable']}, no face "
-                f"{fb['no_face']}, error {fb['error']})")
+                f"{fb['no_face']}, no clip chunk {fb['no_clip']}, error {fb['error']})")
     if fb["no_face"]:
         console.err(f"{fb['no_face']} video(s) with no face: if their faces are small (far from the camera), try a "
                     f"larger --detector-scale (each one's warning above names the value)")

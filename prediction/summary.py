@@ -32,8 +32,21 @@ def run_context(predictor, argv: list[str]) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": shlex.join(["python", "predict_folder.py", *argv]),
             "code_version": code_version(),
-            "checkpoints": [{"path": str(m.path), "encoder": m.encoder, "input_size": m.input_size,
-                             "epoch": m.epoch, "validation_score": m.validation_score} for m in predictor.models]}
+            "checkpoints": [{"path": str(m.path), "family": m.family, "kind": kind, "encoder": m.encoder,
+                             "input_size": m.input_size, "frames_per_clip": m.input_spec.frames_per_clip,
+                             "epoch": m.epoch, "validation_score": m.validation_score}
+                            for m, kind in zip(predictor.models, predictor.model_kinds)]}
+
+
+def families_record(predictor) -> dict:
+    """Which families made the scores: per kind ("2d", "3d") its checkpoints with their family, and the
+    weights and pooling that combined the kinds per person (``prediction.families``)."""
+    kinds: dict[str, list[dict]] = {}
+    for m, kind in zip(predictor.models, predictor.model_kinds):
+        kinds.setdefault(kind, []).append({"path": str(m.path), "family": m.family})
+    return {"kinds": kinds, "families": sorted({m.family for m in predictor.models}),
+            "weights": {kind: predictor.family_weights.get(kind, 0.0) for kind in kinds},
+            "pool": predictor.options.family_pool}
 
 
 def scored_videos(predictions, labels: dict[str, int], folder_of: dict[str, str], entries: dict,
@@ -43,7 +56,7 @@ def scored_videos(predictions, labels: dict[str, int], folder_of: dict[str, str]
 
     return [ScoredVideo(p.name, folder_of.get(p.name, p.path.parent.name), labels[p.name],
                         p.uncalibrated_probability if raw else p.probability,
-                        p.face_scores.mean(axis=0) if p.face_scores.size else np.zeros(0),
+                        p.face_scores.mean(axis=0) if p.face_scores.size and p.face_scores.shape[0] else np.zeros(0),
                         getattr(entries.get(p.name), "method", None) if labels[p.name] else None,
                         getattr(entries.get(p.name), "dataset", None))
             for p in predictions if p.name in labels]
@@ -70,7 +83,8 @@ def summarize(predictions, labels: dict[str, int] | None, folder_of: dict[str, s
     kinds = Counter(p.fallback_kind for p in predictions if p.fell_back)
     summary: dict = {
         "n_videos": len(predictions),
-        "fallbacks": {"total": sum(kinds.values()), **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "error")}},
+        "fallbacks": {"total": sum(kinds.values()),
+                      **{k: kinds.get(k, 0) for k in ("unreadable", "no_face", "no_clip", "error")}},
         "fallback_videos": {p.name: p.fallback_reason for p in predictions if p.fell_back},
         "partly_decoded_videos": {p.name: p.decode_warning for p in predictions if p.decode_warning},
         "decision": verdict_counts(predictions),

@@ -33,7 +33,7 @@ from core.clips import (
     write_clip,
 )
 from core.files import write_json_atomic
-from core.geometry import face_to_model_input, pad_to_original
+from core.geometry import pad_to_original
 from core.video import DecodeCounts, VideoInfo, iter_frames, probe_video
 from datasets.dfdc import LayoutProblem, VideoEntry
 from datasets.layout import DataLayout
@@ -43,6 +43,7 @@ from faces.track_clips import (
     ClipOptions,
     ShortTrack,
     TrackClip,
+    cut_clip_frame,
     plan_track_clips,
 )
 from preprocessing.detect_original_faces import load_boxes
@@ -110,8 +111,7 @@ def cut_video_clips(layout: DataLayout, video: VideoEntry, clips: list[TrackClip
             clip = clips[position]
             if len(pending.setdefault(position, [])) != clip.frames.index(index):
                 continue  # an earlier frame of this clip did not decode: the clip stays incomplete
-            x1, y1, x2, y2 = clip.region
-            pending[position].append(face_to_model_input(frame[y1:y2, x1:x2], side))
+            pending[position].append(cut_clip_frame(frame, clip.region, side))
             if index == clip.frames[-1]:
                 write_clip(layout.clip_path(video.video_id, clip.name), pending.pop(position),
                            fps / options["clip_every"], options["clip_crf"], root=layout.clips_root)

@@ -69,7 +69,7 @@ def test_folder_rows_scores_and_report(mixed_folder, project_checkpoint, tmp_pat
     assert all(0 <= p <= 1 for p in predictions.values())
 
     metrics = json.loads(outputs.metrics_path_for(output).read_text())
-    assert metrics["fallbacks"] == {"total": 4, "unreadable": 3, "no_face": 1, "error": 0}
+    assert metrics["fallbacks"] == {"total": 4, "unreadable": 3, "no_face": 1, "no_clip": 0, "error": 0}
     assert set(metrics["fallback_videos"]) == set(BAD_VIDEOS)
     assert metrics["n_labelled"] == len(mp4s) and metrics["n_unlabelled"] == 0
     y = [labels[name] for name, _ in rows]
