@@ -174,7 +174,7 @@ def test_what_cannot_be_a_3d_model_or_take_one_is_refused_by_name(tmp_path):
     config = {"family": "video_resnet", "encoder": "mc3_18", "size": 32, "clip_frames": 4}
     path = tmp_path / "Clip_mc3_18_0_best"
     save_checkpoint(path, create_model(config), config)
-    # the predictor takes it, as a clip (3D) model (tests/prediction/test_families.py scores one)
+    # the predictor takes it, as a clip (3D) model (tests/prediction/test_family_pooling.py scores one)
     assert VideoPredictor(models=[load_model(path)]).model_kinds == ["3d"]
     with pytest.raises(ValueError, match="the model takes clips of 4 frames"):
         DeepFakeClassifierDataset(tmp_path, pd.DataFrame(), "train", input_spec(config))
