@@ -103,6 +103,24 @@ def ffpp_train() -> Path:
 
 
 # ---- damaged and read-only inputs, made for real ---------------------------------------------------
+
+def ffpp_subset_part(ffpp_train: Path, root: Path, names: list[str], place=None) -> Path:
+    """``root/dfdc_train_part_0`` holding the ``ffpp_train`` videos ``names`` (linked, or written by
+    ``place(source, target)``) and their metadata entries; returns the part folder."""
+    import json
+
+    part = root / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    source = ffpp_train / "dfdc_train_part_0"
+    metadata = json.loads((source / "metadata.json").read_text())
+    for name in names:
+        if place is None:
+            (part / f"{name}.mp4").symlink_to(source / f"{name}.mp4")
+        else:
+            place(source / f"{name}.mp4", part / f"{name}.mp4")
+    (part / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in names}))
+    return part
+
 def write_truncated_video(frames, path: Path, keep_frames: int, fps: int = 10) -> Path:
     """An H.264 MP4 of ``frames`` cut right after the data of the first ``keep_frames`` of them.
 

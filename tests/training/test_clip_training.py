@@ -6,7 +6,6 @@ and run through the real preprocessing stages and the clips stage (3 clips of 24
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import albumentations as A
@@ -17,6 +16,7 @@ import torch
 from core.clips import read_clip
 from core.input_spec import InputSpec
 from models.checkpoints import load_model, read_checkpoint
+from tests.conftest import ffpp_subset_part
 from training.datasets.classifier_dataset import FoldsError, read_folds
 from training.datasets.clip_dataset import ClipDataset, ClipsError
 from training.datasets.training_data import training_data
@@ -59,13 +59,8 @@ def clip_root(ffpp_train, tmp_path_factory) -> Path:
     from preprocessing.pipeline import preprocess
 
     root = tmp_path_factory.mktemp("ffpp_clips")
-    part = root / "dfdc_train_part_0"
-    part.mkdir()
-    source = ffpp_train / "dfdc_train_part_0"
-    metadata = json.loads((source / "metadata.json").read_text())
-    for name in GROUP_A + GROUP_B:
-        _cut_video(source / f"{name}.mp4", part / f"{name}.mp4", SECONDS * 25)
-    (part / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in GROUP_A + GROUP_B}))
+    ffpp_subset_part(ffpp_train, root, GROUP_A + GROUP_B,
+                     lambda source, target: _cut_video(source, target, SECONDS * 25))
     preprocess(root, workers=2, progress=False, clips={"min_frames": 20, "max_frames": 24, "size": 96})
     return root
 

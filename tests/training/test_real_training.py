@@ -16,6 +16,7 @@ from core.metrics import auc as core_auc
 from core.metrics import log_loss
 from models.checkpoints import read_checkpoint
 from prediction import cli, outputs
+from tests.conftest import ffpp_subset_part
 from training.calibrate import checkpoint_predictions, validation_loader
 from training.pipelines.train_classifier import TrainOptions, train
 
@@ -32,13 +33,7 @@ def ffpp_small(ffpp_train, tmp_path_factory):
     from preprocessing.pipeline import preprocess
 
     root = tmp_path_factory.mktemp("ffpp_small")
-    part = root / "dfdc_train_part_0"
-    part.mkdir()
-    source = ffpp_train / "dfdc_train_part_0"
-    metadata = json.loads((source / "metadata.json").read_text())
-    for name in GROUP_A + GROUP_B:
-        (part / f"{name}.mp4").symlink_to(source / f"{name}.mp4")
-    (part / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in GROUP_A + GROUP_B}))
+    ffpp_subset_part(ffpp_train, root, GROUP_A + GROUP_B)
     preprocess(root, workers=2, progress=False)
     return root
 
