@@ -167,8 +167,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# what the section says before its numbers (written with them, so a rerun keeps it)
+WHAT_IT_MEASURES = [
+    "What it measures: test AUC / AP / log loss (95% bootstrap CIs) of the FF++ CPU recipe",
+    "(`configs/ffpp_cpu.json`, real fakes) against the number of training videos, on one test fold (0) that no",
+    "run trains on: 20 and 40 videos are subsets of the training folds 2-4, whole identity groups drawn from the",
+    "seed (`--set train_videos=N`, [Training](training.md#fewer-training-videos-or-the-validation-fold-too-learning-curves)),",
+    "each checkpoint picked on validation fold 1; 62 is all of folds 2-4 (the run `bench/quality.py` makes,",
+    "reused when `--work` holds it); 82 trains on the validation fold too (`--no-validation`, every fold but the",
+    "test fold) and scores the last epoch, since nothing is left to pick a checkpoint on. `used` is the number of",
+    "videos a run trained on (at most the size asked: groups are not split).",
+    "",
+    "```bash",
+    "python bench/learning_curve.py --work WORK --data-root WORK/data --sizes 20 40 62 82 --seeds 111 555 \\",
+    "    --write-docs docs/benchmarks.md          # reuses WORK/data and WORK/weights/real_<seed>/test0 (or real_<seed>)",
+    "python bench/learning_curve.py --sizes 20 40 62 82 --write-docs docs/benchmarks.md   # from ../shared/data/ffpp_train",
+    "```",
+    "",
+    "Cost on 2 cores: about 10 min per training (the schedule is 12 x 60 steps whatever the size) and 1 min per",
+    "prediction; the 62-video point costs nothing when bench/quality.py's run is there.",
+    "",
+]
+
+
 def report(args, rows: list, training: int, all_but_test: int) -> list[str]:
-    body = [f"Command: `python bench/learning_curve.py --sizes {' '.join(map(str, args.sizes))} --seeds "
+    data = " --data-root WORK/data" if args.data_root else ""
+    body = [*WHAT_IT_MEASURES, f"Command: `python bench/learning_curve.py --work WORK{data} --sizes "
+            f"{' '.join(map(str, args.sizes))} --seeds "
             f"{' '.join(map(str, args.seeds))}` (config `{args.config}`, test fold {args.fold}, validation fold "
             f"{args.val_fold}; the training folds hold {training} videos, all folds but the test fold "
             f"{all_but_test}).", f"Machine: {machine_description()}.", "",
