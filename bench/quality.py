@@ -2,7 +2,7 @@
 by a model that never saw its identity and whose checkpoint was picked on another fold; then the same
 models on DFDC clips they never trained on (``cross_dev`` + ``real_small``'s DFDC clips).
 
-    python bench/quality.py [--work output/bench_quality] [--runs real:111 self_blended:111 real:555 real3d:111]
+    python bench/quality.py [--work output/bench_quality] [--runs real:111 self_blended:111 real:555 real3d:111 ...]
         [--test-folds 0 1 2 3 4] [--config configs/ffpp_cpu.json] [--predict-only] [--bootstrap 1000]
         [--ffpp ../shared/data/ffpp_train] [--cross-dev ../shared/data/cross_dev]
         [--real-small ../shared/data/real_small] [--write-docs docs/benchmarks.md]
@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "output" / "bench_quality")
     parser.add_argument("--runs", nargs="+", type=parse_run, metavar="RECIPE:SEED",
                         help=f"runs to score, RECIPE one of {', '.join(RECIPES.names())} (default: real:111 "
-                             "self_blended:111 real:555, or every --recipes x --seeds pair)")
+                             "self_blended:111 real:555 real3d:111 real3d:555, or every --recipes x --seeds pair)")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES.names(), help="with --seeds: every pair is a run")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--test-folds", nargs="+", type=int, default=list(range(N_FOLDS)),
@@ -587,7 +587,7 @@ def chosen_runs(args) -> list[Run]:
         return args.runs
     if args.recipes or args.seeds:
         return [Run(recipe, seed) for recipe in args.recipes or ["real"] for seed in args.seeds or [111]]
-    return [Run("real", 111), Run("self_blended", 111), Run("real", 555)]
+    return [Run("real", 111), Run("self_blended", 111), Run("real", 555), Run("real3d", 111), Run("real3d", 555)]
 
 
 def preprocess_command(data_root: Path, clips: bool) -> list[str]:
@@ -703,11 +703,14 @@ def timing_lines(work: Path, runs: list[Run], checkpoints: dict[int, dict[Run, P
                  prepared_s: dict[str, float]) -> list[str]:
     """The wall times: each run's training per fold (recorded by the bench, else from its files), each
     predictor call of each group (``calls.json``: the first call predicts, a rerun reads the cache)."""
-    lines = ["| run | test fold | training wall s | from |", "|---|---|---|---|"]
+    lines = ["| run | test folds | training wall s per fold: mean (min-max) | from |", "|---|---|---|---|"]
     for run in runs:
-        for t in sorted(t for t, c in checkpoints.items() if run in c):
-            seconds, source = training_seconds(work, run, t)
-            lines.append(f"| {run.name} | {t} | {'-' if seconds is None else f'{seconds:.0f}'} | {source} |")
+        folds = sorted(t for t, c in checkpoints.items() if run in c)
+        timed = [training_seconds(work, run, t) for t in folds]
+        seconds = [s for s, _ in timed if s is not None]
+        shown = f"{np.mean(seconds):.0f} ({min(seconds):.0f}-{max(seconds):.0f})" if seconds else "-"
+        lines.append(f"| {run.name} | {' '.join(map(str, folds))} | {shown} | "
+                     f"{', '.join(dict.fromkeys(source for _, source in timed))} |")
     calls = [(g, call) for g in groups for call in prediction_calls(work, g)]
     if calls:
         lines += ["", "Prediction (each predictor call that filled the cache; 2D and 3D models of a call share "
