@@ -214,10 +214,6 @@ def checkpoint_facts(checkpoint: Path) -> tuple[float | None, str]:
     return (data.get("calibration") or {}).get("temperature"), kind_of(spec)
 
 
-def stored_temperature(checkpoint: Path) -> float | None:
-    return checkpoint_facts(checkpoint)[0]
-
-
 def training_seconds(work: Path, run: Run, test_fold: int) -> tuple[float | None, str]:
     """The wall time of a run's training: recorded when the bench trained it (``TRAIN_SECONDS``), else from
     its weights folder's files (``_args.json`` is written when the first epoch starts, ``_best`` last, with
