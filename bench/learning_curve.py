@@ -87,7 +87,8 @@ def train_point(point: CurvePoint, seed: int, data_root: Path, work: Path, args)
         reused = reusable_run(work, seed, args.fold, args.val_fold, args.config)
         if reused is not None:
             times = work / "train_seconds.json"
-            recorded = json.loads(times.read_text()).get(f"real_{seed}") if times.is_file() else None
+            recorded_by_run = json.loads(times.read_text()) if times.is_file() else {}
+            recorded = recorded_by_run.get(f"real_{seed}/test{args.fold}", recorded_by_run.get(f"real_{seed}"))
             return reused, (float(recorded) if recorded is not None else None), True
         print(f"no bench/quality.py run of seed {seed} with validation fold {args.val_fold} and test fold {args.fold} "
               f"and this config in {work / 'weights'}: training it", flush=True)

@@ -122,3 +122,20 @@ def pad_to_square(image: np.ndarray, size: int) -> np.ndarray:
 def face_to_model_input(face: np.ndarray, size: int, resize_rounding: str = "round") -> np.ndarray:
     """Isotropic resize to ``size`` then zero padding to a square: the classifier's input geometry."""
     return pad_to_square(isotropic_resize(face, size, rounding=resize_rounding), size)
+
+
+def clip_full_side_px(size_px: int, crop_share: float) -> int:
+    """The side a square clip is resized to before its ``size_px`` crop covering ``crop_share`` of it (the
+    clip families' geometry: 128 px clips, 112 px crops at 0.875)."""
+    if not 0 < crop_share <= 1:
+        raise ValueError(f"clip_crop must be in (0, 1], got {crop_share}")
+    return max(int(size_px), int(round(size_px / crop_share)))
+
+
+def centre_crop_clip(frames: np.ndarray, size_px: int, crop_share: float) -> np.ndarray:
+    """A square clip ``(T, S, S, 3)`` as validation sees it: every frame resized (bilinear) to
+    ``clip_full_side_px`` and its centred ``size_px`` square kept."""
+    side = clip_full_side_px(size_px, crop_share)
+    resized = np.stack([cv2.resize(frame, (side, side), interpolation=cv2.INTER_LINEAR) for frame in frames])
+    start = (side - int(size_px)) // 2
+    return np.ascontiguousarray(resized[:, start:start + int(size_px), start:start + int(size_px)])

@@ -11,8 +11,10 @@ The predictor's sampled frames give each person a track (``faces.tracks``). For 
 3. the chunks' frames are decoded in ONE pass over the video (``core.video.iter_frames``: every frame up to
    the last one wanted is grabbed, only the wanted ones converted; never a seek), each cut with its clip's
    region and brought to the clip side by the stage's geometry (``faces.track_clips.cut_clip_frame``): the
-   side the model's clips were made at (its config's ``clip_size``), else the model's input side; then
-   ``core.input_spec.place_clip`` gives the model its input, as for a stored clip.
+   side the model's clips were made at (its config's ``clip_size``, which training records from the
+   clips), else the side its training crops were taken from; then the centred crop validation takes
+   (config ``clip_crop``: resized to ``size / clip_crop``, the centred ``size`` square) and
+   ``core.input_spec.place_clip`` give the model its input, as for a stored clip.
 
 Only the cut regions are kept (a few KB per frame), never whole frames.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.geometry import centre_crop_clip, clip_full_side_px
 from core.input_spec import InputSpec, place_clip, to_model_batch
 from core.video import VideoReadError, iter_frames
 from faces.track_clips import ClipOptions, cut_clip_frame, person_clips
@@ -45,10 +48,17 @@ class ClipGeometry:
         return (self.frames_per_clip - 1) * self.frame_step + 1
 
 
+def clip_crop_share(config: dict) -> float:
+    """The share of a clip's side a clip model's centred crop covers (config ``clip_crop``, which training
+    writes into every checkpoint); 1 (the whole clip) for a config without it."""
+    return float(config.get("clip_crop") or 1.0)
+
+
 def clip_geometry(spec: InputSpec, config: dict) -> ClipGeometry:
     """A clip model's geometry: its spec's clip length and step, the side its training clips had (config
-    ``clip_size``), else its input side."""
-    side = config.get("clip_size") or spec.size_px
+    ``clip_size``, recorded by training from the clips' ``clips.json``), else the side its training crops
+    were taken from (``clip_full_side_px`` of its input side and ``clip_crop``)."""
+    side = config.get("clip_size") or clip_full_side_px(spec.size_px, clip_crop_share(config))
     return ClipGeometry(spec.frames_per_clip, spec.frame_step, int(side))
 
 
@@ -116,9 +126,12 @@ def cut_chunks(path: str | os.PathLike, chunks_by_geometry: dict[ClipGeometry, l
 
 @torch.inference_mode()
 def score_clips(model: torch.nn.Module, clips: Sequence[np.ndarray], spec: InputSpec, device, dtype,
-                batch_size: int, tta: bool = False) -> np.ndarray:
-    """Fake probability of each cut clip under one clip model (``place_clip`` to its input, then the model)."""
+                batch_size: int, tta: bool = False, crop_share: float = 1.0) -> np.ndarray:
+    """Fake probability of each cut clip under one clip model: its centred crop as validation takes it
+    (``crop_share`` < 1: ``core.geometry.centre_crop_clip``), ``place_clip`` to its input, then the model."""
     scores = np.zeros(len(clips), dtype=np.float64)
+    if crop_share < 1:
+        clips = [centre_crop_clip(clip, spec.size_px, crop_share) for clip in clips]
     placed = [place_clip(list(clip), spec) for clip in clips]
     for start in range(0, len(placed), batch_size):
         batch = to_model_batch(placed[start:start + batch_size], spec, device, dtype)

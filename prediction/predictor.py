@@ -57,7 +57,7 @@ from faces.mtcnn import detector_scale
 from faces.tracks import TrackOptions, link_faces
 from models.checkpoints import CheckpointError, LoadedModel, load_model
 from prediction.aggregation import STRATEGIES, VIDEO_RULES, combine_models
-from prediction.clip_scoring import clip_geometry, cut_chunks, plan_chunks, score_clips
+from prediction.clip_scoring import clip_crop_share, clip_geometry, cut_chunks, plan_chunks, score_clips
 from prediction.families import FAMILY_KINDS, IMAGE_KIND, ModelItems, VideoInputs, kind_of, pool_families
 from prediction.options import PredictorOptions, resolve_options
 
@@ -489,7 +489,8 @@ class VideoPredictor:
             done = [(chunk, clip) for chunk, clip in zip(chunks_by_geometry[geometry], cut[geometry]) if clip is not None]
             spec = self.input_spec(self.models[row])
             scores = score_clips(self.models[row].model, [clip for _, clip in done], spec, self.device, self.dtype,
-                                 max(1, self.classifier_batch_size // spec.frames_per_clip), self.options.tta)
+                                 max(1, self.classifier_batch_size // spec.frames_per_clip), self.options.tta,
+                                 clip_crop_share(self.models[row].config))
             items.append(ModelItems(scores, np.array([chunk.person for chunk, _ in done], dtype=np.int64),
                                     [(chunk.frames[0], chunk.frames[-1]) for chunk, _ in done]))
         return items

@@ -1,9 +1,12 @@
-"""bench/quality.py: the scores it makes from cached face scores are the predictor's own answers (single
-models and ensembles, calibrated and raw), and the cache is reused only while checkpoint, options and
-video are unchanged. Real Lite0 weights on generated test videos (the full bench trains for hours)."""
+"""bench/quality.py: the scores it makes from cached face and chunk scores are the predictor's own answers
+(single 2D and 3D models, ensembles, the 2D + 3D pair pooled per person; calibrated and raw), the cache is
+reused only while checkpoint, options and video are unchanged, and the recipes train in the layout the runs
+are kept in. Real Lite0 weights (2D, and inflated to 3D) on generated test videos (the full bench trains for
+hours)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -15,11 +18,21 @@ from bench import quality
 from datasets.layout import DataLayout
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
+from models.registry import create_model, get_family
 from prediction.options import resolve_options
 from prediction.predictor import VideoPredictor
+from training.datasets.fake_sources import FAKE_SOURCES
+from training.tools.config import load_config
 
 ENCODER = "tf_efficientnet_lite0"
 FRAMES_PER_VIDEO = 4
+CLIP_FRAMES = 4  # a short chunk keeps the CPU cost small
+TOO_LONG_CLIP_FRAMES = 40  # more than the 20 frames of a generated test video: no chunk
+
+
+def _calibration(temperature: float) -> dict:
+    return {"calibration": {"method": "temperature", "temperature": temperature, "fitted_on": "fold 1, 20 videos",
+                            "log_loss_before": 0.7, "log_loss_after": 0.6}}
 
 
 def _checkpoint(path: Path, seed: int, temperature: float | None) -> Path:
@@ -28,8 +41,7 @@ def _checkpoint(path: Path, seed: int, temperature: float | None) -> Path:
     with torch.no_grad():  # spread the random head's scores so that the temperature visibly acts
         model.fc.weight.mul_(10.0)
         model.fc.bias.copy_(10.0 * (model.fc.bias - 1.7))
-    extra = {"calibration": {"method": "temperature", "temperature": temperature, "fitted_on": "fold 1, 20 videos",
-                             "log_loss_before": 0.7, "log_loss_after": 0.6}} if temperature else {}
+    extra = _calibration(temperature) if temperature else {}
     save_checkpoint(path, model.eval(), config={"encoder": ENCODER, "size": 96}, **extra)
     return path
 
@@ -38,6 +50,26 @@ def _checkpoint(path: Path, seed: int, temperature: float | None) -> Path:
 def two_models(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("weights")
     return [_checkpoint(folder / "real_best", 0, 2.5), _checkpoint(folder / "self_blended_best", 1, None)]
+
+
+def _clip_checkpoint(path: Path, clip_frames: int, temperature: float | None) -> Path:
+    """An I3D network inflated from the offline Lite0 ImageNet weights, saved by the project's writer."""
+    config = {"family": "inflated3d", "network": "Inflated3D", "encoder": ENCODER, "size": 64,
+              "clip_frames": clip_frames, "pretrained": "lite0-package"}
+    torch.manual_seed(0)
+    model = create_model(config)
+    get_family(config).init_weights(model, config)
+    with torch.no_grad():  # a random head gives every clip about the same logit: spread it
+        model.fc.weight.mul_(20.0)
+    save_checkpoint(path, model.eval(), config, **(_calibration(temperature) if temperature else {}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clip_weights")
+    return {"chunked": _clip_checkpoint(folder / "real3d_best", CLIP_FRAMES, 0.5),
+            "too_long": _clip_checkpoint(folder / "long3d_best", TOO_LONG_CLIP_FRAMES, None)}
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +127,99 @@ def test_runs_and_folds_follow_the_training_layout(tmp_path):
     assert env == {"WEIGHTS_DIR": str(tmp_path / "weights" / "self_blended_111" / "test4"),
                    "LOG_DIR": str(tmp_path / "logs" / "self_blended_111" / "test4"),
                    "FOLD": "0", "TEST_FOLD": "4", "TRAIN_ARGS": "--set fakes=self_blended"}
-    runs = [quality.Run("real", 111), quality.Run("self_blended", 111), quality.Run("real", 555)]
-    assert quality.ensemble_pairs(runs) == [(runs[0], runs[1])]
+    runs = [quality.Run("real", 111), quality.Run("self_blended", 111), quality.Run("real", 555),
+            quality.Run("real3d", 555), quality.Run("real3d", 111)]
+    assert quality.ensemble_pairs(runs) == [(runs[0], runs[1], "mixed sources"), (runs[0], runs[4], "2D + 3D"),
+                                            (runs[2], runs[3], "2D + 3D")]
+
+
+def test_each_recipe_names_a_config_a_fake_source_and_its_stage(tmp_path):
+    for name, recipe in quality.RECIPES.items():
+        config = load_config(quality.REPO_ROOT / recipe.config, [f"fakes={recipe.fakes}"])
+        assert config.fakes in FAKE_SOURCES and (config.family != "classifier2d") == recipe.clips, name
+    real3d = quality.parse_run("real3d:111")
+    assert quality.train_env(tmp_path, real3d, 0) == {
+        "WEIGHTS_DIR": str(tmp_path / "weights" / "real3d_111" / "test0"),
+        "LOG_DIR": str(tmp_path / "logs" / "real3d_111" / "test0"), "FOLD": "1", "TEST_FOLD": "0",
+        "TRAIN_ARGS": "--set fakes=real"}
+    data = tmp_path / "data"
+    assert quality.train_command(data, real3d, "configs/trial.json") == [
+        "./train.sh", "--resume", str(data), "0", "configs/ffpp_3d_cpu.json", "111"]  # --config: 2D recipes only
+    assert quality.train_command(data, quality.Run("both", 555), "configs/trial.json")[4] == "configs/trial.json"
+    assert quality.train_command(data, quality.Run("both", 555))[4] == "configs/ffpp_cpu.json"
+    assert "--clips" in quality.preprocess_command(data, True) and "--clips" not in quality.preprocess_command(data, False)
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown recipe 'real4d'; known: real, self_blended"):
+        quality.parse_run("real4d:111")
+    with pytest.raises(SystemExit):
+        quality.build_parser().parse_args(["--recipes", "real4d"])
+
+
+def test_training_wall_times_are_recorded_or_read_from_the_run_files(tmp_path):
+    run = quality.Run("real3d", 111)
+    assert quality.training_seconds(tmp_path, run, 2) == (None, "-")
+    folder = quality.weights_dir(tmp_path, run, 2)
+    folder.mkdir(parents=True)
+    (folder / "Inflated3D_x_111_args.json").write_text("{}")
+    (folder / "Inflated3D_x_111_best").write_bytes(b"")
+    os.utime(folder / "Inflated3D_x_111_args.json", (1_000_000, 1_000_000))
+    os.utime(folder / "Inflated3D_x_111_best", (1_000_600, 1_000_600))
+    assert quality.training_seconds(tmp_path, run, 2) == (600.0, "file times")
+    quality.record_training_seconds(tmp_path, run, 2, 612.34)
+    assert quality.training_seconds(tmp_path, run, 2) == (612.3, "recorded")
+    assert quality.training_seconds(tmp_path, run, 3) == (None, "-")
+
+
+def test_3d_items_are_cached_and_the_2d_3d_pair_gives_the_predictors_answers(two_models, clip_models, test_set,
+                                                                              tmp_path):
+    options = resolve_options(frames_per_video=FRAMES_PER_VIDEO, device="cpu")
+    image, clip = two_models[0], clip_models["chunked"]
+    scores = quality.group_scores(tmp_path, "fold 0", [image, clip], test_set, options)
+    assert [(scores[c].kind, scores[c].temperature) for c in (image, clip)] == [("2d", 2.5), ("3d", 0.5)]
+    chunks = [scores[clip].videos[v.name]["chunk_scores"] for v in test_set]
+    assert any(chunks)
+    # the rows the bench builds from the runs of one seed and fold
+    real, real3d = quality.Run("real", 111), quality.Run("real3d", 111)
+    checkpoints = {0: {real: image, real3d: clip}}
+    rows = {row.name: row for row in quality.in_domain_rows([real, real3d], {0: scores}, checkpoints)}
+    assert set(rows) == {"real_111", "real3d_111", "real_111 + real3d_111 (2D + 3D)"}
+    pair = rows["real_111 + real3d_111 (2D + 3D)"]
+    assert [m.checkpoint for m in pair.models["fold 0"]] == [image, clip]
+    cross, _ = quality.cross_rows([real, real3d], scores, checkpoints)
+    assert [row.name for row in cross] == ["real_111 (1 fold model)", "real3d_111 (1 fold model)",
+                                           "real_111 + real3d_111 (2D + 3D), all fold models"]
+    # its scores are the predictor's with both checkpoints: per person each family calibrated, pooled 50:50
+    calibrated, raw = quality.scored(pair, test_set, options)
+    both, clip_alone = VideoPredictor([image, clip], options), VideoPredictor([clip], options)
+    pooled = 0
+    for video, scored, scored_raw in zip(test_set, calibrated, raw):
+        pred = both.predict_video(video.path)
+        assert scored.probability == pytest.approx(pred.probability, abs=1e-9)
+        assert scored_raw.probability == pytest.approx(pred.uncalibrated_probability, abs=1e-9)
+        alone = clip_alone.predict_video(video.path)
+        assert quality.video_probabilities([scores[clip]], video.name, options) == pytest.approx(
+            (alone.probability, alone.uncalibrated_probability), abs=1e-9)
+        pooled += any(None not in (a, b) and abs(a - b) > 1e-3
+                      for a, b in zip(pred.family_person_scores["2d"], pred.family_person_scores["3d"]))
+    assert pooled  # some person had two different family scores: the pair is not one family's answer
+    # a rerun reads the cache: no predictor call, the same entries
+    again = quality.group_scores(tmp_path, "fold 0", [image, clip], test_set, options)
+    assert again[clip].videos == scores[clip].videos
+    calls = quality.prediction_calls(tmp_path, "fold 0")
+    assert len(calls) == 1 and [kind for _, kind in calls[0]["models"]] == ["2d", "3d"]
+
+
+def test_a_clip_model_predicted_later_and_without_chunks_leaves_the_persons_2d_scores(two_models, clip_models,
+                                                                                       test_set, tmp_path):
+    options = resolve_options(frames_per_video=FRAMES_PER_VIDEO, device="cpu")
+    image, too_long = two_models[0], clip_models["too_long"]
+    quality.group_scores(tmp_path, "cross", [image], test_set, options)
+    scores = quality.group_scores(tmp_path, "cross", [image, too_long], test_set, options)
+    calls = quality.prediction_calls(tmp_path, "cross")
+    assert [[kind for _, kind in call["models"]] for call in calls] == [["2d"], ["3d"]]  # the 3D model alone
+    assert {scores[too_long].videos[v.name]["fallback"] for v in test_set} == {"no_clip"}
+    mixed = VideoPredictor([image, too_long], options)
+    for video in test_set:
+        pred = mixed.predict_video(video.path)
+        assert quality.video_probabilities([scores[image], scores[too_long]], video.name, options) == pytest.approx(
+            (pred.probability, pred.uncalibrated_probability), abs=1e-9)
+        assert quality.video_probabilities([scores[too_long]], video.name, options) == (0.5, 0.5)

@@ -14,16 +14,24 @@ import pytest
 import torch
 
 from core.calibration import apply_temperature
+from core.geometry import centre_crop_clip
 from core.input_spec import place_clip, to_model_batch
 from faces.track_clips import ClipOptions, cut_clip_frame, plan_track_clips
 from models.checkpoints import load_model, save_checkpoint
 from models.registry import create_model, get_family
 from prediction import cli, outputs
-from prediction.clip_scoring import ClipGeometry, clip_geometry, plan_person_chunks
+from prediction.clip_scoring import (
+    ClipGeometry,
+    clip_crop_share,
+    clip_geometry,
+    plan_person_chunks,
+    score_clips,
+)
 from prediction.options import resolve_options
 from prediction.persons import read_persons, write_persons
 from prediction.predictor import VideoPredictor
 from tests.conftest import REAL_SMALL
+from training.transforms.clip_augmentations import create_clip_val_transforms, transform_clip
 
 CLIP_FRAMES = 4  # a short chunk keeps the CPU cost small
 CLIP_SIDE_PX = 72  # the side "its training clips" had: the region goes to 72 px, then to the 64 px input
@@ -223,3 +231,34 @@ def test_folder_prediction_writes_both_families_per_person(test_videos, project_
     first = entry.persons[0]
     assert f"(2d {first.family_scores['2d']:.4f}, 3d {first.family_scores['3d']:.4f})" in page
     assert "inflated3d (3d)" in (report / "index.html").read_text()
+
+
+def test_a_clip_model_is_fed_the_centred_crop_validation_takes(clip_checkpoint, test_videos):
+    """A checkpoint trained with ``clip_crop`` (every trained one: the config default is 0.875) sees at
+    prediction the crop its validation saw: the clip resized to size / clip_crop, its centred square."""
+    loaded = load_model(clip_checkpoint)  # a copy of its own: the head is undone so the scores do not saturate
+    with torch.no_grad():
+        loaded.model.fc.weight.div_(20.0)
+    spec, crop_share = loaded.input_spec, 0.875
+    capture = cv2.VideoCapture(str(sorted(test_videos.glob("*.mp4"))[0]))
+    frames = []
+    while len(frames) < CLIP_FRAMES:
+        ok, frame = capture.read()
+        assert ok
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    clip = np.stack([cut_clip_frame(frame, (40, 20, 200, 180), CLIP_SIDE_PX) for frame in frames])
+    validation = transform_clip(create_clip_val_transforms(spec, crop_share), clip)
+    cropped = centre_crop_clip(clip, spec.size_px, crop_share)
+    assert cropped.shape == validation.shape == (CLIP_FRAMES, spec.size_px, spec.size_px, 3)
+    assert np.abs(cropped.astype(int) - validation.astype(int)).max() <= 1
+    score = score_clips(loaded.model, [clip], spec, "cpu", torch.float32, 1, crop_share=crop_share)[0]
+    with torch.no_grad():
+        expected = torch.sigmoid(loaded.model(to_model_batch([place_clip(list(validation), spec)], spec))).item()
+    assert score == pytest.approx(expected, abs=1e-5)
+    whole = score_clips(loaded.model, [clip], spec, "cpu", torch.float32, 1)[0]
+    assert abs(whole - score) > 1e-4  # the crop acts
+    # where the chunks are cut: the recorded clip side, else the side the crop is taken from
+    assert clip_crop_share({}) == 1.0 and clip_crop_share({"clip_crop": crop_share}) == crop_share
+    assert clip_geometry(spec, {"clip_crop": crop_share}).clip_side_px == round(spec.size_px / crop_share)
+    assert clip_geometry(spec, {"clip_crop": crop_share, "clip_size": 128}).clip_side_px == 128

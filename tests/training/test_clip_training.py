@@ -20,7 +20,7 @@ from tests.conftest import ffpp_subset_part
 from training.datasets.classifier_dataset import FoldsError, read_folds
 from training.datasets.clip_dataset import ClipDataset, ClipsError
 from training.datasets.training_data import training_data
-from training.pipelines.train_classifier import TrainOptions, train
+from training.pipelines.train_classifier import TrainOptions, train, with_recorded
 from training.tools.config import ConfigError, load_config
 from training.transforms.clip_augmentations import clip_train_transform_list, transform_clip
 from training.transforms.cutmix3d import CutMix3d
@@ -219,6 +219,7 @@ def test_short_3d_training_lowers_the_loss_and_its_checkpoint_loads_with_family_
     best = next((tmp_path / "weights").glob("*_best"))
     data = read_checkpoint(best)
     assert data["family"] == "inflated3d" and data["calibration"]["method"] == "temperature"
+    assert data["config"]["clip_size"] == 96  # the clips' side (clip_root's clips stage), for prediction
     loaded = load_model(best)
     assert loaded.family == "inflated3d" and type(loaded.model).__name__ == "InflatedClassifier"
     assert loaded.input_spec == InputSpec(size_px=64, frames_per_clip=4, frame_step=2, layout="NCTHW")
@@ -240,3 +241,11 @@ def test_a_resumed_3d_run_ends_where_an_uninterrupted_one_does(clip_root, tmp_pa
     ends = [read_checkpoint(next((tmp_path / run / "weights").glob("*_last")))["state_dict"] for run in ("whole", "parts")]
     for key, value in ends[0].items():
         assert torch.equal(value, ends[1][key]), key
+
+
+def test_the_clips_side_is_recorded_and_a_config_that_contradicts_it_is_refused():
+    config = load_config(None, TINY_3D)
+    assert config.clip_size is None and with_recorded(config, {"clip_size": 128}).clip_size == 128
+    assert with_recorded(config, {}) is config
+    with pytest.raises(ConfigError, match="clip_size=96 but the training data's clips are 128 px"):
+        with_recorded(load_config(None, TINY_3D + ["clip_size=96"]), {"clip_size": 128})

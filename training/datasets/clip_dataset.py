@@ -54,6 +54,7 @@ class ClipItem:
     label: float  # 0 REAL, 1 FAKE (before smoothing)
     original: str
     frames: int
+    side_px: int | None = None  # the clip's side (its clips.json's size_px: the clips stage's --clip-size)
 
 
 def chunk_span(spec: InputSpec) -> int:
@@ -93,7 +94,7 @@ def list_clip_items(layout: DataLayout, rows: pd.DataFrame, span: int) -> list[C
                 short += 1
                 continue
             items.append(ClipItem(str(video), str(record["file"]).removesuffix(".mp4"), float(label), original,
-                                  frames))
+                                  frames, index.get("size_px")))
     if no_index:
         log.warning("%d of the fold's videos have no clips.json in %s (e.g. %s): left out; run python -m "
                     "preprocessing.extract_clips %s", len(no_index), layout.clips_root, no_index[:3], layout.root)
@@ -131,6 +132,11 @@ class ClipDataset(Dataset):
             raise ClipsError(f"{self.layout.clips_root}: none of the {rows['video'].nunique()} {mode} videos has a "
                              f"clip of at least {self.span} frames; make clips (./preprocess_data.sh "
                              f"{self.layout.root} --clips) or take shorter chunks (clip_frames, clip_frame_step)")
+        sides = sorted({clip.side_px for clip in self.clips if clip.side_px is not None})
+        if len(sides) > 1:
+            raise ClipsError(f"{self.layout.clips_root}: the {mode} clips have several sides ({sides} px); remake them "
+                             f"with one --clip-size (./preprocess_data.sh {self.layout.root} --clips --clip-size N)")
+        self.clip_side_px: int | None = sides[0] if sides else None  # recorded in the checkpoint's config
         if mode == "train" and augment:
             self.transforms = create_clip_train_transforms(input_spec, crop_share, seed=self.seed)
         else:

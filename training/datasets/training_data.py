@@ -40,7 +40,8 @@ class TrainingData:
     """``noun``: what one sample is (logs); ``dataset(data_root, rows, mode, spec, config, seed)``: the
     training (``mode='train'``) or validation set of ``rows``; ``full_val_always``: validation takes every
     row of the fold (clips), not every 20th frame unless --full-val (crops); ``batch_mix(config)``: the
-    change of each training batch, or None; ``preview(sample)``: one sample as an RGB image (TensorBoard)."""
+    change of each training batch, or None; ``preview(sample)``: one sample as an RGB image (TensorBoard);
+    ``recorded(train_set)``: the config values the data fixes (the clips' side), written into the checkpoint."""
 
     description: str
     noun: str
@@ -48,6 +49,8 @@ class TrainingData:
     full_val_always: bool
     batch_mix: Callable[[Mapping[str, Any]], BatchMix | None]
     preview: Callable[[torch.Tensor], np.ndarray]
+    # the config values the training set fixes, recorded with the run ({"clip_size": ...} for clips)
+    recorded: Callable[[Dataset], dict[str, Any]] = lambda dataset: {}  # crops: nothing
 
     def split(self, data_root: str | os.PathLike, fold: int, full_val: bool, fakes: str,
               test_fold: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -99,5 +102,10 @@ def clip_cutmix(config: Mapping[str, Any]) -> BatchMix | None:
 
 TRAINING_DATA.register("NCHW", TrainingData("face crops from folds.csv", "crops", crop_dataset, False, no_batch_mix,
                                             tensor_to_image))
+def clip_side(dataset: ClipDataset) -> dict[str, Any]:
+    """The side of the training clips (the clips stage's ``--clip-size``): prediction cuts its chunks at it."""
+    return {"clip_size": dataset.clip_side_px} if dataset.clip_side_px is not None else {}
+
+
 TRAINING_DATA.register("NCTHW", TrainingData("chunks of face-track clips (clips/), labelled by folds.csv", "clips",
-                                             clip_dataset, True, clip_cutmix, clip_preview))
+                                             clip_dataset, True, clip_cutmix, clip_preview, clip_side))

@@ -51,7 +51,7 @@ from training.hooks import (
     ValidationHook,
 )
 from training.run_folder import RunExistsError, check_run_folder, checked_run_name, run_lock
-from training.tools.config import TrainConfig, load_config
+from training.tools.config import ConfigError, TrainConfig, load_config
 from training.tools.schedulers import create_optimizer, create_scheduler
 from training.trainer import DistContext, HookBase, Trainer, TrainParts, autocast_dtype, init_distributed
 
@@ -242,6 +242,18 @@ def build_loaders(options: TrainOptions, plan: RunPlan, ctx: DistContext, device
     return train_set, val_set, sampler, train_loader, val_loader
 
 
+def with_recorded(config: TrainConfig, values: dict) -> TrainConfig:
+    """``config`` with the values the training data fixes (a clip family: the clips' side, ``clip_size``), so
+    that the checkpoint records them; ConfigError when the config gave another value."""
+    for key, value in values.items():
+        given = getattr(config, key)
+        if given is not None and given != value:
+            raise ConfigError(f"the config sets {key}={given} but the training data's clips are {value} px; remove "
+                              f"{key} from the config (training records the clips' own side) or remake the clips "
+                              f"with --clip-size {given}")
+    return dataclasses.replace(config, **values) if values else config
+
+
 def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
                 device: torch.device) -> tuple[TrainParts, DataLoader]:
     """What the loop trains with, and the validation loader."""
@@ -255,6 +267,7 @@ def build_parts(options: TrainOptions, plan: RunPlan, ctx: DistContext,
     model, init_source = build_model(config, device, pretrained=plan.resume_path is None)
     train_set, val_set, sampler, train_loader, val_loader = build_loaders(options, plan, ctx, device, rows, spec,
                                                                           data)
+    config = with_recorded(config, data.recorded(train_set))
     steps_per_epoch = min(len(train_loader), int(config.batches_per_epoch))
     optimizer = create_optimizer(model.parameters(), config.optimizer.as_dict())
     scheduler = create_scheduler(optimizer, config.schedule.as_dict(), steps_per_epoch * int(config.epochs))

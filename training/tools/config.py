@@ -123,6 +123,10 @@ class TrainConfig(_ConfigBase):
     temporal_kernel: int = option(3, "inflated3d: frames each inflated kernel spans", minimum=1)
     clip_crop: float = option(0.875, "clip families: the crop's share of the clip's side (random in training, "
                               "centred in validation; 112 of 128 px)", minimum=0.1, maximum=1)
+    clip_size: int | None = option(
+        None, "clip families: the side of the training clips (the clips stage's --clip-size); training records the "
+        "clips' own side here (from their clips.json) so that prediction cuts its chunks at it; a value given must "
+        "match the clips", minimum=16)
     cutmix: float = option(0.0, "clip families: share of a batch's clips that get a cuboid of another (3D cutmix)",
                            minimum=0, maximum=1)
     cutmix_alpha: float = option(1.0, "3D cutmix: Beta(alpha, alpha) of the share each mixed clip keeps",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import albumentations as A
 import numpy as np
 
+from core.geometry import clip_full_side_px
 from core.input_spec import InputSpec
 from training.transforms.augmentations import GAUSS_NOISE_STD_RANGE, FancyPCA
 
@@ -20,10 +21,9 @@ DEFAULT_CROP_SHARE = 0.875  # 112 of 128 px
 
 
 def full_side_px(spec: InputSpec, crop_share: float) -> int:
-    """The side a clip is resized to before its ``size_px`` crop."""
-    if not 0 < crop_share <= 1:
-        raise ValueError(f"clip_crop must be in (0, 1], got {crop_share}")
-    return max(spec.size_px, int(round(spec.size_px / crop_share)))
+    """The side a clip is resized to before its ``size_px`` crop (prediction's geometry too:
+    ``core.geometry.centre_crop_clip``)."""
+    return clip_full_side_px(spec.size_px, crop_share)
 
 
 def clip_geometry(spec: InputSpec, crop_share: float, train: bool) -> list[A.BasicTransform]:
