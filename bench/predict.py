@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from bench.common import machine_description, publish  # noqa: E402
+from core.video import probe_video  # noqa: E402
 from datasets.layout import DataLayout  # noqa: E402
 from models.checkpoints import LoadedModel, load_model  # noqa: E402
 from models.classifier2d import DeepFakeClassifier  # noqa: E402
@@ -384,13 +385,16 @@ def run_laptop(args, meta: dict) -> list[str]:
                      prediction.timings_s, prediction.n_faces))
         print(f"laptop {name}: {rows[-1][4]:.1f} s", file=sys.stderr, flush=True)
     costs = answer_costs(args, choices)
+    info = probe_video(clip)
+    n_clips = len(list_videos(DataLayout(args.real_root).part_dir(0)))
     lines = [
-        f"Measured {meta['date']} on {meta['machine']}; one clip ({clip.name}, 10 s 1080p), the default preset, "
+        f"Measured {meta['date']} on {meta['machine']}; one clip ({clip.name}, {info.width}x{info.height}, "
+        f"{info.frame_count / info.fps:.0f} s), the default preset, "
         f"{args.models} x {args.encoder} at {args.size} px with random weights (the cost of a model does not depend "
         f"on its weights), fp32, one cold run per row (no warm-up: what a user waits). Command: `{meta['command']}`.",
         "",
         "| choice | frames | models | size px | s per clip | CPU s | decode s | detect s | classify s | faces "
-        "| answers moved (parity checkpoint, 6 real clips) |",
+        f"| answers moved (parity checkpoint, {n_clips} real clips) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, frames, count, size, wall, cpu, timings, faces in rows:

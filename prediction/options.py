@@ -13,8 +13,8 @@ Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line
 * ``default``: this project's faster settings;
 * ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
   "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities;
-* ``winner-fast``: the winner preset with several videos in flight, channels-last weights and classifier
-  batches sized for the device (scores move by about 1e-7; measured in docs/benchmarks.md).
+* ``winner-fast``: the winner preset with channels-last weights and classifier batches sized for the
+  device (scores move by about 1e-7; measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -196,19 +196,15 @@ PRESETS.register("winner", Preset(
         "strategy": "confident",
         "combine": "mean",
         "aggregate": "winner",
-        # one video at a time, torch's default threads per operation: the original's arithmetic (several
-        # videos in flight run each operation on fewer threads, which moves scores by about 1e-7: winner-fast)
-        "videos_in_flight": 1,
     },
     checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)))
 
 
-# the winner preset's answers to about 1e-6, faster on the CPU: several videos in flight (each operation on fewer
-# threads), channels-last weights and classifier batches sized for the device each move scores by about 1e-7;
-# MTCNN stays one frame per call (batches of frames move boxes by pixels)
+# the winner preset's answers to about 1e-6, faster on the CPU: channels-last weights and classifier batches sized
+# for the device each move scores by about 1e-7; MTCNN stays one frame per call (batches of frames move boxes)
 PRESETS.register("winner-fast", Preset(
     "the winner preset's answers to about 1e-6, with the classifier's speed settings",
-    {**PRESETS.get("winner").values, "classifier_batch_size": None, "channels_last": True, "videos_in_flight": None},
+    {**PRESETS.get("winner").values, "classifier_batch_size": None, "channels_last": True},
     checkpoint_names=PRESETS.get("winner").checkpoint_names))
 
 

@@ -379,9 +379,7 @@ class VideoPredictor:
         # auto: one video per torch CPU thread on the CPU (each then runs its operations on one thread);
         # on a GPU one at a time (the device is the bottleneck, the reader/classifier pipeline feeds it)
         self.videos_in_flight = options.videos_in_flight or (torch.get_num_threads() if self.device == "cpu" else 1)
-        # torch's CPU threads per operation in predict_on_video_set, the same for every video of a run whatever
-        # the overlap (a result's rounding depends on it: MTCNN boxes move by about 1e-4 px between 1 and 2)
-        self.threads_per_video = max(1, torch.get_num_threads() // self.videos_in_flight)
+        self.torch_threads = torch.get_num_threads()  # divided among the videos in flight (threads_per_video)
         if models is None:
             if not checkpoints:
                 raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
@@ -402,6 +400,12 @@ class VideoPredictor:
             "inference", device=self.device, batch_size=options.detector_batch_size,
             min_face_size_px=options.min_face_size_px, fast_pooling=options.detector_fast_pooling,
             resize=options.detector_resize, face_order=options.face_order))
+
+    def threads_per_video(self, n_videos: int) -> int:
+        """torch's CPU threads per operation in a ``predict_on_video_set`` run of ``n_videos``: the same for every
+        video of the run whatever the overlap (a result's rounding depends on it: MTCNN boxes move by about 1e-4
+        px between 1 and 2 threads); all of them for a run of one video."""
+        return max(1, self.torch_threads // max(1, min(self.videos_in_flight, n_videos)))
 
     def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
         """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
@@ -625,8 +629,8 @@ def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.Pat
     video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN leaves cores idle between
     its many small steps, so the stages overlap even on two cores. ``prefetch=0``: one video after the
     other, nothing overlapped (whatever ``videos_in_flight`` says). Every way, torch runs each operation on
-    ``predictor.threads_per_video`` threads (its CPU threads divided by ``videos_in_flight``, set for the run
-    and put back after it), so the results are the same every way.
+    ``predictor.threads_per_video(len(paths))`` threads (its CPU threads divided by ``videos_in_flight``, all
+    of them for one video; set for the run and put back after it), so the results are the same every way.
 
     An exception (a bug: known input problems are fallbacks, not exceptions) ends the iteration after
     the videos before it were yielded; with ``keep_going`` it is logged with its traceback and the
@@ -642,7 +646,7 @@ def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.Pat
                 raise
             return predictor.error_prediction(path, exc)
 
-    with torch_threads(predictor.threads_per_video):
+    with torch_threads(predictor.threads_per_video(len(paths))):
         if prefetch < 1:
             for path in paths:
                 yield guarded(path, lambda path=path: predictor.predict_video(path))
