@@ -41,7 +41,9 @@ bench: venv
 	$(PY) bench/preprocess.py --write-docs docs/benchmarks.md
 	$(PY) bench/markers.py --write-docs docs/benchmarks.md
 	$(PY) bench/train.py --data-dir $(BENCH_DIR) --write-docs docs/benchmarks.md
-	$(PY) bench/predict.py --sample-root $(BENCH_DIR) --write-docs docs/benchmarks.md
+	$(PY) bench/predict.py --write-docs docs/benchmarks.md
+	$(PY) bench/predict.py --stages --write-docs docs/benchmarks.md
+	$(PY) bench/predict.py --laptop --write-docs docs/benchmarks.md
 	$(PY) bench/quality.py --write-docs docs/benchmarks.md
 
 # What CI cannot run: needs one CUDA GPU (bench/gpu_check.sh --dry-run checks the script on the CPU).

@@ -12,7 +12,9 @@ Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line
 
 * ``default``: this project's faster settings;
 * ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
-  "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities.
+  "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities;
+* ``winner-fast``: the winner preset with channels-last weights and classifier batches sized for the
+  device (scores move by about 1e-7; measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ class PredictorOptions:
     calibration: str = option(
         "on", "apply each checkpoint's stored temperature to its video scores before the models are combined "
         "(on; a checkpoint without one is used as it is) or give the raw scores (off)", choices=("on", "off"))
+    videos_in_flight: int | None = option(
+        None, "videos predicted at once, each in its own thread from decoding to its score, torch's CPU threads "
+        "divided among them ('auto': one per torch CPU thread on the CPU, 1 on a GPU; 1: one video at a time, "
+        "the next one decoded ahead and the previous one classified meanwhile); the scores do not depend on it",
+        parse=_auto_or_int, metavar="auto|N")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto: fp16 on a GPU, fp32 on the CPU (none = fp32, as in training configs)",
                             choices=PRECISION_CHOICES)
@@ -131,7 +138,7 @@ class PredictorOptions:
                 raise ValueError(f"option {spec.name}={value!r} is not one of {', '.join(map(str, choices))}")
         if self.frames_per_video < 1:
             raise ValueError(f"option frames_per_video must be at least 1, got {self.frames_per_video}")
-        for name in ("detector_batch_size", "classifier_batch_size", "max_faces", "track_min_faces", "clip_chunks",
+        for name in ("detector_batch_size", "classifier_batch_size", "videos_in_flight", "max_faces", "track_min_faces", "clip_chunks",
                      "clip_max_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -191,6 +198,14 @@ PRESETS.register("winner", Preset(
         "aggregate": "winner",
     },
     checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)))
+
+
+# the winner preset's answers to about 1e-6, faster on the CPU: channels-last weights and classifier batches sized
+# for the device each move scores by about 1e-7; MTCNN stays one frame per call (batches of frames move boxes)
+PRESETS.register("winner-fast", Preset(
+    "the winner preset's answers to about 1e-6, with the classifier's speed settings",
+    {**PRESETS.get("winner").values, "classifier_batch_size": None, "channels_last": True},
+    checkpoint_names=PRESETS.get("winner").checkpoint_names))
 
 
 def get_preset(name: str) -> Preset:

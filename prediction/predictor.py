@@ -27,8 +27,13 @@ competition's neutral answer) with the reason in ``VideoPrediction.fallback_reas
 ``fallback_kind="error"`` and goes on.
 
 ``VideoPredictor`` wraps load + preprocess + run for one video (like detectron2's DefaultPredictor);
-``predict_on_video_set`` is a loop over it that decodes the next clips in a reader thread and scores
-one clip's faces in a classifier thread while the next clip goes through face detection.
+``predict_on_video_set`` runs it over many videos: with ``videos_in_flight`` above 1 (the CPU's default)
+several videos at once, each in its own thread from decoding to its score, torch's CPU threads divided
+among them (so that the cores are busy while one video is in Python or in the decoder); with 1, one video
+at a time, the next one decoded in a reader thread and the previous one classified in a classifier thread.
+The threads share only read-only state (the detector's and the models' weights, the options), and each
+torch operation runs with the same number of threads for the whole run, so a video's score does not
+depend on the order or the overlap of the videos (``tests/prediction/test_in_flight.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +100,7 @@ class VideoPrediction:
     # only with keep_going)
     fallback_kind: str | None = None
     decode_warning: str | None = None  # set when the video decoded only partly (the frames that did were used)
-    timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify
+    timings_s: dict[str, float] = field(default_factory=dict)  # decode / detect / classify / aggregate (s)
     # the scored crops (RGB uint8, training margin), in face order; only with keep_face_crops=True
     # (tens of MB per 1080p video: a caller that keeps many predictions empties the ones it will not show)
     face_crops: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -370,6 +376,10 @@ class VideoPredictor:
         self.keep_face_crops = bool(keep_face_crops)
         self.classifier_batch_size = options.classifier_batch_size or (
             CLASSIFIER_BATCH_CPU if self.device == "cpu" else CLASSIFIER_BATCH_GPU)
+        # auto: one video per torch CPU thread on the CPU (each then runs its operations on one thread);
+        # on a GPU one at a time (the device is the bottleneck, the reader/classifier pipeline feeds it)
+        self.videos_in_flight = options.videos_in_flight or (torch.get_num_threads() if self.device == "cpu" else 1)
+        self.torch_threads = torch.get_num_threads()  # divided among the videos in flight (threads_per_video)
         if models is None:
             if not checkpoints:
                 raise ValueError("no checkpoint given; pass checkpoint paths (e.g. weights/*_best)")
@@ -390,6 +400,12 @@ class VideoPredictor:
             "inference", device=self.device, batch_size=options.detector_batch_size,
             min_face_size_px=options.min_face_size_px, fast_pooling=options.detector_fast_pooling,
             resize=options.detector_resize, face_order=options.face_order))
+
+    def threads_per_video(self, n_videos: int) -> int:
+        """torch's CPU threads per operation in a ``predict_on_video_set`` run of ``n_videos``: the same for every
+        video of the run whatever the overlap (a result's rounding depends on it: MTCNN boxes move by about 1e-4
+        px between 1 and 2 threads); all of them for a run of one video."""
+        return max(1, self.torch_threads // max(1, min(self.videos_in_flight, n_videos)))
 
     def _load(self, path: str | os.PathLike, encoder: str | None) -> LoadedModel:
         """The checkpoint's own encoder (config, else file name); ``encoder`` only for files naming none."""
@@ -514,7 +530,7 @@ class VideoPredictor:
     # -- one video --
     def detect_decoded(self, decoded: DecodedVideo) -> DetectedVideo:
         """First half of a prediction: the faces of a decoded video, or the fallback it ends in."""
-        timings = {"decode": decoded.decode_s, "detect": 0.0, "classify": 0.0}
+        timings = {"decode": decoded.decode_s, "detect": 0.0, "classify": 0.0, "aggregate": 0.0}
         if decoded.error is not None:
             return DetectedVideo(decoded.path, decoded.frame_indices, None, timings,
                                  self._fallback(decoded.path, "unreadable", decoded.error, timings))
@@ -546,10 +562,11 @@ class VideoPredictor:
         start = time.perf_counter()
         face_persons = self.link_persons(faces)
         items = self.score_models(VideoInputs(detected.path, faces, face_persons))
+        scored = time.perf_counter()
         n_persons = int(face_persons.max(initial=-1)) + 1
         scores = self.rules.pool(items, n_persons)
         probability = self.rules.video_score_of(scores)
-        timings["classify"] = time.perf_counter() - start
+        timings["classify"], timings["aggregate"] = scored - start, time.perf_counter() - scored
         if probability is None:
             return self._fallback(detected.path, "no_clip", self.no_clip_reason(n_persons), timings,
                                   detected.frame_indices, detected.decode_warning)
@@ -605,11 +622,16 @@ class VideoPredictor:
 
 def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.PathLike],
                          prefetch: int = 2, keep_going: bool = False) -> Iterator[VideoPrediction]:
-    """``predictor.predict_video`` over ``paths``, in order, as a three-stage pipeline: a reader thread
-    decodes the next ``prefetch`` videos, the caller's thread detects faces, and a classifier thread
-    scores the previous video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN
-    leaves cores idle between its many small steps, so the stages overlap even on two cores.
-    ``prefetch=0``: one video after the other, nothing overlapped. The results are the same either way.
+    """``predictor.predict_video`` over ``paths``, yielded in order.
+
+    With ``predictor.videos_in_flight`` above 1 (``in_flight``): that many videos at once, each in a worker
+    thread from decoding to its score. Else a three-stage pipeline: a reader thread decodes the next
+    ``prefetch`` videos, the caller's thread detects faces, and a classifier thread scores the previous
+    video's faces meanwhile. OpenCV decoding and torch release the GIL, and MTCNN leaves cores idle between
+    its many small steps, so the stages overlap even on two cores. ``prefetch=0``: one video after the
+    other, nothing overlapped (whatever ``videos_in_flight`` says). Every way, torch runs each operation on
+    ``predictor.threads_per_video(len(paths))`` threads (its CPU threads divided by ``videos_in_flight``, all
+    of them for one video; set for the run and put back after it), so the results are the same every way.
 
     An exception (a bug: known input problems are fallbacks, not exceptions) ends the iteration after
     the videos before it were yielded; with ``keep_going`` it is logged with its traceback and the
@@ -625,10 +647,20 @@ def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.Pat
                 raise
             return predictor.error_prediction(path, exc)
 
-    if prefetch < 1:
-        for path in paths:
-            yield guarded(path, lambda path=path: predictor.predict_video(path))
-        return
+    with torch_threads(predictor.threads_per_video(len(paths))):
+        if prefetch < 1:
+            for path in paths:
+                yield guarded(path, lambda path=path: predictor.predict_video(path))
+        elif predictor.videos_in_flight > 1 and len(paths) > 1:
+            yield from in_flight(predictor, paths, guarded)
+        else:
+            yield from _pipeline(predictor, paths, prefetch, guarded)
+
+
+def _pipeline(predictor: VideoPredictor, paths: Sequence[Path], prefetch: int,
+              guarded: Callable[[Path, Callable[[], Any]], Any]) -> Iterator[VideoPrediction]:
+    """One video at a time: the next ``prefetch`` decoded in a reader thread, the previous one classified in
+    a classifier thread while the caller's thread detects the faces of the current one."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-reader") as reader, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier") as classifier:
         decoding: deque[tuple[Path, Future[DecodedVideo]]] = deque()
@@ -654,6 +686,41 @@ def predict_on_video_set(predictor: VideoPredictor, paths: Iterable[str | os.Pat
         while classifying:
             done_path, future = classifying.popleft()
             yield guarded(done_path, future.result)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[int]:
+    """torch's CPU threads set to ``count`` for the block, then put back. The setting is the process's:
+    it is changed only here, before any worker thread starts and after they all end, so that every operation
+    of a run gets the same number of threads (a thread count changed mid-run can change a result's rounding)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
+
+
+def in_flight(predictor: VideoPredictor, paths: Sequence[Path],
+              guarded: Callable[[Path, Callable[[], VideoPrediction]], VideoPrediction]) -> Iterator[VideoPrediction]:
+    """``predictor.predict_video`` on ``predictor.videos_in_flight`` videos at once (worker threads), yielded in
+    order. Up to twice as many videos are queued, so that a worker takes the next one as soon as it is done;
+    the rest wait until the caller takes an answer."""
+    workers = min(predictor.videos_in_flight, len(paths))
+    pending: deque[tuple[Path, Future[VideoPrediction]]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="video") as pool:
+        try:
+            for path in paths:
+                while len(pending) >= 2 * workers:
+                    done_path, future = pending.popleft()
+                    yield guarded(done_path, future.result)
+                pending.append((path, pool.submit(predictor.predict_video, path)))
+            while pending:
+                done_path, future = pending.popleft()
+                yield guarded(done_path, future.result)
+        finally:  # an exception or a caller that stops early: the queued videos are not started
+            for _, future in pending:
+                future.cancel()
 
 
 def _done(value: VideoPrediction) -> Future[VideoPrediction]:

@@ -66,11 +66,11 @@ def test_the_choices_of_the_seam_options_are_their_registries_names():
     assert choices["combine"] == aggregation.COMBINATIONS.names() == ("mean", "geometric")
     assert choices["aggregate"] == aggregation.VIDEO_RULES.names() == ("winner", "per-person")
     assert choices["detector"] == DETECTORS.names() == ("mtcnn",)
-    assert PRESETS.names() == ("default", "winner")
+    assert PRESETS.names() == ("default", "winner", "winner-fast")
     # and the command line offers them
     flags = {a.dest: a.choices for a in cli.build_parser()._actions}
     assert tuple(flags["strategy"]) == choices["strategy"] and tuple(flags["detector"]) == ("mtcnn",)
-    assert sorted(flags["preset"]) == ["default", "winner"]
+    assert sorted(flags["preset"]) == ["default", "winner", "winner-fast"]
 
 
 def test_cli_flags_override_the_preset_and_only_when_given():
@@ -130,3 +130,10 @@ def test_a_registered_preset_is_resolved_in_the_one_place_and_offered_on_the_com
         assert get_preset("toy").checkpoint_names == ()
     with pytest.raises(ValueError, match="unknown preset 'toy'; known: default, winner"):
         resolve_options("toy")
+
+
+def test_winner_fast_differs_from_winner_only_in_the_speed_settings():
+    winner, fast = resolve_options("winner").as_dict(), resolve_options("winner-fast").as_dict()
+    changed = {name for name in winner if winner[name] != fast[name]}
+    assert changed == {"channels_last", "classifier_batch_size"}
+    assert fast["detector_batch_size"] == 1 and fast["max_faces"] == 127  # MTCNN one frame per call, the cap kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -187,17 +189,19 @@ def test_no_face_among_small_faces_says_which_detector_scale_sees_them(test_vide
 
 
 def test_video_set_keeps_order_and_matches_one_by_one(test_videos, bad_inputs, loaded_model):
-    """The reader and classifier threads change neither the order nor the answers."""
-    predictor = VideoPredictor(models=[loaded_model], options=CPU_OPTIONS)
+    """Several videos in flight (the CPU's default) and the reader and classifier threads change neither the
+    order nor the answers of one video after the other (``prefetch=0``, the same torch threads per operation)."""
     paths = [bad_inputs["faceless.mp4"], sorted(test_videos.glob("*.mp4"))[1], bad_inputs["corrupt.mp4"],
              sorted(test_videos.glob("*.mp4"))[0]]
-    overlapped = list(predict_on_video_set(predictor, paths, prefetch=2))
-    assert [p.path for p in overlapped] == paths
-    assert [p.fallback_kind for p in overlapped] == ["no_face", None, "unreadable", None]
-    for pred in overlapped[1::2]:
-        single = predictor.predict_video(pred.path)
-        np.testing.assert_array_equal(pred.face_scores, single.face_scores)
-        assert pred.probability == single.probability
+    for in_flight in (2, 1):
+        predictor = VideoPredictor(models=[loaded_model], options=replace(CPU_OPTIONS, videos_in_flight=in_flight))
+        overlapped = list(predict_on_video_set(predictor, paths, prefetch=2))
+        assert [p.path for p in overlapped] == paths
+        assert [p.fallback_kind for p in overlapped] == ["no_face", None, "unreadable", None]
+        one_by_one = list(predict_on_video_set(predictor, paths, prefetch=0))
+        for pred, single in zip(overlapped[1::2], one_by_one[1::2]):
+            np.testing.assert_array_equal(pred.face_scores, single.face_scores)
+            assert pred.probability == single.probability
 
 
 class _BrokenClassifier(torch.nn.Module):
