@@ -20,7 +20,7 @@ from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
 from models.registry import create_model, get_family
 from prediction.options import resolve_options
-from prediction.predictor import VideoPredictor
+from prediction.predictor import VideoPredictor, predict_on_video_set
 from training.datasets.fake_sources import FAKE_SOURCES
 from training.tools.config import load_config
 
@@ -80,17 +80,24 @@ def test_set(sample_root) -> list[quality.Video]:
             for p in sorted(folder.glob("*.mp4"))[:3]]
 
 
+def _folder_run(predictor: VideoPredictor, videos: list[quality.Video]) -> dict[str, object]:
+    """The predictor's answers on ``videos`` as one folder run, like the bench's (the same torch threads per
+    operation: a direct ``predict_video`` call on more threads differs by about 1e-7)."""
+    return {v.name: p for v, p in zip(videos, predict_on_video_set(predictor, [v.path for v in videos]))}
+
+
 def test_cached_scores_give_the_predictors_answers(two_models, test_set, tmp_path):
     options = resolve_options(frames_per_video=FRAMES_PER_VIDEO, device="cpu")
     scores = quality.group_scores(tmp_path, "fold 0", two_models, test_set, options)
     assert [scores[c].temperature for c in two_models] == [2.5, None]
-    both = VideoPredictor(two_models, options)
+    both = _folder_run(VideoPredictor(two_models, options), test_set)
+    first_alone = _folder_run(VideoPredictor(two_models[:1], options), test_set)
     for video in test_set:
-        pred = both.predict_video(video.path)
+        pred = both[video.name]
         calibrated, raw = quality.video_probabilities([scores[c] for c in two_models], video.name, options)
         assert calibrated == pytest.approx(pred.probability, abs=1e-9)
         assert raw == pytest.approx(pred.uncalibrated_probability, abs=1e-9)
-        alone = VideoPredictor(two_models[:1], options).predict_video(video.path)
+        alone = first_alone[video.name]
         assert quality.video_probabilities([scores[two_models[0]]], video.name, options)[0] == \
             pytest.approx(alone.probability, abs=1e-9)
     # an ensemble row pooled over a group, scored by the evaluation protocol
@@ -189,13 +196,14 @@ def test_3d_items_are_cached_and_the_2d_3d_pair_gives_the_predictors_answers(two
                                            "real_111 + real3d_111 (2D + 3D), all fold models"]
     # its scores are the predictor's with both checkpoints: per person each family calibrated, pooled 50:50
     calibrated, raw = quality.scored(pair, test_set, options)
-    both, clip_alone = VideoPredictor([image, clip], options), VideoPredictor([clip], options)
+    both = _folder_run(VideoPredictor([image, clip], options), test_set)
+    clip_alone = _folder_run(VideoPredictor([clip], options), test_set)
     pooled = 0
     for video, scored, scored_raw in zip(test_set, calibrated, raw):
-        pred = both.predict_video(video.path)
+        pred = both[video.name]
         assert scored.probability == pytest.approx(pred.probability, abs=1e-9)
         assert scored_raw.probability == pytest.approx(pred.uncalibrated_probability, abs=1e-9)
-        alone = clip_alone.predict_video(video.path)
+        alone = clip_alone[video.name]
         assert quality.video_probabilities([scores[clip]], video.name, options) == pytest.approx(
             (alone.probability, alone.uncalibrated_probability), abs=1e-9)
         pooled += any(None not in (a, b) and abs(a - b) > 1e-3
@@ -217,9 +225,9 @@ def test_a_clip_model_predicted_later_and_without_chunks_leaves_the_persons_2d_s
     calls = quality.prediction_calls(tmp_path, "cross")
     assert [[kind for _, kind in call["models"]] for call in calls] == [["2d"], ["3d"]]  # the 3D model alone
     assert {scores[too_long].videos[v.name]["fallback"] for v in test_set} == {"no_clip"}
-    mixed = VideoPredictor([image, too_long], options)
+    mixed = _folder_run(VideoPredictor([image, too_long], options), test_set)
     for video in test_set:
-        pred = mixed.predict_video(video.path)
+        pred = mixed[video.name]
         assert quality.video_probabilities([scores[image], scores[too_long]], video.name, options) == pytest.approx(
             (pred.probability, pred.uncalibrated_probability), abs=1e-9)
         assert quality.video_probabilities([scores[too_long]], video.name, options) == (0.5, 0.5)

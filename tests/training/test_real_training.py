@@ -53,9 +53,16 @@ def test_training_on_real_ffpp_lowers_the_loss_and_scores_its_videos_better_than
                    "augment=false", "tensorboard_images=0", 'optimizer={"type": "Adam", "lr": 0.001}',
                    "schedule.type=constant"], no_hardcore=True))
     losses = result.step_losses
-    assert len(losses) == 60
-    # the same crops every epoch (no augmentation): the last epoch's mean loss is below the first's
-    assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), [round(x, 3) for x in losses]
+    assert len(losses) == 60 and np.isfinite(losses).all()
+    # the loss on its own training videos (group A's crops, scored without augmentation, deterministic) is
+    # well below a coin's (ln 2, what the untrained head's near-zero logits give); per-step losses of
+    # 16-crop batches are too noisy to compare epochs by
+    last = next((tmp_path / "weights").glob("*_last"))
+    last_data = read_checkpoint(last)
+    own_crops = validation_loader(ffpp_small, int(fold_of["033"]), last_data["config"], last_data["run"],
+                                  InputSpec.from_dict(last_data["input_spec"]), 16, 0)
+    own = checkpoint_predictions(last, own_crops, torch.device("cpu"), "auto", False)
+    assert log_loss(own.labels, own.probabilities) < 0.9 * np.log(2), list(zip(own.labels, own.probabilities))
 
     # the model's answer on its own training videos (group A), through the user's predictor
     test_dir = tmp_path / "own_videos"
