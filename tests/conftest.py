@@ -121,6 +121,24 @@ def ffpp_subset_part(ffpp_train: Path, root: Path, names: list[str], place=None)
     (part / "metadata.json").write_text(json.dumps({f"{n}.mp4": metadata[f"{n}.mp4"] for n in names}))
     return part
 
+def save_inflated_clip_checkpoint(path: Path, config: dict, **extra) -> Path:
+    """An I3D network inflated from the offline Lite0 ImageNet weights (seeded), its random head scaled so that
+    clips get different logits, saved at ``path`` by the project's checkpoint writer (``extra``: e.g. a
+    calibration)."""
+    import torch
+
+    from models.checkpoints import save_checkpoint
+    from models.registry import create_model, get_family
+
+    torch.manual_seed(0)
+    model = create_model(config)
+    get_family(config).init_weights(model, config)
+    with torch.no_grad():  # a random head gives every clip about the same logit: spread it
+        model.fc.weight.mul_(20.0)
+    save_checkpoint(path, model.eval(), config, **extra)
+    return path
+
+
 def write_truncated_video(frames, path: Path, keep_frames: int, fps: int = 10) -> Path:
     """An H.264 MP4 of ``frames`` cut right after the data of the first ``keep_frames`` of them.
 

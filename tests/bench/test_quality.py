@@ -18,9 +18,9 @@ from bench import quality
 from datasets.layout import DataLayout
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
-from models.registry import create_model, get_family
 from prediction.options import resolve_options
 from prediction.predictor import VideoPredictor, predict_on_video_set
+from tests.conftest import save_inflated_clip_checkpoint
 from training.datasets.fake_sources import FAKE_SOURCES
 from training.tools.config import load_config
 
@@ -56,13 +56,7 @@ def _clip_checkpoint(path: Path, clip_frames: int, temperature: float | None) ->
     """An I3D network inflated from the offline Lite0 ImageNet weights, saved by the project's writer."""
     config = {"family": "inflated3d", "network": "Inflated3D", "encoder": ENCODER, "size": 64,
               "clip_frames": clip_frames, "pretrained": "lite0-package"}
-    torch.manual_seed(0)
-    model = create_model(config)
-    get_family(config).init_weights(model, config)
-    with torch.no_grad():  # a random head gives every clip about the same logit: spread it
-        model.fc.weight.mul_(20.0)
-    save_checkpoint(path, model.eval(), config, **(_calibration(temperature) if temperature else {}))
-    return path
+    return save_inflated_clip_checkpoint(path, config, **(_calibration(temperature) if temperature else {}))
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from core.calibration import apply_temperature
 from core.geometry import centre_crop_clip
 from core.input_spec import place_clip, to_model_batch
 from faces.track_clips import ClipOptions, cut_clip_frame, plan_track_clips
-from models.checkpoints import load_model, save_checkpoint
-from models.registry import create_model, get_family
+from models.checkpoints import load_model
 from prediction import cli, outputs
 from prediction.clip_scoring import (
     ClipGeometry,
@@ -30,7 +29,7 @@ from prediction.clip_scoring import (
 from prediction.options import resolve_options
 from prediction.persons import read_persons, write_persons
 from prediction.predictor import VideoPredictor
-from tests.conftest import REAL_SMALL
+from tests.conftest import REAL_SMALL, save_inflated_clip_checkpoint
 from training.transforms.clip_augmentations import create_clip_val_transforms, transform_clip
 
 CLIP_FRAMES = 4  # a short chunk keeps the CPU cost small
@@ -45,14 +44,8 @@ def clip_checkpoint(tmp_path_factory):
     """An I3D network inflated from the offline Lite0 ImageNet weights, saved by the project's writer."""
     config = {"family": "inflated3d", "encoder": "tf_efficientnet_lite0", "size": 64, "clip_frames": CLIP_FRAMES,
               "clip_size": CLIP_SIDE_PX, "pretrained": "lite0-package"}
-    torch.manual_seed(0)
-    model = create_model(config)
-    get_family(config).init_weights(model, config)
-    with torch.no_grad():  # a random head gives every clip about the same logit: spread it
-        model.fc.weight.mul_(20.0)
-    path = tmp_path_factory.mktemp("clip_checkpoint") / "I3D_tf_efficientnet_lite0_0_best"
-    save_checkpoint(path, model.eval(), config)
-    return path
+    return save_inflated_clip_checkpoint(tmp_path_factory.mktemp("clip_checkpoint") / "I3D_tf_efficientnet_lite0_0_best",
+                                         config)
 
 
 def _predictor(models, **options) -> VideoPredictor:
