@@ -66,6 +66,7 @@ N_FOLDS = 5
 DFDC_NAME = re.compile(r"^[a-z]{10}\.mp4$")  # DFDC clip names: 10 lowercase letters
 TRAIN_SECONDS = "train_seconds.json"  # WORK/: the wall time of each training the bench ran, "RUN/testT" -> s
 CONFIG_2D, CONFIG_3D = "configs/ffpp_cpu.json", "configs/ffpp_3d_cpu.json"
+CONFIG_3D_FROM_2D = "configs/ffpp_3d_from2d_cpu.json"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Recipe:
     config: str
     fakes: str
     clips: bool = False
+    starts_from: str | None = None  # a recipe whose checkpoint (same seed and folds) is the run's init_from
 
 
 RECIPES: Registry[Recipe] = Registry("quality recipe")
@@ -83,11 +85,14 @@ RECIPES.register("real", Recipe(CONFIG_2D, "real"))  # the data's fake videos
 RECIPES.register("self_blended", Recipe(CONFIG_2D, "self_blended"))  # SBI fakes made from the reals only
 RECIPES.register("both", Recipe(CONFIG_2D, "both"))
 RECIPES.register("real3d", Recipe(CONFIG_3D, "real", clips=True))  # inflated Lite0 on the real fakes' clips
+# the trained 2D real-fake model of the same seed and folds, inflated, fine-tuned on the clips
+RECIPES.register("real3d_from2d", Recipe(CONFIG_3D_FROM_2D, "real", clips=True, starts_from="real"))
 
 # the two-model ensembles of one seed (per test fold; on the cross-dataset clips all their fold models):
 # (recipe, recipe, what the row shows). The predictor pools a 2D and a 3D model per person by the family
 # weights (default 50:50), two models of one kind by --combine (mean)
-ENSEMBLES = (("real", "self_blended", "mixed sources"), ("real", "real3d", "2D + 3D"))
+ENSEMBLES = (("real", "self_blended", "mixed sources"), ("real", "real3d", "2D + 3D"),
+             ("real", "real3d_from2d", "2D + 3D from 2D"))
 # the protocol in words, written above the tables (docs/benchmarks.md)
 PROTOCOL = [
     ('What it measures. For each run (recipe and seed) and test fold t = 0..4, a model is trained on '
@@ -179,12 +184,21 @@ def weights_dir(work: Path, run: Run, test_fold: int) -> Path:
     return work / "weights" / run.name / f"test{test_fold}"
 
 
+def starting_checkpoint(work: Path, run: Run, test_fold: int) -> Path | None:
+    """For a recipe that starts from another's model: that recipe's finished checkpoint of the same seed and
+    test fold (trained on the same folds, so it never saw the validation or test videos); else None."""
+    if run.spec.starts_from is None:
+        return None
+    return finished_checkpoint(work, Run(run.spec.starts_from, run.seed), test_fold)
+
+
 def train_env(work: Path, run: Run, test_fold: int) -> dict[str, str]:
     """The environment of ``train.sh`` for one run and test fold (the layout the runs are trained in)."""
+    start = starting_checkpoint(work, run, test_fold)
     return {"WEIGHTS_DIR": str(weights_dir(work, run, test_fold)),
             "LOG_DIR": str(work / "logs" / run.name / f"test{test_fold}"),
             "FOLD": str(validation_fold(test_fold)), "TEST_FOLD": str(test_fold),
-            "TRAIN_ARGS": f"--set fakes={run.spec.fakes}"}
+            "TRAIN_ARGS": f"--set fakes={run.spec.fakes}" + (f" --set init_from={start}" if start else "")}
 
 
 def run_config(run: Run, override: str | None = None) -> str:
@@ -619,7 +633,10 @@ def checkpoints_by_fold(args, work: Path, data_root: Path, log: Path) -> dict[in
     found: dict[int, dict[Run, Path]] = {}
     for run in args.runs:
         for t in args.test_folds:
-            if not args.predict_only:
+            if run.spec.starts_from and starting_checkpoint(work, run, t) is None and not args.predict_only:
+                print(f"{run.name} test fold {t}: it starts from {run.spec.starts_from}:{run.seed}'s model of this fold, "
+                      f"which is not trained (list that run before it); not trained", flush=True)
+            elif not args.predict_only:
                 done_before = finished_checkpoint(work, run, t) is not None
                 print(f"training {run.name} test fold {t}", flush=True)
                 try:

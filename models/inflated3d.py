@@ -174,10 +174,29 @@ def input_spec(config: ModelConfig) -> InputSpec:
                      frame_step=int(config.get("clip_frame_step") or 1), layout="NCTHW")
 
 
+def trained_2d_model(config: ModelConfig) -> tuple[classifier2d.DeepFakeClassifier, str]:
+    """The trained 2D detector the config's ``init_from`` names, read by the one checkpoint loader; it must be
+    a ``classifier2d`` checkpoint with the config's encoder (CheckpointError naming the file otherwise)."""
+    # imported here: the checkpoint loader imports the registry, which imports this module
+    from models.checkpoints import CheckpointError, load_model
+    from models.weights import file_sha256
+
+    path = str(config["init_from"])
+    loaded = load_model(path)
+    if loaded.family != "classifier2d" or loaded.encoder != config.get("encoder"):
+        raise CheckpointError(f"init_from {path}: a {loaded.family} model with encoder {loaded.encoder}; inflation "
+                              f"needs a classifier2d checkpoint with the config's encoder ({config.get('encoder')})")
+    return loaded.model, f"{path} (trained 2D detector, sha256 {file_sha256(path)[:12]})"
+
+
 def init_weights(model: nn.Module, config: ModelConfig) -> str:
-    """The 2D encoder's pretrained weights (``pretrained`` as for ``classifier2d``), inflated."""
-    image_model = classifier2d.build(config)
-    source = classifier2d.init_weights(image_model, config)
+    """The starting weights, inflated: the trained 2D detector ``init_from`` names (encoder and head), else the
+    2D encoder's pretrained weights (``pretrained`` as for ``classifier2d``)."""
+    if config.get("init_from"):
+        image_model, source = trained_2d_model(config)
+    else:
+        image_model = classifier2d.build(config)
+        source = classifier2d.init_weights(image_model, config)
     target = model.module if hasattr(model, "module") else model
     target.load_state_dict(InflatedClassifier(image_model, target.temporal_kernel).state_dict(), strict=True)
     return f"{source}, inflated to 3D (temporal kernel {target.temporal_kernel})"

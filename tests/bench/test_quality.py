@@ -143,6 +143,18 @@ def test_each_recipe_names_a_config_a_fake_source_and_its_stage(tmp_path):
         "WEIGHTS_DIR": str(tmp_path / "weights" / "real3d_111" / "test0"),
         "LOG_DIR": str(tmp_path / "logs" / "real3d_111" / "test0"), "FOLD": "1", "TEST_FOLD": "0",
         "TRAIN_ARGS": "--set fakes=real"}
+    # a recipe that starts from another's model gets that recipe's finished checkpoint of the same seed and test
+    # fold as init_from, once it is there
+    from2d = quality.parse_run("real3d_from2d:111")
+    assert quality.train_env(tmp_path, from2d, 0)["TRAIN_ARGS"] == "--set fakes=real"
+    unfinished = quality.weights_dir(tmp_path, quality.Run("real", 111), 0) / f"DeepFakeClassifier_{ENCODER}_111_best"
+    unfinished.parent.mkdir(parents=True)
+    _checkpoint(unfinished, 0, None)  # no calibration yet: the 2D training has not ended
+    assert quality.starting_checkpoint(tmp_path, from2d, 0) is None
+    _checkpoint(unfinished, 0, 2.0)
+    assert quality.train_env(tmp_path, from2d, 0)["TRAIN_ARGS"] == f"--set fakes=real --set init_from={unfinished}"
+    assert quality.starting_checkpoint(tmp_path, from2d, 1) is None  # another fold: another 2D model
+    assert load_config(quality.REPO_ROOT / from2d.spec.config, [f"init_from={unfinished}"]).init_from == str(unfinished)
     data = tmp_path / "data"
     assert quality.train_command(data, real3d, "configs/trial.json") == [
         "./train.sh", "--resume", str(data), "0", "configs/ffpp_3d_cpu.json", "111"]  # --config: 2D recipes only

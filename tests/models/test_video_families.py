@@ -24,7 +24,7 @@ from core.input_spec import (
     to_model_batch,
 )
 from models import classifier2d, inflated3d, video_resnet
-from models.checkpoints import load_model, save_checkpoint
+from models.checkpoints import CheckpointError, load_model, save_checkpoint
 from models.download_weights import main as download_main
 from models.registry import create_model, get_family, input_spec
 from models.weights import KINETICS_WEIGHTS, ReleasedFile
@@ -164,6 +164,41 @@ def test_an_inflated_checkpoint_round_trips_with_its_spec(tmp_path):
     clip = _clip(spec)
     with torch.no_grad():
         assert torch.equal(loaded.model(clip), model(clip))
+
+
+def test_a_trained_2d_detector_inflates_head_and_all_and_a_wrong_one_is_refused(tmp_path):
+    """``init_from``: the 3D run starts from a trained 2D checkpoint (its head too), so on a clip of one repeated
+    frame it answers as that detector does; another family or encoder is refused naming the file."""
+    image_config = {"encoder": LITE0, "pretrained": "lite0-package", "size": 64}
+    torch.manual_seed(3)
+    detector = classifier2d.build(image_config)
+    classifier2d.init_weights(detector, image_config)
+    with torch.no_grad():  # a head unlike any fresh one: it must come across
+        detector.fc.weight.normal_(0, 0.01)
+        detector.fc.bias.fill_(0.7)
+    trained = tmp_path / f"DeepFakeClassifier_{LITE0}_111_best"
+    save_checkpoint(trained, detector.eval(), image_config)
+    config = {"family": "inflated3d", "encoder": LITE0, "size": 64, "clip_frames": 4, "init_from": str(trained)}
+    model = create_model(config)
+    source = get_family(config).init_weights(model, config)
+    assert source.startswith(f"{trained} (trained 2D detector, sha256 ") and "inflated to 3D" in source
+    spec = InputSpec(64)
+    frame = to_model_batch([place_face(PHOTO, spec)], spec)
+    with torch.no_grad():
+        expected, got = detector(frame), model.eval()(frame.unsqueeze(2).repeat(1, 1, 4, 1, 1))
+    assert abs(float(expected) - float(got)) < 1e-5, (float(expected), float(got))
+
+    lite1 = {"encoder": "tf_efficientnet_lite1", "size": 64}
+    other = tmp_path / "DeepFakeClassifier_tf_efficientnet_lite1_111_best"
+    save_checkpoint(other, classifier2d.build(lite1), lite1)
+    clip_config = {"family": "video_resnet", "encoder": "mc3_18", "size": 32, "clip_frames": 4}
+    clip_model = tmp_path / "Clip_mc3_18_0_best"
+    save_checkpoint(clip_model, create_model(clip_config), clip_config)
+    for wrong, what in ((other, "a classifier2d model with encoder tf_efficientnet_lite1"),
+                        (clip_model, "a video_resnet model with encoder mc3_18")):
+        config = {**config, "init_from": str(wrong)}
+        with pytest.raises(CheckpointError, match=f"init_from {wrong}: {what}; inflation needs a classifier2d"):
+            get_family(config).init_weights(create_model(config), config)
 
 
 def test_what_cannot_be_a_3d_model_or_take_one_is_refused_by_name(tmp_path):

@@ -121,6 +121,10 @@ class TrainConfig(_ConfigBase):
     clip_frame_step: int = option(1, "clip families: clip frames between a chunk's frames (2: every other)",
                                   minimum=1)
     temporal_kernel: int = option(3, "inflated3d: frames each inflated kernel spans", minimum=1)
+    init_from: str | None = option(
+        None, "inflated3d: a trained 2D detector checkpoint of this project (family classifier2d, the same "
+        "encoder) to inflate as the starting weights, head included, instead of pretrained's ImageNet encoder; "
+        "it must not have seen the validation or test videos (null: pretrained)")
     clip_crop: float = option(0.875, "clip families: the crop's share of the clip's side (random in training, "
                               "centred in validation; 112 of 128 px)", minimum=0.1, maximum=1)
     clip_size: int | None = option(
