@@ -71,10 +71,9 @@ ORIGINAL = "original"
 PRESET_ROWS = {
     "winner": ["--preset", "winner"],
     "winner-one-at-a-time": ["--preset", "winner", "--videos-in-flight", "1"],
-    "winner-fast": ["--preset", "winner-fast"],
     "default": ["--preset", "default"],
 }
-DEFAULT_ROWS = (ORIGINAL, "winner", "winner-fast", "default")
+DEFAULT_ROWS = (ORIGINAL, "winner", "default")
 STAGES = ("decode", "detect", "classify", "aggregate")
 
 
@@ -166,7 +165,7 @@ def speed_lines(runs: list[dict], rows: list[str], meta: dict) -> list[str]:
               "rounds; videos / s and the ratio from it. Loop s: the prediction loop alone (the original's "
               "`predict_on_video_set`; this project's from its metrics file). CPU s: the process's user + system "
               "time (less sensitive to other load on a shared machine). Rows: `winner` the winner preset "
-              "(several videos in flight, the default on the CPU); `winner-fast` its exact speed settings; "
+              "(several videos in flight, the default on the CPU); "
               "`default` this project's preset. GPU rows: not measured (no GPU here; `bench/gpu_check.sh`)."]
     return lines
 
@@ -425,7 +424,7 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the rows, alternating")
     parser.add_argument("--checkpoint", type=Path, default=PARITY_CHECKPOINT)
     parser.add_argument("--stages", action="store_true", help="where the time goes, per stage")
-    parser.add_argument("--presets", nargs="+", default=["winner", "winner-fast", "default"], help="with --stages")
+    parser.add_argument("--presets", nargs="+", default=["winner", "default"], help="with --stages")
     parser.add_argument("--real-root", type=Path, default=DEFAULT_REAL_ROOT)
     parser.add_argument("--laptop", action="store_true", help="the laptop case: one 10 s 1080p clip")
     parser.add_argument("--laptop-clip", type=Path, default=DEFAULT_REAL_ROOT / "dfdc_train_part_0" / "lynaeydofd.mp4")

@@ -13,8 +13,6 @@ Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line
 * ``default``: this project's faster settings;
 * ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
   "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities;
-* ``winner-fast``: the winner preset with channels-last weights and classifier batches sized for the
-  device (scores move by about 1e-7; measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -187,7 +185,9 @@ PRESETS.register("winner", Preset(
         "max_faces": lambda o: 4 * o["frames_per_video"] - 1,
         # and scores all of a video's faces in one classifier call, NCHW
         "classifier_batch_size": lambda o: o["max_faces"] or 4 * o["frames_per_video"] - 1,
-        "channels_last": False,
+        # the original permutes its NHWC face array into an NCHW view without copying it, so torch runs its
+        # convolutions channels-last; channels-last weights do the same arithmetic (its scores to the bit)
+        "channels_last": True,
         "tta": False,
         # the winner's files hold no temperature: "on" leaves their scores as they are (a temperature fitted
         # later with python -m training.calibrate --output is applied)
@@ -198,14 +198,6 @@ PRESETS.register("winner", Preset(
         "aggregate": "winner",
     },
     checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)))
-
-
-# the winner preset's answers to about 1e-6, faster on the CPU: channels-last weights and classifier batches sized
-# for the device each move scores by about 1e-7; MTCNN stays one frame per call (batches of frames move boxes)
-PRESETS.register("winner-fast", Preset(
-    "the winner preset's answers to about 1e-6, with the classifier's speed settings",
-    {**PRESETS.get("winner").values, "classifier_batch_size": None, "channels_last": True},
-    checkpoint_names=PRESETS.get("winner").checkpoint_names))
 
 
 def get_preset(name: str) -> Preset:
