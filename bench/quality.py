@@ -11,7 +11,9 @@ A run is ``RECIPE:SEED``; a recipe (:data:`RECIPES`) names its config, its fake 
 on the clips stage's face-track clips: ``real``, ``self_blended``, ``both`` (the 2D recipe,
 ``configs/ffpp_cpu.json``, or ``--config``) and ``real3d`` (the 3D recipe, ``configs/ffpp_3d_cpu.json``:
 an inflated Lite0 on 8-frame chunks, real fakes; its data needs ``./preprocess_data.sh WORK/data --clips``,
-which the bench runs when a run needs it). For each run and test fold ``t`` the validation fold is
+which the bench runs when a run needs it) and ``real3d_from2d`` (``configs/ffpp_3d_from2d_cpu.json``: the
+``real`` run of the same seed and test fold, inflated and fine-tuned on the clips; list that run first, its
+checkpoint goes in as ``--set init_from=...``). For each run and test fold ``t`` the validation fold is
 ``(t+1) % 5`` and training goes through the user's command::
 
     WEIGHTS_DIR=WORK/weights/RECIPE_SEED/testT LOG_DIR=WORK/logs/RECIPE_SEED/testT FOLD=(t+1)%5 TEST_FOLD=t \\
@@ -103,7 +105,9 @@ PROTOCOL = [
      'was not chosen on them. Recipes: `real`, `self_blended`, `both` (the 2D CPU recipe, '
      '`configs/ffpp_cpu.json`, with that fake source) and `real3d` (the 3D CPU recipe, '
      '`configs/ffpp_3d_cpu.json`: EfficientNet-Lite0 inflated to 3D on 8-frame chunks of the face-track clips '
-     'of `./preprocess_data.sh ROOT --clips`, real fakes). The pooled numbers (AUC, AP, log loss, each with a '
+     'of `./preprocess_data.sh ROOT --clips`, real fakes) and `real3d_from2d` (`configs/ffpp_3d_from2d_cpu.json`: '
+     'the `real` model of the same seed and test fold inflated, head included, and fine-tuned on the clips at '
+     '112 px). The pooled numbers (AUC, AP, log loss, each with a '
      '95% bootstrap interval, videos resampled within each label) are given overall and per FF++ method (all '
      "real videos against that method's fakes), with the log loss of the raw scores next to the calibrated "
      'one (the AUC does not change with calibration), the mean and sd of the five per-fold AUCs (20-22 videos '
@@ -240,7 +244,10 @@ def training_seconds(work: Path, run: Run, test_fold: int) -> tuple[float | None
     args, best = sorted(folder.glob("*_args.json")), sorted(folder.glob("*_best"))
     if not args or not best:
         return None, "-"
-    return best[0].stat().st_mtime - args[0].stat().st_mtime, "file times"
+    seconds = best[0].stat().st_mtime - args[0].stat().st_mtime
+    if seconds <= 0:  # a later train.sh --resume of the finished run rewrote _args.json: the span is lost
+        return None, "-"
+    return seconds, "file times"
 
 
 def record_training_seconds(work: Path, run: Run, test_fold: int, seconds: float) -> None:

@@ -177,6 +177,8 @@ def test_training_wall_times_are_recorded_or_read_from_the_run_files(tmp_path):
     os.utime(folder / "Inflated3D_x_111_args.json", (1_000_000, 1_000_000))
     os.utime(folder / "Inflated3D_x_111_best", (1_000_600, 1_000_600))
     assert quality.training_seconds(tmp_path, run, 2) == (600.0, "file times")
+    os.utime(folder / "Inflated3D_x_111_args.json", (1_000_900, 1_000_900))  # rewritten by a later --resume
+    assert quality.training_seconds(tmp_path, run, 2) == (None, "-")
     quality.record_training_seconds(tmp_path, run, 2, 612.34)
     assert quality.training_seconds(tmp_path, run, 2) == (612.3, "recorded")
     assert quality.training_seconds(tmp_path, run, 3) == (None, "-")
