@@ -36,7 +36,6 @@ video rule), and scored by ``prediction.evaluation`` with bootstrap intervals.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -59,6 +58,7 @@ from core.registry import Registry  # noqa: E402
 from datasets.dfdc import METADATA_NAME  # noqa: E402
 from datasets.readers import scan_root  # noqa: E402
 from models.checkpoints import checkpoint_family, checkpoint_input_spec, read_checkpoint  # noqa: E402
+from models.weights import file_sha256  # noqa: E402
 from training.datasets.classifier_dataset import read_folds  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -255,14 +255,6 @@ def record_training_seconds(work: Path, run: Run, test_fold: int, seconds: float
     recorded = json.loads(times.read_text()) if times.is_file() else {}
     recorded[f"{run.name}/test{test_fold}"] = round(seconds, 1)
     write_json_atomic(times, recorded)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def video_fingerprint(path: Path) -> list:

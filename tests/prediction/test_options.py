@@ -130,11 +130,3 @@ def test_a_registered_preset_is_resolved_in_the_one_place_and_offered_on_the_com
         assert get_preset("toy").checkpoint_names == ()
     with pytest.raises(ValueError, match="unknown preset 'toy'; known: default, winner"):
         resolve_options("toy")
-
-
-def test_winner_preset_computes_the_classifier_channels_last_like_the_original():
-    """The original's NCHW batch is a permuted view of NHWC memory, so torch runs its convolutions
-    channels-last: the preset does the same (bench/predict.py measured its answers within 4.2e-8 of the
-    original's on 20 real clips, against 1.1e-6 with NCHW), and still one MTCNN frame per call."""
-    winner = resolve_options("winner")
-    assert winner.channels_last and winner.detector_batch_size == 1 and winner.max_faces == 127

@@ -73,3 +73,32 @@ def test_the_default_frame_sampling_does_not_match_the_original(reference, real_
         count = probe_video(DataLayout(real_small).part_dir(0) / name).frame_count
         assert evenly_spaced_indices(count, 32, "truncate") == expected["frame_indices"], name
         assert evenly_spaced_indices(count, 32, "round") != expected["frame_indices"], name
+
+
+@pytest.mark.real_data
+def test_winner_preset_scores_faces_with_the_originals_arithmetic(reference, real_small):
+    """The original turns its NHWC face array into NCHW with a permuted view (no copy), so torch runs its
+    convolutions channels-last. The preset's scores on a real clip's faces equal, to the bit, the parity
+    model on that layout; computed NCHW they would not (1e-6 apart: the reason the preset is channels-last)."""
+    import torch
+
+    from core.input_spec import IMAGENET_MEAN, IMAGENET_STD, place_face
+    from models.checkpoints import load_model
+
+    predictor = VideoPredictor([CHECKPOINT], resolve_options("winner", device="cpu", precision="fp32"))
+    detected = predictor.detect_decoded(predictor.decode(DataLayout(real_small).part_dir(0) / "519.mp4"))
+    crops = detected.faces.crops
+    assert len(crops) > 10
+    spec = predictor.input_spec(predictor.models[0])
+    got = predictor.score_faces(crops)[0]
+
+    plain = load_model(CHECKPOINT).model.eval()  # contiguous (NCHW) weights, as the original loads them
+    nhwc = torch.from_numpy(np.stack([place_face(crop, spec) for crop in crops])).float()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    permuted = (nhwc.permute(0, 3, 1, 2) / 255.0 - mean) / std  # the original's view: channels-last strides
+    assert permuted.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        original_layout = torch.sigmoid(plain(permuted)).squeeze(1).double().numpy()
+        nchw = torch.sigmoid(plain(permuted.contiguous())).squeeze(1).double().numpy()
+    np.testing.assert_array_equal(got, original_layout)
+    assert np.abs(nchw - original_layout).max() > 0  # the layout matters: this test would see NCHW
