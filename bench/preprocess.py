@@ -71,8 +71,8 @@ def match_boxes(ours, theirs) -> tuple[list[float], int]:
 def baseline_stage1(videos: list[Path], device: str) -> tuple[dict[str, dict], float, int]:
     """The original recipe: every frame decoded and halved with PIL, facenet-pytorch's MTCNN as it ships
     (largest face first) on every frame, batches of 32, one process."""
-    detector = FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=32, fast_pooling=False, resize="pil",
-                            face_order="area")
+    detector = FaceDetector(THRESHOLDS_PREPROCESS, device=device, batch_size=32, fast_pooling=False,
+                            fast_resampling=False, resize="pil", face_order="area")
     started = time.perf_counter()
     results, n_frames = {}, 0
     for path in videos:

@@ -30,13 +30,16 @@ DEFAULT_DETECTOR = "mtcnn"
 @dataclass(frozen=True)
 class DetectorSettings:
     """What a caller asks of a detector. ``batch_size`` None: the family's default for the device;
-    ``fast_pooling``, ``resize`` and ``face_order`` are the MTCNN wrapper's (see :mod:`faces.mtcnn`)."""
+    ``fast_pooling``, ``fast_resampling``, ``channels_last_crops``, ``resize`` and ``face_order`` are the MTCNN
+    wrapper's (see :mod:`faces.mtcnn`)."""
 
     purpose: str
     device: str = "auto"
     batch_size: int | None = None
     min_face_size_px: int = 20
     fast_pooling: bool = True
+    fast_resampling: bool = True
+    channels_last_crops: bool = False
     resize: str = "cv2"
     face_order: str = "score"
 

@@ -79,6 +79,12 @@ class PredictorOptions:
     min_face_size_px: int = option(20, "MTCNN minimum face size (detector px)", flag="--min-face-size")
     detector_fast_pooling: bool = option(
         True, "MTCNN max pooling as row then column maxima on the CPU (bit-identical boxes, faster)")
+    detector_fast_resampling: bool = option(
+        True, "MTCNN's area resampling from integral images on the CPU, all crops at once (bit-identical "
+        "boxes, faster)")
+    detector_channels_last_crops: bool = option(
+        True, "MTCNN's second and third networks score their crops channels-last on the CPU (faster; boxes move "
+        "by float rounding, about 1e-5 px: off in the winner preset, which gives the original's boxes bit for bit)")
     # -- faces to model input --
     resize_rounding: str = option(
         "round", "isotropic resize: the shorter side's new length rounded, or truncated (the winner's)",
@@ -178,6 +184,7 @@ PRESETS.register("winner", Preset(
         "detector_scale": 0.5,
         "detector_resize": "pil",
         "detector_batch_size": 1,
+        "detector_channels_last_crops": False,
         "face_order": "area",
         "min_face_size_px": 20,
         "resize_rounding": "truncate",

@@ -399,6 +399,8 @@ class VideoPredictor:
         self.detector = build_detector(options.detector, DetectorSettings(
             "inference", device=self.device, batch_size=options.detector_batch_size,
             min_face_size_px=options.min_face_size_px, fast_pooling=options.detector_fast_pooling,
+            fast_resampling=options.detector_fast_resampling,
+            channels_last_crops=options.detector_channels_last_crops,
             resize=options.detector_resize, face_order=options.face_order))
 
     def threads_per_video(self, n_videos: int) -> int:

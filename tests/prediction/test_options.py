@@ -38,6 +38,11 @@ def test_winner_preset_and_overrides():
             winner.channels_last, winner.strategy, winner.combine, winner.precision) == \
         (32, "truncate", "pil", 0.5, 1, "area", "truncate", 127, True, "confident", "mean", "auto")
     # derived values follow the overridden frame count; an explicit value wins over the derived one
+    # MTCNN: the exact faster resampling in both presets; the crops' faster layout (boxes move by rounding) not in
+    # the winner's, which gives the original's boxes bit for bit
+    assert (winner.detector_fast_resampling, winner.detector_channels_last_crops) == (True, False)
+    default = resolve_options()
+    assert (default.detector_fast_resampling, default.detector_channels_last_crops) == (True, True)
     assert resolve_options("winner", frames_per_video=8).max_faces == 31
     assert resolve_options("winner", frames_per_video=8, max_faces=None).max_faces is None
     overridden = resolve_options("winner", detector_scale="auto", tta=True)

@@ -89,14 +89,18 @@ def test_predict_video_equals_step_by_step(test_videos, loaded_model, tta):
 
 
 def test_speed_settings_keep_the_original_scores(test_videos, project_checkpoint):
-    # the defaults (separable max pooling, device-sized detector batches, channels-last weights) against
+    # the defaults (separable max pooling, integral-image resampling, device-sized detector batches, channels-last
+    # weights) against
     # facenet-pytorch's modules as they ship, one frame per MTCNN call and contiguous weights
     video = sorted(test_videos.glob("*.mp4"))[0]
     fast = VideoPredictor(models=[load_model(project_checkpoint)],
                           options=resolve_options(device="cpu", frames_per_video=FRAMES_PER_VIDEO))
     plain = VideoPredictor(models=[load_model(project_checkpoint)], options=resolve_options(
-        device="cpu", frames_per_video=FRAMES_PER_VIDEO, detector_fast_pooling=False, detector_batch_size=1,
+        device="cpu", frames_per_video=FRAMES_PER_VIDEO, detector_fast_pooling=False, detector_fast_resampling=False,
+        detector_batch_size=1,
         channels_last=False))
+    assert (fast.detector.fast_resampling, fast.detector.channels_last_crops) == (True, True)
+    assert (plain.detector.fast_resampling, plain.detector.channels_last_crops) == (False, False)
     weight = fast.models[0].model.encoder.conv_stem.weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert plain.models[0].model.encoder.conv_stem.weight.is_contiguous()
