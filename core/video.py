@@ -3,6 +3,13 @@
 Frames are decoded in one forward pass with ``grab()`` (cheap: no colour conversion) and
 ``retrieve()`` only for the wanted indices. Seeking per frame (CAP_PROP_POS_FRAMES) is many times
 slower on H.264 and is never used.
+
+A sparse sample of an H.264 video (:func:`read_sampled_frames`) is decoded with PyAV instead, telling
+the decoder to skip each non-reference frame that is not wanted (no other frame is predicted from one,
+so skipping it changes no other frame's pixels; DFDC and FF++ clips have about half of their frames
+so): the same frames, pixel for pixel (tested against the OpenCV pass), for about 60% of the decoding
+time. It is used only when the stream's timestamps give every packet a frame index that agrees with the
+header's frame count and every wanted frame comes back; otherwise the OpenCV pass decodes.
 """
 
 from __future__ import annotations
@@ -109,6 +116,64 @@ def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = N
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
 
 
+def _frame_index_by_pts(path: str | os.PathLike, header_frames: int) -> dict[int, int] | None:
+    """Each video packet's presentation timestamp -> its frame index (its rank in presentation order),
+    read without decoding; None when that cannot be trusted (not H.264, missing or repeated timestamps,
+    packets the demuxer marks discarded, a count other than the header's)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.codec_context.name != "h264":
+                return None
+            stamps = []
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream packet
+                    continue
+                if packet.pts is None or packet.is_discard or packet.is_corrupt:
+                    return None
+                stamps.append(int(packet.pts))
+    except (av.FFmpegError, IndexError):
+        return None
+    if len(stamps) != header_frames or len(set(stamps)) != len(stamps):
+        return None
+    return {pts: index for index, pts in enumerate(sorted(stamps))}
+
+
+def _read_skipping_unwanted(path: str | os.PathLike, wanted: list[int],
+                            header_frames: int) -> list[tuple[int, np.ndarray]] | None:
+    """``(index, RGB frame)`` for the ``wanted`` indices (sorted), decoded in one pass with the decoder
+    skipping the non-reference frames that are not wanted; None when the pass cannot vouch for its
+    indices or misses a wanted frame (the caller then decodes with OpenCV)."""
+    import av
+
+    index_of = _frame_index_by_pts(path, header_frames)
+    if index_of is None or not wanted:
+        return None
+    wanted_set, found = set(wanted), {}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            context = stream.codec_context
+            for packet in container.demux(stream):
+                if packet.pts is not None:  # the skip setting applies to the packet sent next
+                    context.skip_frame = "DEFAULT" if index_of.get(int(packet.pts)) in wanted_set else "NONREF"
+                for frame in packet.decode():
+                    index = index_of.get(frame.pts)
+                    if index in wanted_set and index not in found:
+                        # the conversion OpenCV's capture makes (swscale to BGR), then the same BGR -> RGB
+                        found[index] = cv2.cvtColor(frame.to_ndarray(format="bgr24"), cv2.COLOR_BGR2RGB)
+                if len(found) == len(wanted_set):
+                    break
+    except av.FFmpegError:
+        return None
+    if len(found) != len(wanted_set):
+        return None
+    return [(index, found[index]) for index in wanted]
+
+
 FRAME_SAMPLINGS = ("round", "truncate")
 
 
@@ -154,7 +219,11 @@ def read_sampled_frames(path: str | os.PathLike, n: int, sampling: str = "round"
     counts = counts if counts is not None else DecodeCounts()
     header_count = probe_video(path).frame_count
     planned = evenly_spaced_indices(header_count, n, sampling) if header_count > 0 else []
-    frames = list(iter_frames(path, planned, counts=counts)) if planned else []
+    frames = _read_skipping_unwanted(path, planned, header_count) if planned else None
+    if frames is not None:  # every planned frame came back, so the video holds them all
+        counts.header_frames, counts.decoded_frames, counts.reached_end = header_count, planned[-1] + 1, False
+    else:
+        frames = list(iter_frames(path, planned, counts=counts)) if planned else []
     if len(frames) < max(1, len(planned) // 2):
         real_count = count_frames(path)
         if real_count == 0:

@@ -122,3 +122,53 @@ def test_a_partly_decodable_video_reports_header_and_decoded_frame_counts(tmp_pa
     counts = DecodeCounts()
     read_sampled_frames(numbered_video, 4, counts=counts)
     assert (counts.decoded_frames, counts.partial) == (N_FRAMES, False)
+
+
+def _opencv_pass(path, indices):
+    """The frames as the one-pass OpenCV reader gives them (iter_frames), for comparison."""
+    return [(i, f) for i, f in iter_frames(path, indices)]
+
+
+def _assert_same_frames(got_indices, got_frames, expected):
+    assert got_indices == [i for i, _ in expected]
+    assert all(np.array_equal(a, b) for a, (_, b) in zip(got_frames, expected))
+
+
+def test_sparse_sample_skips_unwanted_non_reference_frames_with_the_same_pixels(numbered_video, real_small_or_none):
+    from core.video import _frame_index_by_pts, _read_skipping_unwanted
+
+    clips = [numbered_video]
+    if real_small_or_none is not None:  # FF++ 640x480 and DFDC 1920x1080 clips, B-frames and all
+        clips += [real_small_or_none / "dfdc_train_part_0" / name for name in ("519.mp4", "lynaeydofd.mp4")]
+    for path in clips:
+        header = probe_video(path).frame_count
+        assert _frame_index_by_pts(path, header) is not None  # the skipping pass is the one taken
+        for n, sampling in ((4, "round"), (32, "truncate")):
+            planned = evenly_spaced_indices(header, n, sampling)
+            assert _read_skipping_unwanted(path, planned, header) is not None
+            counts = DecodeCounts()
+            indices, frames = read_sampled_frames(path, n, sampling, counts=counts)
+            _assert_same_frames(indices, frames, _opencv_pass(path, planned))
+            assert (counts.header_frames, counts.decoded_frames, counts.partial) == (header, planned[-1] + 1, False)
+    assert [_decoded_index(f) for f in read_sampled_frames(numbered_video, 4)[1]] == [0, 10, 19, 29]
+
+
+def test_other_codecs_and_untrustworthy_counts_are_read_by_the_opencv_pass(tmp_path, numbered_video):
+    from core.video import _frame_index_by_pts, _read_skipping_unwanted
+
+    mpeg4 = tmp_path / "mpeg4.mp4"  # not H.264: the skipping pass declines, the OpenCV pass reads it
+    with av.open(str(mpeg4), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(N_FRAMES):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    header = probe_video(mpeg4).frame_count
+    assert _read_skipping_unwanted(mpeg4, [0, 10], header) is None
+    indices, frames = read_sampled_frames(mpeg4, 4)
+    assert indices == [0, 10, 19, 29] and [_decoded_index(f) for f in frames] == indices
+    # a header count the packets do not match: no frame index is trusted
+    assert _frame_index_by_pts(numbered_video, N_FRAMES + 1) is None
+    assert _read_skipping_unwanted(numbered_video, [0, 10], N_FRAMES + 1) is None
