@@ -276,8 +276,9 @@ def stage_lines(results: dict[str, dict], meta: dict) -> list[str]:
         diff = max(abs(r["answers"][k] - v) for k, v in reference.items())
         lines.append(f"| {name} | " + " | ".join(f"{wall[s]:.2f}" for s in STAGES) + f" | {wall.get('other', 0.0):.2f} | "
                      f"{sum(wall.values()):.2f} | {sum(cpu.values()):.2f} | {diff:.1e} |")
-    lines += ["", "Seconds per video (wall clock, one video at a time). This project's decode is OpenCV decoding up to "
-              "the last sampled frame with the colour conversion of the sampled ones; detect includes resizing the "
+    lines += ["", "Seconds per video (wall clock, one video at a time). This project's decode is one pass up to the "
+              "last sampled frame, the colour conversion of the sampled ones only (H.264: PyAV, skipping the unwanted "
+              "non-reference frames; else OpenCV); the original's is OpenCV's every frame up to the last; detect includes resizing the "
               "frames for MTCNN and cutting the crops; classify places, normalises and scores the faces; aggregate "
               "links faces into persons and pools the scores. The original's detect is its MTCNN call alone (its "
               "PIL halving and crops are in other)."]

@@ -87,7 +87,7 @@ class FaceDetector:
         (integral images, all crops at once; bit-identical boxes, about 1.5x faster detection); False calls
         facenet-pytorch's ``detect``.
         ``channels_last_crops`` (with ``fast_resampling``): R-Net and O-Net score their crops channels-last,
-        about 1.3x faster detection; boxes then move by float rounding (about 1e-5 px), not bit-identical.
+        about 1.2x faster detection; boxes then move by float rounding (up to about 2e-4 px), not bit-identical.
         ``resize``: how a frame is scaled for the detector (see :func:`resize_for_detector`).
         ``face_order``: ``score`` (highest first) or ``area`` (largest first, facenet-pytorch's
         ``select_largest`` order, which the DFDC winner used)."""

@@ -206,7 +206,7 @@ def detect_faces(frames: np.ndarray, mtcnn, channels_last_crops: bool = False) -
     on the CPU): per frame an ``(n, 5)`` array of boxes and scores and an ``(n, 5, 2)`` array of
     landmarks, bit-identical to the library's. ``channels_last_crops``: stages 2 and 3 score their crops
     channels-last (R-Net and O-Net about 1.5-2x faster on the CPU); boxes then differ from the library's
-    by float rounding (about 1e-5 px), no longer bit for bit."""
+    by float rounding (up to about 2e-4 px), no longer bit for bit."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (B, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")

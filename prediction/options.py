@@ -84,7 +84,7 @@ class PredictorOptions:
         "boxes, faster)")
     detector_channels_last_crops: bool = option(
         True, "MTCNN's second and third networks score their crops channels-last on the CPU (faster; boxes move "
-        "by float rounding, about 1e-5 px: off in the winner preset, which gives the original's boxes bit for bit)")
+        "by float rounding, up to about 2e-4 px: off in the winner preset, which gives the original's boxes bit for bit)")
     # -- faces to model input --
     resize_rounding: str = option(
         "round", "isotropic resize: the shorter side's new length rounded, or truncated (the winner's)",
