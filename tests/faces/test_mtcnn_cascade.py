@@ -124,3 +124,16 @@ def test_channels_last_crops_move_boxes_by_rounding_only(sample_root, real_small
     assert compared >= 8
     if real_small_or_none is not None:  # on real clips the layouts' rounding does show
         assert differ > 0
+
+
+def test_a_box_left_empty_by_clipping_is_handed_to_the_library():
+    # facenet-pytorch drops such a crop and misaligns its rows; the cascade then lets the library decide
+    frames = np.full((1, 60, 80, 3), 90, dtype=np.uint8)
+    integrals = mtcnn_cascade.integral_images(frames)
+    outside = torch.tensor([[-50.0, -50.0, -10.0, -10.0, 0.9]])
+    with pytest.raises(mtcnn_cascade._EmptyCrop):
+        mtcnn_cascade._crops(integrals, outside, torch.zeros(1, dtype=torch.int64), 24, False)
+    inside = torch.tensor([[10.0, 10.0, 40.0, 40.0, 0.9]])
+    crop = mtcnn_cascade._crops(integrals, inside, torch.zeros(1, dtype=torch.int64), 24, False)
+    assert crop.shape == (1, 3, 24, 24)
+    assert torch.allclose(crop, torch.full_like(crop, (90 - 127.5) * 0.0078125))
