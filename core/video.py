@@ -4,12 +4,13 @@ Frames are decoded in one forward pass with ``grab()`` (cheap: no colour convers
 ``retrieve()`` only for the wanted indices. Seeking per frame (CAP_PROP_POS_FRAMES) is many times
 slower on H.264 and is never used.
 
-A sparse sample of an H.264 video (:func:`read_sampled_frames`) is decoded with PyAV instead, telling
+A sparse sample of an H.264 video in 8-bit 4:2:0 or 4:4:4 (:func:`read_sampled_frames`) is decoded with PyAV instead, telling
 the decoder to skip each non-reference frame that is not wanted (no other frame is predicted from one,
 so skipping it changes no other frame's pixels; DFDC and FF++ clips have about half of their frames
 so): the same frames, pixel for pixel (tested against the OpenCV pass), for about 60% of the decoding
 time. It is used only when the stream's timestamps give every packet a frame index that agrees with the
-header's frame count and every wanted frame comes back; otherwise the OpenCV pass decodes.
+header's frame count, no frame carries a rotation (OpenCV turns those upright) and every wanted frame comes
+back; otherwise the OpenCV pass decodes.
 """
 
 from __future__ import annotations
@@ -116,16 +117,21 @@ def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = N
         raise VideoReadError(f"{path}: no frame could be decoded (zero-frame, truncated or corrupt video)")
 
 
+TRUSTED_PIXEL_FORMATS = ("yuv420p", "yuv444p")  # where PyAV's BGR frames were checked equal to OpenCV's
+
+
 def _frame_index_by_pts(path: str | os.PathLike, header_frames: int) -> dict[int, int] | None:
     """Each video packet's presentation timestamp -> its frame index (its rank in presentation order),
-    read without decoding; None when that cannot be trusted (not H.264, missing or repeated timestamps,
-    packets the demuxer marks discarded, a count other than the header's)."""
+    read without decoding; None when that cannot be trusted (not H.264 in a trusted pixel format, missing or repeated
+    timestamps, packets the demuxer marks discarded, a count other than the header's)."""
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            if stream.codec_context.name != "h264":
+            # the conversion to BGR is OpenCV's pixel for pixel on 8-bit limited-range 4:2:0 (DFDC) and 4:4:4
+            # (FF++) (tested); other pixel formats (full range, 10 bit) are left to OpenCV
+            if stream.codec_context.name != "h264" or stream.codec_context.pix_fmt not in TRUSTED_PIXEL_FORMATS:
                 return None
             stamps = []
             for packet in container.demux(stream):
@@ -161,6 +167,8 @@ def _read_skipping_unwanted(path: str | os.PathLike, wanted: list[int],
                 if packet.pts is not None:  # the skip setting applies to the packet sent next
                     context.skip_frame = "DEFAULT" if index_of.get(int(packet.pts)) in wanted_set else "NONREF"
                 for frame in packet.decode():
+                    if frame.rotation:  # OpenCV turns such frames upright, PyAV does not: let OpenCV read it
+                        return None
                     index = index_of.get(frame.pts)
                     if index in wanted_set and index not in found:
                         # the conversion OpenCV's capture makes (swscale to BGR), then the same BGR -> RGB

@@ -172,3 +172,46 @@ def test_other_codecs_and_untrustworthy_counts_are_read_by_the_opencv_pass(tmp_p
     # a header count the packets do not match: no frame index is trusted
     assert _frame_index_by_pts(numbered_video, N_FRAMES + 1) is None
     assert _read_skipping_unwanted(numbered_video, [0, 10], N_FRAMES + 1) is None
+
+
+def _rotated_copy(path, into):
+    """``path`` with its track's display matrix set to a 90 degree rotation (a phone video's portrait flag)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd")
+    assert data[box + 4] == 0  # version 0 layout: the matrix starts 40 bytes after the version byte
+    matrix = box + 44
+    data[matrix:matrix + 36] = struct.pack(">9I", 0, 0x00010000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    into.write_bytes(bytes(data))
+    return into
+
+
+def test_a_rotated_video_is_read_upright_by_the_opencv_pass(tmp_path, numbered_video):
+    from core.video import _read_skipping_unwanted
+
+    rotated = _rotated_copy(numbered_video, tmp_path / "portrait.mp4")
+    header = probe_video(rotated).frame_count
+    assert _read_skipping_unwanted(rotated, [0, 10], header) is None  # PyAV would hand the frames over sideways
+    indices, frames = read_sampled_frames(rotated, 4)
+    assert indices == [0, 10, 19, 29]
+    expected = _opencv_pass(rotated, indices)
+    assert frames[0].shape == expected[0][1].shape == (96, 64, 3)  # turned upright
+    _assert_same_frames(indices, frames, expected)
+
+
+def test_a_full_range_video_is_left_to_the_opencv_pass(tmp_path):
+    from core.video import _frame_index_by_pts
+
+    path = tmp_path / "full_range.mp4"  # yuvj420p: the colour conversion is not checked against OpenCV's
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuvj420p"
+        for i in range(N_FRAMES):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert _frame_index_by_pts(path, probe_video(path).frame_count) is None
+    indices, frames = read_sampled_frames(path, 4)
+    assert indices == [0, 10, 19, 29] and [_decoded_index(f) for f in frames] == indices
