@@ -139,6 +139,24 @@ def save_inflated_clip_checkpoint(path: Path, config: dict, **extra) -> Path:
     return path
 
 
+def same_detections(detector, reference, frames, scales=(0.5, "auto")) -> int:
+    """Asserts that two face detectors give equal boxes and landmarks (dtype and every bit) on ``frames`` at
+    each detector scale; returns how many faces were compared (so a caller can insist that some were)."""
+    import numpy as np
+
+    compared = 0
+    for scale in scales:
+        got = detector.detect(frames, scale=scale, landmarks=True)
+        expected = reference.detect(frames, scale=scale, landmarks=True)
+        for kind_got, kind_expected in zip(got, expected):
+            for a, b in zip(kind_got, kind_expected):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    assert a.dtype == b.dtype and np.array_equal(a, b)
+                    compared += len(a)
+    return compared
+
+
 def write_truncated_video(frames, path: Path, keep_frames: int, fps: int = 10) -> Path:
     """An H.264 MP4 of ``frames`` cut right after the data of the first ``keep_frames`` of them.
 

@@ -26,18 +26,22 @@ def _frame(index: int) -> np.ndarray:
     return image
 
 
-@pytest.fixture(scope="module")
-def numbered_video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("video") / "numbered.mp4"
+def _write_numbered(path, codec: str = "libx264", pix_fmt: str = "yuv420p"):
+    """N_FRAMES numbered frames (see _frame) written with ``codec`` in ``pix_fmt``."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
         for i in range(N_FRAMES):
             for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+@pytest.fixture(scope="module")
+def numbered_video(tmp_path_factory):
+    return _write_numbered(tmp_path_factory.mktemp("video") / "numbered.mp4")
 
 
 def _decoded_index(frame: np.ndarray) -> int:
@@ -156,15 +160,8 @@ def test_sparse_sample_skips_unwanted_non_reference_frames_with_the_same_pixels(
 def test_other_codecs_and_untrustworthy_counts_are_read_by_the_opencv_pass(tmp_path, numbered_video):
     from core.video import _frame_index_by_pts, _read_skipping_unwanted
 
-    mpeg4 = tmp_path / "mpeg4.mp4"  # not H.264: the skipping pass declines, the OpenCV pass reads it
-    with av.open(str(mpeg4), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(N_FRAMES):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    # not H.264: the skipping pass declines, the OpenCV pass reads it
+    mpeg4 = _write_numbered(tmp_path / "mpeg4.mp4", codec="mpeg4")
     header = probe_video(mpeg4).frame_count
     assert _read_skipping_unwanted(mpeg4, [0, 10], header) is None
     indices, frames = read_sampled_frames(mpeg4, 4)
@@ -203,15 +200,8 @@ def test_a_rotated_video_is_read_upright_by_the_opencv_pass(tmp_path, numbered_v
 def test_a_full_range_video_is_left_to_the_opencv_pass(tmp_path):
     from core.video import _frame_index_by_pts
 
-    path = tmp_path / "full_range.mp4"  # yuvj420p: the colour conversion is not checked against OpenCV's
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuvj420p"
-        for i in range(N_FRAMES):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    # yuvj420p (full range): its colour conversion is not checked against OpenCV's
+    path = _write_numbered(tmp_path / "full_range.mp4", pix_fmt="yuvj420p")
     assert _frame_index_by_pts(path, probe_video(path).frame_count) is None
     indices, frames = read_sampled_frames(path, 4)
     assert indices == [0, 10, 19, 29] and [_decoded_index(f) for f in frames] == indices

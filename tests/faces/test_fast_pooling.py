@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,6 +10,7 @@ from core.video import iter_frames
 from datasets.layout import DataLayout
 from faces.fast_pooling import SeparableMaxPool2d, replace_max_pools
 from faces.mtcnn import THRESHOLDS_PREPROCESS, FaceDetector
+from tests.conftest import same_detections
 
 
 @pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), (3, 1), (2, 1)])
@@ -56,13 +56,5 @@ def test_detector_boxes_are_identical_with_and_without_fast_pooling(sample_root,
     compared = 0
     for path in videos:
         frames = [frame for _, frame in iter_frames(path, every=25)][:4]
-        for scale in (0.5, "auto"):
-            got = fast.detect(frames, scale=scale, landmarks=True)
-            expected = stock.detect(frames, scale=scale, landmarks=True)
-            for kind_got, kind_expected in zip(got, expected):
-                for a, b in zip(kind_got, kind_expected):
-                    assert (a is None) == (b is None)
-                    if a is not None:
-                        assert np.array_equal(a, b)
-                        compared += 1
+        compared += same_detections(fast, stock, frames)
     assert compared >= 2 * len(videos)  # faces were found, so boxes were really compared

@@ -11,6 +11,7 @@ from core.video import iter_frames
 from datasets.layout import DataLayout
 from faces import mtcnn_cascade
 from faces.mtcnn import THRESHOLDS, FaceDetector, resize_for_detector
+from tests.conftest import same_detections
 
 
 def _frames(path, count: int, every: int = 25) -> np.ndarray:
@@ -67,16 +68,7 @@ def test_detector_boxes_scores_and_landmarks_equal_facenet_pytorch(sample_root, 
     assert fast.fast_resampling and not stock.fast_resampling
     compared = 0
     for video in _real_or_sample_videos(sample_root, real_small_or_none):
-        frames = list(_frames(video, 8, every=37))
-        for scale in (0.5, "auto"):
-            got = fast.detect(frames, scale=scale, landmarks=True)
-            expected = stock.detect(frames, scale=scale, landmarks=True)
-            for kind_got, kind_expected in zip(got, expected):
-                for a, b in zip(kind_got, kind_expected):
-                    assert (a is None) == (b is None)
-                    if a is not None:
-                        assert a.dtype == b.dtype and np.array_equal(a, b)
-                        compared += len(a)
+        compared += same_detections(fast, stock, list(_frames(video, 8, every=37)))
     assert compared >= 8  # faces were found, so boxes were really compared
 
 
