@@ -13,6 +13,9 @@ Presets (:data:`PRESETS`, a registry: a new one is one ``PRESETS.register`` line
 * ``default``: this project's faster settings;
 * ``winner``: the DFDC winning submission's predictor, option by option (see docs/prediction.md,
   "Presets and options"); with the winner's checkpoint it reproduces the original's probabilities;
+* ``winner-fast``: the winner's frames, boxes, crops and rules with the classifier's faster arithmetic
+  (batch normalisation folded, classifier batches sized for the device): the original's answers to
+  float rounding (about 1e-6), not bit for bit.
 """
 
 from __future__ import annotations
@@ -210,6 +213,10 @@ PRESETS.register("winner", Preset(
         "aggregate": "winner",
     },
     checkpoint_names=tuple(f.name for f in WINNER_CHECKPOINTS)))
+PRESETS.register("winner-fast", Preset(
+    "the winner's predictor with the classifier's faster arithmetic (answers to about 1e-6)",
+    {**PRESETS.get("winner").values, "fold_batchnorm": True, "classifier_batch_size": None},
+    checkpoint_names=PRESETS.get("winner").checkpoint_names))
 
 
 def get_preset(name: str) -> Preset:

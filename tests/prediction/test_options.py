@@ -50,10 +50,16 @@ def test_winner_preset_and_overrides():
     assert PRESETS.get("winner").checkpoint_names == tuple(f.name for f in WINNER_CHECKPOINTS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         winner.tta = True  # type: ignore[misc]
+    # winner-fast: the winner's options but the classifier's faster arithmetic
+    fast = resolve_options("winner-fast")
+    differing = {name for name in OPTION_NAMES if getattr(fast, name) != getattr(winner, name)}
+    assert differing == {"fold_batchnorm", "classifier_batch_size"}
+    assert (fast.fold_batchnorm, fast.classifier_batch_size) == (True, None)
+    assert PRESETS.get("winner-fast").checkpoint_names == PRESETS.get("winner").checkpoint_names
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: resolve_options("fastest"), "unknown preset 'fastest'; known: default, winner"),
+    (lambda: resolve_options("fastest"), "unknown preset 'fastest'; known: default, winner, winner-fast"),
     (lambda: resolve_options(frames=16), "unknown predictor option(s) frames"),
     (lambda: resolve_options(strategy="median"), "strategy='median' is not one of confident, mean, max"),
     (lambda: resolve_options(frames_per_video=0), "at least 1"),
@@ -71,11 +77,11 @@ def test_the_choices_of_the_seam_options_are_their_registries_names():
     assert choices["combine"] == aggregation.COMBINATIONS.names() == ("mean", "geometric")
     assert choices["aggregate"] == aggregation.VIDEO_RULES.names() == ("winner", "per-person")
     assert choices["detector"] == DETECTORS.names() == ("mtcnn",)
-    assert PRESETS.names() == ("default", "winner")
+    assert PRESETS.names() == ("default", "winner", "winner-fast")
     # and the command line offers them
     flags = {a.dest: a.choices for a in cli.build_parser()._actions}
     assert tuple(flags["strategy"]) == choices["strategy"] and tuple(flags["detector"]) == ("mtcnn",)
-    assert sorted(flags["preset"]) == ["default", "winner"]
+    assert sorted(flags["preset"]) == ["default", "winner", "winner-fast"]
 
 
 def test_cli_flags_override_the_preset_and_only_when_given():
@@ -133,5 +139,5 @@ def test_a_registered_preset_is_resolved_in_the_one_place_and_offered_on_the_com
         args = parser.parse_args(["--video", "x.mp4", "--output", "o.csv", "--preset", "toy", "--tta"])
         assert cli.options_from_args(args) == dataclasses.replace(options, tta=True)
         assert get_preset("toy").checkpoint_names == ()
-    with pytest.raises(ValueError, match="unknown preset 'toy'; known: default, winner"):
+    with pytest.raises(ValueError, match="unknown preset 'toy'; known: default, winner, winner-fast"):
         resolve_options("toy")
