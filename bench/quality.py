@@ -69,6 +69,7 @@ DFDC_NAME = re.compile(r"^[a-z]{10}\.mp4$")  # DFDC clip names: 10 lowercase let
 TRAIN_SECONDS = "train_seconds.json"  # WORK/: the wall time of each training the bench ran, "RUN/testT" -> s
 CONFIG_2D, CONFIG_3D = "configs/ffpp_cpu.json", "configs/ffpp_3d_cpu.json"
 CONFIG_3D_FROM_2D = "configs/ffpp_3d_from2d_cpu.json"
+CONFIG_3D_FROM_2D_160 = "configs/ffpp_3d_from2d_160_cpu.json"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Recipe:
     fakes: str
     clips: bool = False
     starts_from: str | None = None  # a recipe whose checkpoint (same seed and folds) is the run's init_from
+    clip_size_px: int | None = None  # the clips stage's --clip-size it needs (None: the stage's default)
 
 
 RECIPES: Registry[Recipe] = Registry("quality recipe")
@@ -89,12 +91,15 @@ RECIPES.register("both", Recipe(CONFIG_2D, "both"))
 RECIPES.register("real3d", Recipe(CONFIG_3D, "real", clips=True))  # inflated Lite0 on the real fakes' clips
 # the trained 2D real-fake model of the same seed and folds, inflated, fine-tuned on the clips
 RECIPES.register("real3d_from2d", Recipe(CONFIG_3D_FROM_2D, "real", clips=True, starts_from="real"))
+# the same at the 2D model's own 160 px, from clips cut at 183 px (160 / 0.875: the crop takes 160 px)
+RECIPES.register("real3d_from2d_160", Recipe(CONFIG_3D_FROM_2D_160, "real", clips=True, starts_from="real",
+                                             clip_size_px=183))
 
 # the two-model ensembles of one seed (per test fold; on the cross-dataset clips all their fold models):
 # (recipe, recipe, what the row shows). The predictor pools a 2D and a 3D model per person by the family
 # weights (default 50:50), two models of one kind by --combine (mean)
 ENSEMBLES = (("real", "self_blended", "mixed sources"), ("real", "real3d", "2D + 3D"),
-             ("real", "real3d_from2d", "2D + 3D from 2D"))
+             ("real", "real3d_from2d", "2D + 3D from 2D"), ("real", "real3d_from2d_160", "2D + 3D from 2D, 160 px"))
 # the protocol in words, written above the tables (docs/benchmarks.md)
 PROTOCOL = [
     ('What it measures. For each run (recipe and seed) and test fold t = 0..4, a model is trained on '
@@ -107,7 +112,7 @@ PROTOCOL = [
      '`configs/ffpp_3d_cpu.json`: EfficientNet-Lite0 inflated to 3D on 8-frame chunks of the face-track clips '
      'of `./preprocess_data.sh ROOT --clips`, real fakes) and `real3d_from2d` (`configs/ffpp_3d_from2d_cpu.json`: '
      'the `real` model of the same seed and test fold inflated, head included, and fine-tuned on the clips at '
-     '112 px). The pooled numbers (AUC, AP, log loss, each with a '
+     '112 px; `real3d_from2d_160` the same at 160 px, from clips cut at 183 px). The pooled numbers (AUC, AP, log loss, each with a '
      '95% bootstrap interval, videos resampled within each label) are given overall and per FF++ method (all '
      "real videos against that method's fakes), with the log loss of the raw scores next to the calibrated "
      'one (the AUC does not change with calibration), the mean and sd of the five per-fold AUCs (20-22 videos '
@@ -599,10 +604,12 @@ def chosen_runs(args) -> list[Run]:
     return [Run("real", 111), Run("self_blended", 111), Run("real", 555), Run("real3d", 111), Run("real3d", 555)]
 
 
-def preprocess_command(data_root: Path, clips: bool) -> list[str]:
-    """The user's preprocessing command; ``clips``: with the face-track clips of the 3D recipes."""
-    return ["./preprocess_data.sh", str(data_root), *(["--clips"] if clips else []), "--workers",
-            str(os.cpu_count() or 1), "--no-progress"]
+def preprocess_command(data_root: Path, clips: bool, clip_size_px: int | None = None) -> list[str]:
+    """The user's preprocessing command; ``clips``: with the face-track clips of the 3D recipes, cut at
+    ``clip_size_px`` (None: the stage's default)."""
+    clip_args = ["--clips", *(["--clip-size", str(clip_size_px)] if clip_size_px else [])] if clips else []
+    return ["./preprocess_data.sh", str(data_root), *clip_args, "--workers", str(os.cpu_count() or 1),
+            "--no-progress"]
 
 
 def prepare(args, data_root: Path, log: Path) -> dict[str, float]:
@@ -620,7 +627,9 @@ def prepare(args, data_root: Path, log: Path) -> dict[str, float]:
     if any(run.spec.clips for run in args.runs):
         first = not (data_root / "clips").is_dir()
         print(f"the clips stage on {data_root} (log {log})", flush=True)
-        took = _run(preprocess_command(data_root, True), log=log)
+        # one clip size per data root: the largest a run asks for (training resizes clips to its own size)
+        sizes = [run.spec.clip_size_px for run in args.runs if run.spec.clips and run.spec.clip_size_px]
+        took = _run(preprocess_command(data_root, True, max(sizes, default=None)), log=log)
         if first:
             seconds["clips stage"] = took
     return seconds

@@ -161,6 +161,12 @@ def test_each_recipe_names_a_config_a_fake_source_and_its_stage(tmp_path):
     assert quality.train_command(data, quality.Run("both", 555), "configs/trial.json")[4] == "configs/trial.json"
     assert quality.train_command(data, quality.Run("both", 555))[4] == "configs/ffpp_cpu.json"
     assert "--clips" in quality.preprocess_command(data, True) and "--clips" not in quality.preprocess_command(data, False)
+    assert "--clip-size" not in quality.preprocess_command(data, True)
+    assert quality.preprocess_command(data, True, 183)[3:5] == ["--clip-size", "183"]
+    # the 160 px recipe: its clips cut at 183 px, whose 0.875 crop is the config's 160 px
+    at160 = quality.RECIPES.get("real3d_from2d_160")
+    assert int(at160.clip_size_px * load_config(quality.REPO_ROOT / at160.config).clip_crop) == \
+        load_config(quality.REPO_ROOT / at160.config).size == 160
     with pytest.raises(argparse.ArgumentTypeError, match="unknown recipe 'real4d'; known: real, self_blended"):
         quality.parse_run("real4d:111")
     with pytest.raises(SystemExit):
