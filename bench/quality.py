@@ -91,9 +91,9 @@ RECIPES.register("both", Recipe(CONFIG_2D, "both"))
 RECIPES.register("real3d", Recipe(CONFIG_3D, "real", clips=True))  # inflated Lite0 on the real fakes' clips
 # the trained 2D real-fake model of the same seed and folds, inflated, fine-tuned on the clips
 RECIPES.register("real3d_from2d", Recipe(CONFIG_3D_FROM_2D, "real", clips=True, starts_from="real"))
-# the same at the 2D model's own 160 px, from clips cut at 183 px (160 / 0.875: the crop takes 160 px)
+# the same at the 2D model's own 160 px, from clips cut at 184 px (the config's 0.87 crop is 160 px)
 RECIPES.register("real3d_from2d_160", Recipe(CONFIG_3D_FROM_2D_160, "real", clips=True, starts_from="real",
-                                             clip_size_px=183))
+                                             clip_size_px=184))
 
 # the two-model ensembles of one seed (per test fold; on the cross-dataset clips all their fold models):
 # (recipe, recipe, what the row shows). The predictor pools a 2D and a 3D model per person by the family
@@ -112,7 +112,7 @@ PROTOCOL = [
      '`configs/ffpp_3d_cpu.json`: EfficientNet-Lite0 inflated to 3D on 8-frame chunks of the face-track clips '
      'of `./preprocess_data.sh ROOT --clips`, real fakes) and `real3d_from2d` (`configs/ffpp_3d_from2d_cpu.json`: '
      'the `real` model of the same seed and test fold inflated, head included, and fine-tuned on the clips at '
-     '112 px; `real3d_from2d_160` the same at 160 px, from clips cut at 183 px). The pooled numbers (AUC, AP, log loss, each with a '
+     '112 px; `real3d_from2d_160` the same at 160 px, from clips cut at 184 px). The pooled numbers (AUC, AP, log loss, each with a '
      '95% bootstrap interval, videos resampled within each label) are given overall and per FF++ method (all '
      "real videos against that method's fakes), with the log loss of the raw scores next to the calibrated "
      'one (the AUC does not change with calibration), the mean and sd of the five per-fold AUCs (20-22 videos '

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bench import quality
+from core.geometry import clip_full_side_px
 from datasets.layout import DataLayout
 from models.checkpoints import save_checkpoint
 from models.classifier2d import DeepFakeClassifier
@@ -162,11 +163,12 @@ def test_each_recipe_names_a_config_a_fake_source_and_its_stage(tmp_path):
     assert quality.train_command(data, quality.Run("both", 555))[4] == "configs/ffpp_cpu.json"
     assert "--clips" in quality.preprocess_command(data, True) and "--clips" not in quality.preprocess_command(data, False)
     assert "--clip-size" not in quality.preprocess_command(data, True)
-    assert quality.preprocess_command(data, True, 183)[3:5] == ["--clip-size", "183"]
-    # the 160 px recipe: its clips cut at 183 px, whose 0.875 crop is the config's 160 px
+    assert quality.preprocess_command(data, True, 184)[3:5] == ["--clip-size", "184"]
+    # the 160 px recipe: its clips cut at the side its crop is taken from (no resize), even (the clips are video)
     at160 = quality.RECIPES.get("real3d_from2d_160")
-    assert int(at160.clip_size_px * load_config(quality.REPO_ROOT / at160.config).clip_crop) == \
-        load_config(quality.REPO_ROOT / at160.config).size == 160
+    config = load_config(quality.REPO_ROOT / at160.config)
+    assert config.size == 160 and at160.clip_size_px % 2 == 0
+    assert clip_full_side_px(config.size, config.clip_crop) == at160.clip_size_px
     with pytest.raises(argparse.ArgumentTypeError, match="unknown recipe 'real4d'; known: real, self_blended"):
         quality.parse_run("real4d:111")
     with pytest.raises(SystemExit):
