@@ -120,53 +120,52 @@ def iter_frames(path: str | os.PathLike, frame_indices: Iterable[int] | None = N
 TRUSTED_PIXEL_FORMATS = ("yuv420p", "yuv444p")  # where PyAV's BGR frames were checked equal to OpenCV's
 
 
-def _frame_index_by_pts(path: str | os.PathLike, header_frames: int) -> dict[int, int] | None:
-    """Each video packet's presentation timestamp -> its frame index (its rank in presentation order),
-    read without decoding; None when that cannot be trusted (not H.264 in a trusted pixel format, missing or repeated
-    timestamps, packets the demuxer marks discarded, a count other than the header's)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            # the conversion to BGR is OpenCV's pixel for pixel on 8-bit limited-range 4:2:0 (DFDC) and 4:4:4
-            # (FF++) (tested); other pixel formats (full range, 10 bit) are left to OpenCV
-            if stream.codec_context.name != "h264" or stream.codec_context.pix_fmt not in TRUSTED_PIXEL_FORMATS:
-                return None
-            stamps = []
-            for packet in container.demux(stream):
-                if packet.size == 0:  # the demuxer's end-of-stream packet
-                    continue
-                if packet.pts is None or packet.is_discard or packet.is_corrupt:
-                    return None
-                stamps.append(int(packet.pts))
-    except (av.FFmpegError, IndexError):
+def _packets_and_frame_indices(container, header_frames: int) -> tuple[list, dict[int, int]] | None:
+    """The video stream's packets, demuxed into memory (the compressed stream: megabytes), and each one's
+    presentation timestamp -> its frame index (its rank in presentation order), read without decoding;
+    None when that cannot be trusted (not H.264 in a trusted pixel format, missing or repeated timestamps,
+    packets the demuxer marks discarded, a count other than the header's)."""
+    stream = container.streams.video[0]
+    # the conversion to BGR is OpenCV's pixel for pixel on 8-bit limited-range 4:2:0 (DFDC) and 4:4:4 (FF++)
+    # (tested); other pixel formats (full range, 10 bit) are left to OpenCV
+    if stream.codec_context.name != "h264" or stream.codec_context.pix_fmt not in TRUSTED_PIXEL_FORMATS:
         return None
+    packets = []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's end-of-stream packet
+            continue
+        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+            return None
+        packets.append(packet)
+    stamps = [int(packet.pts) for packet in packets]
     if len(stamps) != header_frames or len(set(stamps)) != len(stamps):
         return None
-    return {pts: index for index, pts in enumerate(sorted(stamps))}
+    return packets, {pts: index for index, pts in enumerate(sorted(stamps))}
 
 
 def _read_skipping_unwanted(path: str | os.PathLike, wanted: list[int],
                             header_frames: int) -> list[tuple[int, np.ndarray]] | None:
-    """``(index, RGB frame)`` for the ``wanted`` indices (sorted), decoded in one pass with the decoder
-    skipping the non-reference frames that are not wanted; None when the pass cannot vouch for its
-    indices or misses a wanted frame (the caller then decodes with OpenCV)."""
+    """``(index, RGB frame)`` for the ``wanted`` indices (sorted), decoded in one pass over the file's
+    packets with the decoder skipping the non-reference frames that are not wanted; None when the pass
+    cannot vouch for its indices or misses a wanted frame (the caller then decodes with OpenCV)."""
     import av
 
-    index_of = _frame_index_by_pts(path, header_frames)
-    if index_of is None or not wanted:
+    if not wanted:
         return None
     wanted_set, found = set(wanted), {}
     try:
         with av.open(str(path)) as container:
+            demuxed = _packets_and_frame_indices(container, header_frames)
+            if demuxed is None:
+                return None
+            packets, index_of = demuxed
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             context = stream.codec_context
-            for packet in container.demux(stream):
-                if packet.pts is not None:  # the skip setting applies to the packet sent next
-                    context.skip_frame = "DEFAULT" if index_of.get(int(packet.pts)) in wanted_set else "NONREF"
-                for frame in packet.decode():
+            for packet in [*packets, None]:  # None: flush the frames the decoder still holds
+                if packet is not None:  # the skip setting applies to the packet sent next
+                    context.skip_frame = "DEFAULT" if index_of[int(packet.pts)] in wanted_set else "NONREF"
+                for frame in context.decode(packet):
                     if frame.rotation:  # OpenCV turns such frames upright, PyAV does not: let OpenCV read it
                         return None
                     index = index_of.get(frame.pts)
@@ -175,7 +174,7 @@ def _read_skipping_unwanted(path: str | os.PathLike, wanted: list[int],
                         found[index] = cv2.cvtColor(frame.to_ndarray(format="bgr24"), cv2.COLOR_BGR2RGB)
                 if len(found) == len(wanted_set):
                     break
-    except av.FFmpegError:
+    except (av.FFmpegError, IndexError):
         return None
     if len(found) != len(wanted_set):
         return None

@@ -139,17 +139,16 @@ def _assert_same_frames(got_indices, got_frames, expected):
 
 
 def test_sparse_sample_skips_unwanted_non_reference_frames_with_the_same_pixels(numbered_video, real_small_or_none):
-    from core.video import _frame_index_by_pts, _read_skipping_unwanted
+    from core.video import _read_skipping_unwanted
 
     clips = [numbered_video]
     if real_small_or_none is not None:  # FF++ 640x480 and DFDC 1920x1080 clips, B-frames and all
         clips += [real_small_or_none / "dfdc_train_part_0" / name for name in ("519.mp4", "lynaeydofd.mp4")]
     for path in clips:
         header = probe_video(path).frame_count
-        assert _frame_index_by_pts(path, header) is not None  # the skipping pass is the one taken
         for n, sampling in ((4, "round"), (32, "truncate")):
             planned = evenly_spaced_indices(header, n, sampling)
-            assert _read_skipping_unwanted(path, planned, header) is not None
+            assert _read_skipping_unwanted(path, planned, header) is not None  # the skipping pass is the one taken
             counts = DecodeCounts()
             indices, frames = read_sampled_frames(path, n, sampling, counts=counts)
             _assert_same_frames(indices, frames, _opencv_pass(path, planned))
@@ -158,7 +157,7 @@ def test_sparse_sample_skips_unwanted_non_reference_frames_with_the_same_pixels(
 
 
 def test_other_codecs_and_untrustworthy_counts_are_read_by_the_opencv_pass(tmp_path, numbered_video):
-    from core.video import _frame_index_by_pts, _read_skipping_unwanted
+    from core.video import _read_skipping_unwanted
 
     # not H.264: the skipping pass declines, the OpenCV pass reads it
     mpeg4 = _write_numbered(tmp_path / "mpeg4.mp4", codec="mpeg4")
@@ -167,7 +166,6 @@ def test_other_codecs_and_untrustworthy_counts_are_read_by_the_opencv_pass(tmp_p
     indices, frames = read_sampled_frames(mpeg4, 4)
     assert indices == [0, 10, 19, 29] and [_decoded_index(f) for f in frames] == indices
     # a header count the packets do not match: no frame index is trusted
-    assert _frame_index_by_pts(numbered_video, N_FRAMES + 1) is None
     assert _read_skipping_unwanted(numbered_video, [0, 10], N_FRAMES + 1) is None
 
 
@@ -198,10 +196,10 @@ def test_a_rotated_video_is_read_upright_by_the_opencv_pass(tmp_path, numbered_v
 
 
 def test_a_full_range_video_is_left_to_the_opencv_pass(tmp_path):
-    from core.video import _frame_index_by_pts
+    from core.video import _read_skipping_unwanted
 
     # yuvj420p (full range): its colour conversion is not checked against OpenCV's
     path = _write_numbered(tmp_path / "full_range.mp4", pix_fmt="yuvj420p")
-    assert _frame_index_by_pts(path, probe_video(path).frame_count) is None
+    assert _read_skipping_unwanted(path, [0, 10], probe_video(path).frame_count) is None
     indices, frames = read_sampled_frames(path, 4)
     assert indices == [0, 10, 19, 29] and [_decoded_index(f) for f in frames] == indices
