@@ -301,9 +301,11 @@ def test_a_bug_stops_the_run_with_exit_1_and_keeps_the_rows_done(mixed_folder, p
     with_faces = [n for n in mp4s if n not in BAD_VIDEOS]
     _forward_failing_on(monkeypatch, {3})  # one classifier call per video here: the third video with faces
     output = tmp_path / "stopped.csv"
-    # batch normalisation unfolded: folding checks the model with two calls of its own before any video
+    # batch normalisation unfolded: folding checks the model with two calls of its own before any video; one
+    # video in flight: the classifier calls come in the folder's order (with several in flight, the third call
+    # may be another video's)
     argv = ["--test-dir", str(mixed_folder), "--models", str(project_checkpoint), "--frames-per-video", "2",
-            "--no-progress", "--prefetch", "2", "--no-fold-batchnorm"]
+            "--no-progress", "--prefetch", "2", "--no-fold-batchnorm", "--videos-in-flight", "1"]
     rc = cli.main(argv + ["--output", str(output)])
     err = capsys.readouterr().err
     assert rc == 1, err
